@@ -1,0 +1,124 @@
+//! Builds the whole HTTP service: `/mcp` behind its layers, plus the health probes.
+//!
+//! [`build`] returns a plain axum [`Router`], the one `tower::Service` both hosts
+//! serve; tests drive it with `oneshot` and no socket.
+
+use std::{sync::Arc, time::{Duration, Instant}};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    middleware,
+    response::IntoResponse,
+    routing::get,
+};
+use rmcp::transport::{
+    StreamableHttpServerConfig, StreamableHttpService,
+    streamable_http_server::session::local::LocalSessionManager,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    http::{json_response, principal, session_gate},
+    server::{McpServer, ServerContext},
+    session::DurableSessions,
+    store::Store,
+};
+
+/// How long readiness waits for the store before calling it down.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the host needs to serve and stop the service.
+pub struct App {
+    pub router: Router,
+    /// Cancelled on shutdown: ends open SSE streams and session workers.
+    pub shutdown: CancellationToken,
+}
+
+/// The store and its name, as the probes report them.
+#[derive(Clone)]
+struct Probes {
+    store: Arc<dyn Store>,
+    backend: &'static str,
+}
+
+/// Assembles the service over an already connected store.
+pub fn build(config: &Config, store: Arc<dyn Store>, backend: &'static str, host: &'static str) -> App {
+    let shutdown = CancellationToken::new();
+    let context = Arc::new(ServerContext::new(store.clone(), backend, host));
+    let handler = handler(McpServer::new(context), config);
+    let sessions = Arc::new(LocalSessionManager::default());
+    let mut mcp_config = StreamableHttpServerConfig::default()
+        .with_json_response(true)
+        .with_max_request_body_bytes(config.max_body_bytes)
+        .with_allowed_hosts(config.allowed_hosts.clone())
+        .with_allowed_origins(config.allowed_origins.clone())
+        .with_cancellation_token(shutdown.child_token());
+    if !config.allowed_origins.is_empty() {
+        mcp_config = mcp_config.enforce_origin_validation();
+    }
+    mcp_config.session_store = Some(Arc::new(DurableSessions::new(store.clone(), config.session_ttl)));
+    let mcp = StreamableHttpService::new(move || Ok(handler.clone()), sessions.clone(), mcp_config);
+    let gate = session_gate::SessionGate {
+        store: store.clone(),
+        ttl: config.session_ttl,
+        local: sessions,
+    };
+    let mcp_routes = Router::new()
+        .route_service("/mcp", mcp)
+        .layer(middleware::from_fn(json_response::prefer_json))
+        .layer(middleware::from_fn_with_state(gate, session_gate::gate))
+        .layer(middleware::from_fn(principal::anonymous));
+    let router = Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .with_state(Probes { store, backend })
+        .merge(mcp_routes);
+    App { router, shutdown }
+}
+
+#[cfg(not(feature = "conformance"))]
+fn handler(server: McpServer, _config: &Config) -> McpServer {
+    server
+}
+
+#[cfg(feature = "conformance")]
+fn handler(server: McpServer, config: &Config) -> crate::conformance::ConformanceServer {
+    crate::conformance::ConformanceServer::new(server, &config.signing_key)
+}
+
+/// Liveness: the process answers.
+async fn live() -> impl IntoResponse {
+    Json(json!({ "status": "alive", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// Readiness: the store answers within [`READY_PROBE_TIMEOUT`]; 503 otherwise.
+async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(READY_PROBE_TIMEOUT, probes.store.ping()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (up, error) = match outcome {
+        Ok(Ok(())) => (true, None),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: store probe failed");
+            (false, Some("store error"))
+        }
+        Err(_) => (false, Some("timed out")),
+    };
+    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if up { "ready" } else { "not_ready" },
+        "checks": {
+            "store": {
+                "backend": probes.backend,
+                "status": if up { "up" } else { "down" },
+                "latencyMs": latency_ms,
+                "error": error,
+            }
+        }
+    });
+    (status, Json(body))
+}

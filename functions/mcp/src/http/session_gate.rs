@@ -1,0 +1,128 @@
+//! Checks a request's `Mcp-Session-Id` against the store before rmcp sees it.
+//!
+//! A session that is unknown, expired, deleted or owned by another principal
+//! answers 404 with JSON-RPC error -32001, the same for all four so a caller
+//! cannot learn that someone else's session exists. A live session has its
+//! expiry slid forward lazily: at most one write per refresh interval, so a
+//! warm request costs exactly one store read. The record travels on to
+//! [`DurableSessions`](crate::session::DurableSessions) in a [`RequestScope`].
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{Request, State},
+    http::StatusCode,
+    middleware::Next,
+    response::Response,
+};
+use chrono::Utc;
+use rmcp::transport::streamable_http_server::session::{SessionManager, local::LocalSessionManager};
+
+use super::{SESSION_NOT_FOUND, jsonrpc_error};
+use crate::{
+    principal::Principal,
+    session::RequestScope,
+    store::{SessionRecord, Store, StoreError},
+};
+
+/// Longest session id looked up; rmcp issues UUIDs, so anything longer is not ours.
+const MAX_SESSION_ID_BYTES: usize = 128;
+
+/// What the gate needs: the store, the sliding lifetime and the in-memory sessions.
+#[derive(Clone)]
+pub struct SessionGate {
+    pub store: Arc<dyn Store>,
+    pub ttl: Duration,
+    /// Live sessions of this process, closed here when the store says they are gone.
+    pub local: Arc<LocalSessionManager>,
+}
+
+impl SessionGate {
+    /// How stale `last_seen_at` may get before the expiry is slid forward.
+    fn refresh_after(&self) -> Duration {
+        (self.ttl / 10).min(Duration::from_secs(3600))
+    }
+
+    /// What the store says of session `id` for `principal`.
+    async fn check(&self, id: &str, principal: &Principal) -> Result<Lookup, StoreError> {
+        let plausible = !id.is_empty()
+            && id.len() <= MAX_SESSION_ID_BYTES
+            && id.bytes().all(|b| b.is_ascii_graphic());
+        if !plausible {
+            return Ok(Lookup::Gone);
+        }
+        Ok(match self.store.load_session(id).await? {
+            Some(record) if &record.principal == principal => Lookup::Live(record),
+            Some(_) => Lookup::Foreign,
+            None => Lookup::Gone,
+        })
+    }
+
+    async fn slide_expiry(&self, record: &SessionRecord) {
+        let now = Utc::now();
+        let stale = (now - record.last_seen_at)
+            .to_std()
+            .is_ok_and(|age| age >= self.refresh_after());
+        if stale
+            && let Err(error) = self
+                .store
+                .touch_session(&record.id, now, now + self.ttl)
+                .await
+        {
+            // The session still works; it just may expire on its old schedule.
+            tracing::warn!(%error, session = %record.id, "could not slide session expiry");
+        }
+    }
+}
+
+/// The three answers a session lookup can have.
+enum Lookup {
+    Live(SessionRecord),
+    /// Exists but belongs to another principal: answered exactly like [`Lookup::Gone`].
+    Foreign,
+    /// Unknown, expired or deleted.
+    Gone,
+}
+
+fn session_not_found() -> Response {
+    jsonrpc_error(StatusCode::NOT_FOUND, SESSION_NOT_FOUND, "Session not found")
+}
+
+/// The middleware: gate, then serve inside a [`RequestScope`].
+pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        tracing::error!("session gate reached without a principal");
+        return jsonrpc_error(StatusCode::INTERNAL_SERVER_ERROR, -32603, "Internal error");
+    };
+    let session_id = match request.headers().get("mcp-session-id").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(id)) => Some(id.to_owned()),
+        Some(Err(_)) => return session_not_found(),
+    };
+    let session = match session_id {
+        None => None,
+        Some(id) => match gate.check(&id, &principal).await {
+            Ok(Lookup::Live(record)) => {
+                gate.slide_expiry(&record).await;
+                Some(record)
+            }
+            Ok(Lookup::Foreign) => return session_not_found(),
+            Ok(Lookup::Gone) => {
+                // Deleted or expired elsewhere: drop this process's copy too.
+                if let Err(error) = gate.local.close_session(&id.into()).await {
+                    tracing::warn!(%error, "closing a stale in-memory session failed");
+                }
+                return session_not_found();
+            }
+            Err(error) => {
+                tracing::error!(%error, "session lookup failed");
+                return jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    -32603,
+                    "Session store unavailable; retry shortly",
+                );
+            }
+        },
+    };
+    RequestScope { principal, session }.run(next.run(request)).await
+}

@@ -1,0 +1,228 @@
+//! Durable state behind small traits, so every host and backend share one contract.
+//!
+//! - [`StateStore`]: versioned JSON documents per principal with compare-and-set,
+//!   optional expiry and cursor pagination (the `state_*` tools).
+//! - [`SessionRecords`]: the legacy-wire session records that let any process
+//!   serve any session (see [`crate::session`]).
+//!
+//! Backends: [`sql::SqlStore`] over SQLite (the `cargo run` default) or PostgreSQL.
+//! Every backend passes the one shared suite in `tests/store_suite.rs`.
+
+pub mod cursor;
+pub mod sql;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::principal::Principal;
+
+/// Largest serialized document accepted by [`StateStore::put`], in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Largest page [`StateStore::list`] returns, whatever the caller asks for.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// One stored document and its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Document {
+    pub key: String,
+    pub value: Value,
+    /// Starts at 1 and grows by one on every write; the compare-and-set token.
+    pub version: u64,
+    #[serde(rename = "updatedAt")]
+    pub updated_at: DateTime<Utc>,
+    /// When the document stops being visible; absent keeps it until deleted.
+    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a write requires of the current document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there.
+    Any,
+    /// Write only if the key holds no live document.
+    Absent,
+    /// Write only if the live document has exactly this version.
+    Version(u64),
+}
+
+impl Expect {
+    /// The tools' `expected_version` argument: absent means any, 0 means absent.
+    pub fn from_expected_version(expected: Option<u64>) -> Self {
+        match expected {
+            None => Self::Any,
+            Some(0) => Self::Absent,
+            Some(version) => Self::Version(version),
+        }
+    }
+}
+
+/// A write to [`StateStore::put`].
+#[derive(Debug, Clone)]
+pub struct Put<'a> {
+    pub key: &'a str,
+    pub value: &'a Value,
+    pub expect: Expect,
+    /// Expire the document this long after the write.
+    pub ttl: Option<Duration>,
+}
+
+/// A page of [`StateStore::list`].
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Page {
+    pub items: Vec<Document>,
+    /// Pass back to get the next page; `None` on the last page.
+    #[serde(rename = "nextCursor", skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A legacy-wire session as persisted: enough to restore it in any process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id: String,
+    /// The principal that created the session; no other principal may use it.
+    pub principal: Principal,
+    /// The client's `initialize` params, replayed when a process restores the session.
+    pub init_params: Value,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What went wrong in a store call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("key is empty")]
+    EmptyKey,
+    #[error("key is {0} bytes; at most {MAX_KEY_BYTES} are allowed")]
+    KeyTooLong(usize),
+    #[error("key contains a control character")]
+    KeyControlCharacter,
+    #[error("document is {0} bytes when serialized; at most {MAX_DOCUMENT_BYTES} are allowed")]
+    DocumentTooLarge(usize),
+    #[error("version conflict on `{key}`: expected {expected}, current is {}", describe_version(*.current))]
+    VersionConflict {
+        key: String,
+        expected: String,
+        current: Option<u64>,
+    },
+    #[error("the cursor is not valid for this listing; start again without a cursor")]
+    BadCursor,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store backend error: {0}")]
+    Backend(#[from] sqlx::Error),
+    #[error("store migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("cannot prepare the store directory {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn describe_version(current: Option<u64>) -> String {
+    match current {
+        Some(version) => format!("version {version}"),
+        None => "absent (no document)".to_owned(),
+    }
+}
+
+impl StoreError {
+    /// True when the caller's input was at fault, so the message is safe and useful to show.
+    pub fn is_caller_error(&self) -> bool {
+        matches!(
+            self,
+            Self::EmptyKey
+                | Self::KeyTooLong(_)
+                | Self::KeyControlCharacter
+                | Self::DocumentTooLarge(_)
+                | Self::VersionConflict { .. }
+                | Self::BadCursor
+        )
+    }
+}
+
+/// Checks a document key against the documented limits.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() {
+        return Err(StoreError::EmptyKey);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(StoreError::KeyTooLong(key.len()));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(StoreError::KeyControlCharacter);
+    }
+    Ok(())
+}
+
+/// Versioned JSON documents, each owned by one principal.
+///
+/// **Invariant:** no method returns, counts or reveals a document of a
+/// principal other than the one passed in.
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// The live document at `key`, if any.
+    async fn get(&self, principal: &Principal, key: &str) -> Result<Option<Document>, StoreError>;
+
+    /// Writes a document; fails with [`StoreError::VersionConflict`] when `expect` does not hold.
+    async fn put(&self, principal: &Principal, put: Put<'_>) -> Result<Document, StoreError>;
+
+    /// Deletes the live document at `key`; returns whether one was there.
+    async fn delete(
+        &self,
+        principal: &Principal,
+        key: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError>;
+
+    /// Live documents in key order, optionally only those whose key starts with `prefix`.
+    async fn list(
+        &self,
+        principal: &Principal,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page, StoreError>;
+
+    /// Cheap round trip proving the backend answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Removes expired documents and sessions; returns how many rows went.
+    async fn purge_expired(&self) -> Result<u64, StoreError>;
+}
+
+/// Persisted legacy-wire sessions.
+#[async_trait]
+pub trait SessionRecords: Send + Sync + 'static {
+    /// Creates or replaces a record.
+    async fn save_session(&self, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// The record if it exists and has not expired.
+    async fn load_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Slides the expiry forward.
+    async fn touch_session(
+        &self,
+        id: &str,
+        last_seen_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a record; removing an unknown one is not an error.
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
+}
+
+/// A backend that keeps both documents and sessions.
+pub trait Store: StateStore + SessionRecords {}
+impl<T: StateStore + SessionRecords> Store for T {}

@@ -1,0 +1,477 @@
+//! [`StateStore`] and [`SessionRecords`] over SQLite or PostgreSQL, through one SQL dialect.
+//!
+//! Both backends run the same statements through sqlx's `Any` driver (`$N`
+//! placeholders, `ON CONFLICT … RETURNING`), so their behaviour cannot drift;
+//! only the migrations differ, one folder per backend under `migrations/`.
+//! Compare-and-set is a single conditional statement, never read-then-write.
+
+use std::{borrow::Cow, path::Path, str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::{
+    AnyPool, Row, SqlSafeStr,
+    any::{AnyConnectOptions, AnyPoolOptions, AnyRow},
+    migrate::{Migration, MigrationType, Migrator},
+};
+
+use super::{
+    Document, Expect, MAX_DOCUMENT_BYTES, MAX_PAGE_SIZE, Page, Put, SessionRecord,
+    SessionRecords, StateStore, StoreError, cursor::CursorCodec, validate_key,
+};
+use crate::principal::Principal;
+
+/// The schema migrations of each backend, embedded in the binary, oldest first.
+fn migrator(backend: Backend) -> Migrator {
+    let migrations: &[(i64, &str, &'static str)] = match backend {
+        Backend::Sqlite => &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))],
+        Backend::Postgres => &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))],
+    };
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
+
+/// Which SQL server a [`SqlStore`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a store URL names.
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// A pooled SQL store, migrated on connect.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    cursors: CursorCodec,
+}
+
+impl SqlStore {
+    /// Connects to `url`, creating the SQLite file and its folder if needed, and runs migrations.
+    pub async fn connect(url: &str, cursor_key: &[u8]) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; the busy timeout
+                        // queues concurrent writers instead of failing them.
+                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        migrator(backend).run(&pool).await?;
+        Ok(Self {
+            pool,
+            backend,
+            cursors: CursorCodec::new(cursor_key),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The live version at `key`, for conflict messages.
+    async fn current_version(
+        &self,
+        principal: &Principal,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version FROM mcp_state WHERE principal = $1 AND key = $2 \
+             AND (expires_at IS NULL OR expires_at > $3)",
+        )
+        .bind(principal.as_str())
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| version_of(&row)).transpose()
+    }
+
+    async fn conflict(
+        &self,
+        principal: &Principal,
+        key: &str,
+        expect: Expect,
+        now: i64,
+    ) -> StoreError {
+        let current = match self.current_version(principal, key, now).await {
+            Ok(current) => current,
+            Err(error) => return error,
+        };
+        StoreError::VersionConflict {
+            key: key.to_owned(),
+            expected: match expect {
+                Expect::Any => "any version".to_owned(),
+                Expect::Absent => "no document".to_owned(),
+                Expect::Version(version) => format!("version {version}"),
+            },
+            current,
+        }
+    }
+}
+
+/// SQLite URLs get `mode=rwc` (create if missing) and their folder made.
+fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:"
+        && let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    let query = if query.contains("mode=") {
+        query.to_owned()
+    } else if query.is_empty() {
+        "mode=rwc".to_owned()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn time_of(millis: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(millis)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {millis} is out of range")))
+}
+
+fn version_of(row: &AnyRow) -> Result<u64, StoreError> {
+    let version: i64 = row.try_get("version")?;
+    u64::try_from(version).map_err(|_| StoreError::Corrupt(format!("negative version {version}")))
+}
+
+fn document_of(row: &AnyRow) -> Result<Document, StoreError> {
+    let value: String = row.try_get("value")?;
+    let expires_at: Option<i64> = row.try_get("expires_at")?;
+    Ok(Document {
+        key: row.try_get("key")?,
+        value: serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        version: version_of(row)?,
+        updated_at: time_of(row.try_get("updated_at")?)?,
+        expires_at: expires_at.map(time_of).transpose()?,
+    })
+}
+
+fn session_of(row: &AnyRow) -> Result<SessionRecord, StoreError> {
+    let principal: String = row.try_get("principal")?;
+    let init_params: String = row.try_get("init_params")?;
+    Ok(SessionRecord {
+        id: row.try_get("id")?,
+        principal: Principal::new(&principal).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        init_params: serde_json::from_str(&init_params)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: time_of(row.try_get("created_at")?)?,
+        last_seen_at: time_of(row.try_get("last_seen_at")?)?,
+        expires_at: time_of(row.try_get("expires_at")?)?,
+    })
+}
+
+fn ttl_millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl StateStore for SqlStore {
+    async fn get(&self, principal: &Principal, key: &str) -> Result<Option<Document>, StoreError> {
+        validate_key(key)?;
+        let row = sqlx::query(
+            "SELECT key, value, version, updated_at, expires_at FROM mcp_state \
+             WHERE principal = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)",
+        )
+        .bind(principal.as_str())
+        .bind(key)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(document_of).transpose()
+    }
+
+    async fn put(&self, principal: &Principal, put: Put<'_>) -> Result<Document, StoreError> {
+        validate_key(put.key)?;
+        let value = serde_json::to_string(put.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if value.len() > MAX_DOCUMENT_BYTES {
+            return Err(StoreError::DocumentTooLarge(value.len()));
+        }
+        let now = now_millis();
+        let expires_at = put.ttl.map(|ttl| now.saturating_add(ttl_millis(ttl)));
+        let statement = match put.expect {
+            // An expired row counts as absent: its version restarts at 1.
+            Expect::Any => {
+                "INSERT INTO mcp_state (principal, key, value, version, updated_at, expires_at) \
+                 VALUES ($1, $2, $3, 1, $4, $5) \
+                 ON CONFLICT (principal, key) DO UPDATE SET value = excluded.value, \
+                 version = CASE WHEN mcp_state.expires_at IS NOT NULL AND mcp_state.expires_at <= $4 \
+                 THEN 1 ELSE mcp_state.version + 1 END, \
+                 updated_at = excluded.updated_at, expires_at = excluded.expires_at \
+                 RETURNING version"
+            }
+            Expect::Absent => {
+                "INSERT INTO mcp_state (principal, key, value, version, updated_at, expires_at) \
+                 VALUES ($1, $2, $3, 1, $4, $5) \
+                 ON CONFLICT (principal, key) DO UPDATE SET value = excluded.value, version = 1, \
+                 updated_at = excluded.updated_at, expires_at = excluded.expires_at \
+                 WHERE mcp_state.expires_at IS NOT NULL AND mcp_state.expires_at <= $4 \
+                 RETURNING version"
+            }
+            Expect::Version(_) => {
+                "UPDATE mcp_state SET value = $3, version = version + 1, updated_at = $4, \
+                 expires_at = $5 WHERE principal = $1 AND key = $2 AND version = $6 \
+                 AND (expires_at IS NULL OR expires_at > $4) RETURNING version"
+            }
+        };
+        let mut query = sqlx::query(statement)
+            .bind(principal.as_str())
+            .bind(put.key)
+            .bind(value)
+            .bind(now)
+            .bind(expires_at);
+        if let Expect::Version(version) = put.expect {
+            query = query.bind(i64::try_from(version).unwrap_or(i64::MAX));
+        }
+        let Some(row) = query.fetch_optional(&self.pool).await? else {
+            return Err(self.conflict(principal, put.key, put.expect, now).await);
+        };
+        Ok(Document {
+            key: put.key.to_owned(),
+            value: put.value.clone(),
+            version: version_of(&row)?,
+            updated_at: time_of(now)?,
+            expires_at: expires_at.map(time_of).transpose()?,
+        })
+    }
+
+    async fn delete(
+        &self,
+        principal: &Principal,
+        key: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        validate_key(key)?;
+        let now = now_millis();
+        let deleted = match expect {
+            Expect::Any => {
+                sqlx::query(
+                    "DELETE FROM mcp_state WHERE principal = $1 AND key = $2 \
+                     AND (expires_at IS NULL OR expires_at > $3)",
+                )
+                    .bind(principal.as_str())
+                    .bind(key)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+            }
+            Expect::Version(version) => {
+                sqlx::query(
+                    "DELETE FROM mcp_state WHERE principal = $1 AND key = $2 \
+                     AND (expires_at IS NULL OR expires_at > $3) AND version = $4",
+                )
+                    .bind(principal.as_str())
+                    .bind(key)
+                    .bind(now)
+                    .bind(i64::try_from(version).unwrap_or(i64::MAX))
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+            }
+            Expect::Absent => 0,
+        };
+        match (deleted, expect) {
+            (0, Expect::Any) => Ok(false),
+            (0, _) => match self.current_version(principal, key, now).await? {
+                None if expect == Expect::Absent => Ok(false),
+                _ => Err(self.conflict(principal, key, expect, now).await),
+            },
+            _ => Ok(true),
+        }
+    }
+
+    async fn list(
+        &self,
+        principal: &Principal,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        let after = match cursor {
+            Some(cursor) => self.cursors.open(principal, prefix, cursor)?,
+            None => String::new(),
+        };
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        let rows = sqlx::query(
+            "SELECT key, value, version, updated_at, expires_at FROM mcp_state \
+             WHERE principal = $1 AND key > $2 AND substr(key, 1, length($3)) = $3 \
+             AND (expires_at IS NULL OR expires_at > $4) ORDER BY key LIMIT $5",
+        )
+        .bind(principal.as_str())
+        .bind(after)
+        .bind(prefix)
+        .bind(now_millis())
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows.iter().map(document_of).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items
+                .last()
+                .map(|last| self.cursors.seal(principal, prefix, &last.key))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = now_millis();
+        let state = sqlx::query("DELETE FROM mcp_state WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let sessions = sqlx::query("DELETE FROM mcp_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(state + sessions)
+    }
+}
+
+#[async_trait]
+impl SessionRecords for SqlStore {
+    async fn save_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO mcp_sessions (id, principal, init_params, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET principal = excluded.principal, \
+             init_params = excluded.init_params, created_at = excluded.created_at, \
+             last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at",
+        )
+        .bind(record.id.as_str())
+        .bind(record.principal.as_str())
+        .bind(record.init_params.to_string())
+        .bind(record.created_at.timestamp_millis())
+        .bind(record.last_seen_at.timestamp_millis())
+        .bind(record.expires_at.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, principal, init_params, created_at, last_seen_at, expires_at \
+             FROM mcp_sessions WHERE id = $1 AND expires_at > $2",
+        )
+        .bind(id)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_of).transpose()
+    }
+
+    async fn touch_session(
+        &self,
+        id: &str,
+        last_seen_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE mcp_sessions SET last_seen_at = $2, expires_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(last_seen_at.timestamp_millis())
+            .bind(expires_at.timestamp_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM mcp_sessions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_their_backend() {
+        assert_eq!(Backend::of_url("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::of_url("postgres://h/db").ok(), Some(Backend::Postgres));
+        assert!(matches!(Backend::of_url("mysql://h/db"), Err(StoreError::UnsupportedUrl(_))));
+    }
+
+    #[test]
+    fn sqlite_urls_create_their_file() {
+        assert_eq!(prepare_sqlite_url("sqlite::memory:").ok(), Some("sqlite://:memory:?mode=rwc".into()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nested/mcp.db");
+        let url = prepare_sqlite_url(&format!("sqlite://{}", path.display())).expect("prepared");
+        assert!(url.ends_with("mcp.db?mode=rwc"));
+        assert!(path.parent().is_some_and(Path::exists));
+    }
+}

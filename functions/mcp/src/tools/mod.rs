@@ -1,0 +1,89 @@
+//! The product tools: one file each, registered in [`product_tools`].
+//!
+//! A tool is an `impl McpServer` block with a `#[tool_router(router = …)]`
+//! attribute, an argument struct deriving `Deserialize` + `JsonSchema` (its doc
+//! comments become the schema descriptions), and a function returning
+//! `Result<Json<Output>, ToolError>`. An `Err` reaches the client as an
+//! `isError: true` result whose text says what was wrong and how to fix it.
+//!
+//! To add a tool: copy `echo.rs`, rename, and add one line to [`product_tools`].
+
+mod echo;
+mod get_time;
+mod health_check;
+mod state_delete;
+mod state_get;
+mod state_list;
+mod state_set;
+
+use rmcp::{
+    ErrorData,
+    handler::server::{
+        common::{AsRequestContext, FromContextPart},
+        router::tool::ToolRouter,
+    },
+    model::{ContentBlock, IntoContents},
+};
+
+use crate::{principal::Principal, server::McpServer, store::StoreError};
+
+/// Every product tool; the one place a new tool is registered.
+pub(crate) fn product_tools() -> ToolRouter<McpServer> {
+    McpServer::health_check_router()
+        + McpServer::echo_router()
+        + McpServer::get_time_router()
+        + McpServer::state_get_router()
+        + McpServer::state_set_router()
+        + McpServer::state_list_router()
+        + McpServer::state_delete_router()
+}
+
+/// A tool failure the caller can act on; shown to the client as `isError: true`.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The arguments were well-formed but not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A store rule refused the call (size, key, version conflict, cursor).
+    #[error("{0}")]
+    Store(StoreError),
+    /// Something on the server side failed; details are in the server log only.
+    #[error("the {0} is unavailable right now; retry shortly (details are in the server log)")]
+    Unavailable(&'static str),
+}
+
+impl From<StoreError> for ToolError {
+    fn from(error: StoreError) -> Self {
+        if error.is_caller_error() {
+            Self::Store(error)
+        } else {
+            tracing::error!(%error, "store call failed");
+            Self::Unavailable("state store")
+        }
+    }
+}
+
+impl IntoContents for ToolError {
+    fn into_contents(self) -> Vec<ContentBlock> {
+        vec![ContentBlock::text(self.to_string())]
+    }
+}
+
+/// The principal a tool call acts for, taken from the HTTP request.
+///
+/// The host inserts the [`Principal`] into the request before the MCP layer
+/// sees it; a request without one is refused rather than run as anyone.
+pub struct Caller(pub Principal);
+
+impl<C: AsRequestContext> FromContextPart<C> for Caller {
+    fn from_context_part(context: &mut C) -> Result<Self, ErrorData> {
+        context
+            .as_request_context()
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Principal>())
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| ErrorData::internal_error("request carries no principal", None))
+    }
+}
