@@ -3,14 +3,13 @@
 //! [`build`] returns a plain axum [`Router`], the one `tower::Service` both hosts
 //! serve; tests drive it with `oneshot` and no socket.
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    middleware,
-    response::IntoResponse,
+    Json, Router, extract::State, http::StatusCode, middleware, response::IntoResponse,
     routing::get,
 };
 use rmcp::transport::{
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
-    http::{json_response, principal, session_gate},
+    http::{json_response, jsonrpc_guard, principal, session_gate},
     server::{McpServer, ServerContext},
     session::DurableSessions,
     store::Store,
@@ -46,7 +45,12 @@ struct Probes {
 }
 
 /// Assembles the service over an already connected store.
-pub fn build(config: &Config, store: Arc<dyn Store>, backend: &'static str, host: &'static str) -> App {
+pub fn build(
+    config: &Config,
+    store: Arc<dyn Store>,
+    backend: &'static str,
+    host: &'static str,
+) -> App {
     let shutdown = CancellationToken::new();
     let context = Arc::new(ServerContext::new(store.clone(), backend, host));
     let handler = handler(McpServer::new(context), config);
@@ -60,7 +64,10 @@ pub fn build(config: &Config, store: Arc<dyn Store>, backend: &'static str, host
     if !config.allowed_origins.is_empty() {
         mcp_config = mcp_config.enforce_origin_validation();
     }
-    mcp_config.session_store = Some(Arc::new(DurableSessions::new(store.clone(), config.session_ttl)));
+    mcp_config.session_store = Some(Arc::new(DurableSessions::new(
+        store.clone(),
+        config.session_ttl,
+    )));
     let mcp = StreamableHttpService::new(move || Ok(handler.clone()), sessions.clone(), mcp_config);
     let gate = session_gate::SessionGate {
         store: store.clone(),
@@ -71,6 +78,10 @@ pub fn build(config: &Config, store: Arc<dyn Store>, backend: &'static str, host
         .route_service("/mcp", mcp)
         .layer(middleware::from_fn(json_response::prefer_json))
         .layer(middleware::from_fn_with_state(gate, session_gate::gate))
+        .layer(middleware::from_fn_with_state(
+            jsonrpc_guard::BodyLimit(config.max_body_bytes),
+            jsonrpc_guard::guard,
+        ))
         .layer(middleware::from_fn(principal::anonymous));
     let router = Router::new()
         .route("/health/live", get(live))
@@ -108,7 +119,11 @@ async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
         }
         Err(_) => (false, Some("timed out")),
     };
-    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if up { "ready" } else { "not_ready" },
         "checks": {

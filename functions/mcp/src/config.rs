@@ -15,7 +15,11 @@ pub const MIN_SIGNING_KEY_BYTES: usize = 32;
 
 /// Command-line flags for the common settings; each wins over its variable.
 #[derive(Debug, Default, Parser)]
-#[command(name = "mcp-server", version, about = "Serve MCP over Streamable HTTP at /mcp")]
+#[command(
+    name = "mcp-server",
+    version,
+    about = "Serve MCP over Streamable HTTP at /mcp"
+)]
 pub struct Flags {
     /// Address to listen on [env: MCP_BIND] [default: 127.0.0.1:8080]
     #[arg(long)]
@@ -118,7 +122,11 @@ impl Config {
             .ok()
             .filter(|bytes| (1024..=64 * 1024 * 1024).contains(bytes))
             .ok_or_else(|| {
-                invalid("MCP_MAX_BODY_BYTES", max_body, "expected a byte count from 1024 to 67108864")
+                invalid(
+                    "MCP_MAX_BODY_BYTES",
+                    max_body,
+                    "expected a byte count from 1024 to 67108864",
+                )
             })?;
 
         let (signing_key, using_dev_signing_key) = match lookup("MCP_SIGNING_KEY") {
@@ -126,7 +134,10 @@ impl Config {
                 return Err(invalid(
                     "MCP_SIGNING_KEY",
                     "<redacted>",
-                    format!("is {} bytes; at least {MIN_SIGNING_KEY_BYTES} are required", key.len()),
+                    format!(
+                        "is {} bytes; at least {MIN_SIGNING_KEY_BYTES} are required",
+                        key.len()
+                    ),
                 ));
             }
             Some(key) => (key.as_bytes().to_vec(), false),
@@ -164,7 +175,13 @@ fn parse_seconds(var: &'static str, value: &str, minimum: u64) -> Result<Duratio
         .ok()
         .filter(|secs| *secs >= minimum && *secs <= 365 * 24 * 3600)
         .map(Duration::from_secs)
-        .ok_or_else(|| invalid(var, value, format!("expected whole seconds from {minimum} to 31536000")))
+        .ok_or_else(|| {
+            invalid(
+                var,
+                value,
+                format!("expected whole seconds from {minimum} to 31536000"),
+            )
+        })
 }
 
 /// A comma-separated list; `*` alone means "accept any" (an empty list).
@@ -185,7 +202,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_sources(Flags::default(), &env)
     }
 
@@ -213,12 +233,36 @@ mod tests {
     #[test]
     fn malformed_values_name_their_variable() {
         let cases = [
-            ("MCP_BIND", "localhost", "expected IP:PORT, e.g. 127.0.0.1:8080"),
-            ("MCP_STORE_URL", "mysql://db", "unsupported store URL `mysql://db`: use sqlite://PATH or postgres://…"),
-            ("MCP_SESSION_TTL_SECS", "soon", "expected whole seconds from 60 to 31536000"),
-            ("MCP_SESSION_TTL_SECS", "5", "expected whole seconds from 60 to 31536000"),
-            ("MCP_MAX_BODY_BYTES", "-1", "expected a byte count from 1024 to 67108864"),
-            ("MCP_SHUTDOWN_GRACE_SECS", "1.5", "expected whole seconds from 0 to 31536000"),
+            (
+                "MCP_BIND",
+                "localhost",
+                "expected IP:PORT, e.g. 127.0.0.1:8080",
+            ),
+            (
+                "MCP_STORE_URL",
+                "mysql://db",
+                "unsupported store URL `mysql://db`: use sqlite://PATH or postgres://…",
+            ),
+            (
+                "MCP_SESSION_TTL_SECS",
+                "soon",
+                "expected whole seconds from 60 to 31536000",
+            ),
+            (
+                "MCP_SESSION_TTL_SECS",
+                "5",
+                "expected whole seconds from 60 to 31536000",
+            ),
+            (
+                "MCP_MAX_BODY_BYTES",
+                "-1",
+                "expected a byte count from 1024 to 67108864",
+            ),
+            (
+                "MCP_SHUTDOWN_GRACE_SECS",
+                "1.5",
+                "expected whole seconds from 0 to 31536000",
+            ),
             ("MCP_LOG_FORMAT", "xml", "expected json or text"),
         ];
         for (var, value, reason) in cases {

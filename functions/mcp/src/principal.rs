@@ -68,9 +68,18 @@ mod tests {
 
     #[test]
     fn subjects_are_checked() {
-        assert_eq!(Principal::new("alice").map(|p| p.to_string()), Ok("alice".into()));
+        assert_eq!(
+            Principal::new("alice").map(|p| p.to_string()),
+            Ok("alice".into())
+        );
         assert_eq!(Principal::new(""), Err(PrincipalError::Empty));
-        assert_eq!(Principal::new(&"x".repeat(257)), Err(PrincipalError::TooLong(257)));
-        assert_eq!(Principal::new("a\u{0}b"), Err(PrincipalError::ControlCharacter));
+        assert_eq!(
+            Principal::new(&"x".repeat(257)),
+            Err(PrincipalError::TooLong(257))
+        );
+        assert_eq!(
+            Principal::new("a\u{0}b"),
+            Err(PrincipalError::ControlCharacter)
+        );
     }
 }

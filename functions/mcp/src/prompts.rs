@@ -6,7 +6,9 @@
 //! P95 under 500 ms, error rate under 1 %, a $50 monthly billing alarm.
 
 use rmcp::{
-    ErrorData, handler::server::wrapper::Parameters, model::{GetPromptResult, PromptMessage, Role},
+    ErrorData,
+    handler::server::wrapper::Parameters,
+    model::{GetPromptResult, PromptMessage, Role},
     prompt, prompt_router,
     schemars::{self, JsonSchema},
 };
@@ -62,7 +64,8 @@ pub struct StoreOutageArgs {
 }
 
 fn runbook(description: String, steps: String) -> GetPromptResult {
-    GetPromptResult::new(vec![PromptMessage::new_text(Role::User, steps)]).with_description(description)
+    GetPromptResult::new(vec![PromptMessage::new_text(Role::User, steps)])
+        .with_description(description)
 }
 
 fn usual_store(environment: &str) -> &'static str {
@@ -108,8 +111,14 @@ impl McpServer {
     ) -> Result<GetPromptResult, ErrorData> {
         let observed = args
             .observed_error_rate_percent
-            .map(|rate| format!("Observed error rate: {rate} % (objective under {ERROR_RATE_TARGET_PERCENT} %)."))
-            .unwrap_or_else(|| format!("Objective: error rate under {ERROR_RATE_TARGET_PERCENT} %."));
+            .map(|rate| {
+                format!(
+                    "Observed error rate: {rate} % (objective under {ERROR_RATE_TARGET_PERCENT} %)."
+                )
+            })
+            .unwrap_or_else(|| {
+                format!("Objective: error rate under {ERROR_RATE_TARGET_PERCENT} %.")
+            });
         let deploy = args
             .last_deploy
             .map(|when| format!("The last deployment was {when}; treat it as the first suspect."))
@@ -136,7 +145,9 @@ impl McpServer {
     ) -> Result<GetPromptResult, ErrorData> {
         let spend = args
             .month_to_date_usd
-            .map(|usd| format!("Month-to-date spend: ${usd} (billing alarm at ${BILLING_ALARM_USD})."))
+            .map(|usd| {
+                format!("Month-to-date spend: ${usd} (billing alarm at ${BILLING_ALARM_USD}).")
+            })
             .unwrap_or_else(|| format!("The billing alarm fires at ${BILLING_ALARM_USD} a month."));
         let service = args
             .top_service
@@ -165,9 +176,15 @@ impl McpServer {
             .store
             .unwrap_or_else(|| usual_store(&args.environment).to_owned());
         let specific = match store.as_str() {
-            "dynamodb" => "Check the table's status, throttling and the AWS Health Dashboard for the region; confirm the function's role still allows the table; point-in-time recovery can restore the table to any second of the last 35 days.",
-            "postgres" => "Check the RDS instance status, CPU, free storage and connection count; confirm the security group still allows the app tier; fail over or restore from the latest automated backup.",
-            _ => "Check disk space and permissions on the .data folder; the SQLite file can be copied aside and restored from a backup copy.",
+            "dynamodb" => {
+                "Check the table's status, throttling and the AWS Health Dashboard for the region; confirm the function's role still allows the table; point-in-time recovery can restore the table to any second of the last 35 days."
+            }
+            "postgres" => {
+                "Check the RDS instance status, CPU, free storage and connection count; confirm the security group still allows the app tier; fail over or restore from the latest automated backup."
+            }
+            _ => {
+                "Check disk space and permissions on the .data folder; the SQLite file can be copied aside and restored from a backup copy."
+            }
         };
         Ok(runbook(
             format!("{store} outage in {}", args.environment),

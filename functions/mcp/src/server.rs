@@ -16,8 +16,8 @@ use std::{
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     handler::server::{
-        router::{prompt::PromptRouter, tool::ToolRouter},
         prompt::PromptContext,
+        router::{prompt::PromptRouter, tool::ToolRouter},
         tool::ToolCallContext,
     },
     model::{
@@ -97,12 +97,20 @@ impl McpServer {
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_prompts().build())
-            .with_server_info(Implementation::new("mcp-lambda-server", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Tools: health_check, echo, get_time, and state_get/state_set/state_list/state_delete \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "mcp-lambda-server",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Tools: health_check, echo, get_time, and state_get/state_set/state_list/state_delete \
                  for your own versioned JSON documents. Prompts: operational runbooks.",
-            )
+        )
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -132,7 +140,10 @@ impl ServerHandler for McpServer {
                 .await;
         }
         Err(ErrorData::invalid_params(
-            format!("Unknown tool: {}; call tools/list for the available tools", request.name),
+            format!(
+                "Unknown tool: {}; call tools/list for the available tools",
+                request.name
+            ),
             None,
         ))
     }
@@ -158,7 +169,10 @@ impl ServerHandler for McpServer {
             return self.prompts.get_prompt(prompt).await;
         }
         Err(ErrorData::invalid_params(
-            format!("Unknown prompt: {}; call prompts/list for the available prompts", request.name),
+            format!(
+                "Unknown prompt: {}; call prompts/list for the available prompts",
+                request.name
+            ),
             None,
         ))
     }

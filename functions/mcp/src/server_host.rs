@@ -49,7 +49,9 @@ pub fn redact_url(url: &str) -> String {
 /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish within the grace period.
 pub async fn serve(config: &Config, app: App, store: SqlStore) -> io::Result<()> {
     if config.using_dev_signing_key {
-        tracing::warn!("MCP_SIGNING_KEY is not set: using the built-in development key; set a secret key in any shared deployment");
+        tracing::warn!(
+            "MCP_SIGNING_KEY is not set: using the built-in development key; set a secret key in any shared deployment"
+        );
     }
     let listener = TcpListener::bind(config.bind).await?;
     tracing::info!(
@@ -62,7 +64,10 @@ pub async fn serve(config: &Config, app: App, store: SqlStore) -> io::Result<()>
     let grace = config.shutdown_grace;
     let server = axum::serve(listener, app.router).with_graceful_shutdown(async move {
         stop_signal().await;
-        tracing::info!(grace_secs = grace.as_secs(), "shutdown requested; finishing in-flight requests");
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutdown requested; finishing in-flight requests"
+        );
         shutdown.cancel();
     });
     let stopped = app.shutdown.clone();
@@ -116,8 +121,14 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_the_log() {
-        assert_eq!(redact_url("postgres://app:s3cret@db:5432/mcp"), "postgres://app:***@db:5432/mcp");
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/mcp"),
+            "postgres://app:***@db:5432/mcp"
+        );
         assert_eq!(redact_url("postgres://db/mcp"), "postgres://db/mcp");
-        assert_eq!(redact_url("sqlite://./.data/mcp.db"), "sqlite://./.data/mcp.db");
+        assert_eq!(
+            redact_url("sqlite://./.data/mcp.db"),
+            "sqlite://./.data/mcp.db"
+        );
     }
 }

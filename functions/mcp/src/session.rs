@@ -68,8 +68,8 @@ impl DurableSessions {
 }
 
 fn state_of(record: &SessionRecord) -> Result<SessionState, SessionStoreError> {
-    let params: InitializeRequestParams = serde_json::from_value(record.init_params.clone())
-        .map_err(SessionError::BadInitParams)?;
+    let params: InitializeRequestParams =
+        serde_json::from_value(record.init_params.clone()).map_err(SessionError::BadInitParams)?;
     Ok(SessionState::new(params))
 }
 

@@ -23,7 +23,12 @@ fn bob() -> Principal {
 }
 
 fn put<'a>(key: &'a str, value: &'a Value, expect: Expect) -> Put<'a> {
-    Put { key, value, expect, ttl: None }
+    Put {
+        key,
+        value,
+        expect,
+        ttl: None,
+    }
 }
 
 async fn run_suite(store: &dyn Store) {
@@ -40,11 +45,21 @@ async fn run_suite(store: &dyn Store) {
 
 async fn versions_start_at_one_and_grow(store: &dyn Store) {
     let value = json!({"n": 1});
-    let first = store.put(&alice(), put("v/a", &value, Expect::Any)).await.expect("put");
+    let first = store
+        .put(&alice(), put("v/a", &value, Expect::Any))
+        .await
+        .expect("put");
     assert_eq!(first.version, 1);
-    let second = store.put(&alice(), put("v/a", &json!({"n": 2}), Expect::Any)).await.expect("put");
+    let second = store
+        .put(&alice(), put("v/a", &json!({"n": 2}), Expect::Any))
+        .await
+        .expect("put");
     assert_eq!(second.version, 2);
-    let read = store.get(&alice(), "v/a").await.expect("get").expect("present");
+    let read = store
+        .get(&alice(), "v/a")
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(read.value, json!({"n": 2}));
     assert_eq!(read.version, 2);
     assert_eq!(store.get(&alice(), "v/missing").await.expect("get"), None);
@@ -52,36 +67,86 @@ async fn versions_start_at_one_and_grow(store: &dyn Store) {
 
 async fn compare_and_set_names_the_current_version(store: &dyn Store) {
     let value = json!("x");
-    store.put(&alice(), put("cas", &value, Expect::Absent)).await.expect("create");
-    let error = store.put(&alice(), put("cas", &value, Expect::Absent)).await.expect_err("exists");
+    store
+        .put(&alice(), put("cas", &value, Expect::Absent))
+        .await
+        .expect("create");
+    let error = store
+        .put(&alice(), put("cas", &value, Expect::Absent))
+        .await
+        .expect_err("exists");
     assert_eq!(
         error.to_string(),
         "version conflict on `cas`: expected no document, current is version 1"
     );
-    let updated = store.put(&alice(), put("cas", &value, Expect::Version(1))).await.expect("cas");
+    let updated = store
+        .put(&alice(), put("cas", &value, Expect::Version(1)))
+        .await
+        .expect("cas");
     assert_eq!(updated.version, 2);
-    let stale = store.put(&alice(), put("cas", &json!("lost"), Expect::Version(1))).await.expect_err("stale");
-    assert!(matches!(stale, StoreError::VersionConflict { current: Some(2), .. }), "{stale}");
-    let gone = store.put(&alice(), put("cas-none", &value, Expect::Version(3))).await.expect_err("absent");
+    let stale = store
+        .put(&alice(), put("cas", &json!("lost"), Expect::Version(1)))
+        .await
+        .expect_err("stale");
+    assert!(
+        matches!(
+            stale,
+            StoreError::VersionConflict {
+                current: Some(2),
+                ..
+            }
+        ),
+        "{stale}"
+    );
+    let gone = store
+        .put(&alice(), put("cas-none", &value, Expect::Version(3)))
+        .await
+        .expect_err("absent");
     assert_eq!(
         gone.to_string(),
         "version conflict on `cas-none`: expected version 3, current is absent (no document)"
     );
     // The losing writes changed nothing.
-    let kept = store.get(&alice(), "cas").await.expect("get").expect("present");
+    let kept = store
+        .get(&alice(), "cas")
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!((kept.version, kept.value), (2, json!("x")));
 }
 
 async fn principals_never_see_each_other(store: &dyn Store) {
     let secret = json!({"secret": "alice's"});
-    store.put(&alice(), put("iso/doc", &secret, Expect::Any)).await.expect("put");
+    store
+        .put(&alice(), put("iso/doc", &secret, Expect::Any))
+        .await
+        .expect("put");
     assert_eq!(store.get(&bob(), "iso/doc").await.expect("get"), None);
-    assert!(store.list(&bob(), "iso/", None, 100).await.expect("list").items.is_empty());
-    assert!(!store.delete(&bob(), "iso/doc", Expect::Any).await.expect("delete"));
+    assert!(
+        store
+            .list(&bob(), "iso/", None, 100)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    assert!(
+        !store
+            .delete(&bob(), "iso/doc", Expect::Any)
+            .await
+            .expect("delete")
+    );
     // Bob writing the same key creates his own document; Alice's is untouched.
-    let bobs = store.put(&bob(), put("iso/doc", &json!("bob's"), Expect::Absent)).await.expect("own");
+    let bobs = store
+        .put(&bob(), put("iso/doc", &json!("bob's"), Expect::Absent))
+        .await
+        .expect("own");
     assert_eq!(bobs.version, 1);
-    let alices = store.get(&alice(), "iso/doc").await.expect("get").expect("present");
+    let alices = store
+        .get(&alice(), "iso/doc")
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(alices.value, secret);
     assert_eq!(alices.version, 1);
 }
@@ -91,20 +156,37 @@ async fn limits_are_enforced_with_clear_errors(store: &dyn Store) {
     let long_key = "k".repeat(257);
     let cases = [
         ("", "key is empty"),
-        (long_key.as_str(), "key is 257 bytes; at most 256 are allowed"),
+        (
+            long_key.as_str(),
+            "key is 257 bytes; at most 256 are allowed",
+        ),
         ("tab\there", "key contains a control character"),
     ];
     for (key, message) in cases {
-        let error = store.put(&alice(), put(key, &value, Expect::Any)).await.expect_err(message);
+        let error = store
+            .put(&alice(), put(key, &value, Expect::Any))
+            .await
+            .expect_err(message);
         assert_eq!(error.to_string(), message);
         assert!(error.is_caller_error());
     }
-    assert!(store.put(&alice(), put(&"k".repeat(256), &value, Expect::Any)).await.is_ok());
+    assert!(
+        store
+            .put(&alice(), put(&"k".repeat(256), &value, Expect::Any))
+            .await
+            .is_ok()
+    );
     let big = json!("x".repeat(MAX_DOCUMENT_BYTES));
-    let error = store.put(&alice(), put("big", &big, Expect::Any)).await.expect_err("too big");
+    let error = store
+        .put(&alice(), put("big", &big, Expect::Any))
+        .await
+        .expect_err("too big");
     assert_eq!(
         error.to_string(),
-        format!("document is {} bytes when serialized; at most 65536 are allowed", MAX_DOCUMENT_BYTES + 2)
+        format!(
+            "document is {} bytes when serialized; at most 65536 are allowed",
+            MAX_DOCUMENT_BYTES + 2
+        )
     );
     assert_eq!(store.get(&alice(), "big").await.expect("get"), None);
 }
@@ -112,13 +194,22 @@ async fn limits_are_enforced_with_clear_errors(store: &dyn Store) {
 async fn listing_pages_with_tamper_checked_cursors(store: &dyn Store) {
     for i in 0..7 {
         let key = format!("page/{i:02}");
-        store.put(&alice(), put(&key, &json!(i), Expect::Any)).await.expect("put");
+        store
+            .put(&alice(), put(&key, &json!(i), Expect::Any))
+            .await
+            .expect("put");
     }
-    store.put(&alice(), put("pagf", &json!("outside prefix"), Expect::Any)).await.expect("put");
+    store
+        .put(&alice(), put("pagf", &json!("outside prefix"), Expect::Any))
+        .await
+        .expect("put");
     let mut keys = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list(&alice(), "page/", cursor.as_deref(), 3).await.expect("list");
+        let page = store
+            .list(&alice(), "page/", cursor.as_deref(), 3)
+            .await
+            .expect("list");
         assert!(page.items.len() <= 3);
         keys.extend(page.items.into_iter().map(|doc| doc.key));
         match page.next_cursor {
@@ -132,35 +223,81 @@ async fn listing_pages_with_tamper_checked_cursors(store: &dyn Store) {
     let first = store.list(&alice(), "page/", None, 3).await.expect("list");
     let cursor = first.next_cursor.expect("more pages");
     for bad in [format!("{cursor}x"), "garbage".to_owned(), String::new()] {
-        let error = store.list(&alice(), "page/", Some(&bad), 3).await.expect_err("tampered");
+        let error = store
+            .list(&alice(), "page/", Some(&bad), 3)
+            .await
+            .expect_err("tampered");
         assert!(matches!(error, StoreError::BadCursor), "{bad}: {error}");
     }
     // A cursor is bound to its principal and prefix.
-    assert!(matches!(store.list(&bob(), "page/", Some(&cursor), 3).await, Err(StoreError::BadCursor)));
-    assert!(matches!(store.list(&alice(), "", Some(&cursor), 3).await, Err(StoreError::BadCursor)));
+    assert!(matches!(
+        store.list(&bob(), "page/", Some(&cursor), 3).await,
+        Err(StoreError::BadCursor)
+    ));
+    assert!(matches!(
+        store.list(&alice(), "", Some(&cursor), 3).await,
+        Err(StoreError::BadCursor)
+    ));
 }
 
 async fn expired_documents_vanish(store: &dyn Store) {
     let value = json!("short-lived");
-    let write = Put { key: "ttl", value: &value, expect: Expect::Any, ttl: Some(Duration::from_millis(1)) };
+    let write = Put {
+        key: "ttl",
+        value: &value,
+        expect: Expect::Any,
+        ttl: Some(Duration::from_millis(1)),
+    };
     let written = store.put(&alice(), write).await.expect("put");
     assert!(written.expires_at.is_some());
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(store.get(&alice(), "ttl").await.expect("get"), None);
-    assert!(store.list(&alice(), "ttl", None, 10).await.expect("list").items.is_empty());
+    assert!(
+        store
+            .list(&alice(), "ttl", None, 10)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
     // An expired document counts as absent: create-only succeeds and versions restart.
-    let again = store.put(&alice(), put("ttl", &value, Expect::Absent)).await.expect("recreate");
+    let again = store
+        .put(&alice(), put("ttl", &value, Expect::Absent))
+        .await
+        .expect("recreate");
     assert_eq!(again.version, 1);
     assert!(store.purge_expired().await.is_ok());
 }
 
 async fn deletes_honour_versions(store: &dyn Store) {
     let value = json!(true);
-    store.put(&alice(), put("del", &value, Expect::Any)).await.expect("put");
-    let error = store.delete(&alice(), "del", Expect::Version(9)).await.expect_err("stale");
-    assert!(matches!(error, StoreError::VersionConflict { current: Some(1), .. }));
-    assert!(store.delete(&alice(), "del", Expect::Version(1)).await.expect("delete"));
-    assert!(!store.delete(&alice(), "del", Expect::Any).await.expect("again"));
+    store
+        .put(&alice(), put("del", &value, Expect::Any))
+        .await
+        .expect("put");
+    let error = store
+        .delete(&alice(), "del", Expect::Version(9))
+        .await
+        .expect_err("stale");
+    assert!(matches!(
+        error,
+        StoreError::VersionConflict {
+            current: Some(1),
+            ..
+        }
+    ));
+    assert!(
+        store
+            .delete(&alice(), "del", Expect::Version(1))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete(&alice(), "del", Expect::Any)
+            .await
+            .expect("again")
+    );
     assert_eq!(store.get(&alice(), "del").await.expect("get"), None);
 }
 
@@ -175,23 +312,44 @@ async fn sessions_round_trip_and_expire(store: &dyn Store) {
         expires_at: now + chrono::Duration::hours(1),
     };
     store.save_session(&record).await.expect("save");
-    let loaded = store.load_session("session-1").await.expect("load").expect("present");
+    let loaded = store
+        .load_session("session-1")
+        .await
+        .expect("load")
+        .expect("present");
     assert_eq!(loaded.principal, alice());
     assert_eq!(loaded.init_params, record.init_params);
-    assert_eq!(loaded.expires_at.timestamp_millis(), record.expires_at.timestamp_millis());
+    assert_eq!(
+        loaded.expires_at.timestamp_millis(),
+        record.expires_at.timestamp_millis()
+    );
 
     let later = now + chrono::Duration::hours(2);
-    store.touch_session("session-1", now, later).await.expect("touch");
-    let slid = store.load_session("session-1").await.expect("load").expect("present");
+    store
+        .touch_session("session-1", now, later)
+        .await
+        .expect("touch");
+    let slid = store
+        .load_session("session-1")
+        .await
+        .expect("load")
+        .expect("present");
     assert_eq!(slid.expires_at.timestamp_millis(), later.timestamp_millis());
 
-    let expired = SessionRecord { id: "session-old".into(), expires_at: now - chrono::Duration::seconds(1), ..record };
+    let expired = SessionRecord {
+        id: "session-old".into(),
+        expires_at: now - chrono::Duration::seconds(1),
+        ..record
+    };
     store.save_session(&expired).await.expect("save");
     assert_eq!(store.load_session("session-old").await.expect("load"), None);
 
     store.delete_session("session-1").await.expect("delete");
     assert_eq!(store.load_session("session-1").await.expect("load"), None);
-    store.delete_session("never-existed").await.expect("deleting unknown is fine");
+    store
+        .delete_session("never-existed")
+        .await
+        .expect("deleting unknown is fine");
 }
 
 #[tokio::test]
@@ -212,12 +370,18 @@ async fn concurrent_compare_and_set_has_exactly_one_winner() {
     let (postgres, _schema) = common::postgres_store().await;
     for store in [common::shared(sqlite), common::shared(postgres)] {
         let value = json!(0);
-        store.put(&alice(), put("race", &value, Expect::Any)).await.expect("seed");
+        store
+            .put(&alice(), put("race", &value, Expect::Any))
+            .await
+            .expect("seed");
         let attempts = (0..8).map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
                 let value = json!(i);
-                store.put(&alice(), put("race", &value, Expect::Version(1))).await.is_ok()
+                store
+                    .put(&alice(), put("race", &value, Expect::Version(1)))
+                    .await
+                    .is_ok()
             })
         });
         let mut winners = 0;
@@ -225,7 +389,11 @@ async fn concurrent_compare_and_set_has_exactly_one_winner() {
             winners += usize::from(attempt.await.expect("task"));
         }
         assert_eq!(winners, 1);
-        let doc = store.get(&alice(), "race").await.expect("get").expect("present");
+        let doc = store
+            .get(&alice(), "race")
+            .await
+            .expect("get")
+            .expect("present");
         assert_eq!(doc.version, 2);
     }
 }

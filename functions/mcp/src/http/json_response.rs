@@ -34,12 +34,17 @@ pub async fn prefer_json(request: Request, next: Next) -> Response {
     let (mut parts, mut body) = response.into_parts();
     let mut buffered = Vec::new();
     while let Some(Ok(frame)) = body.frame().await {
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         buffered.extend_from_slice(&data);
         match first_message(&buffered) {
             None => continue,
             Some(message) if is_response(&message) => {
-                parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                parts.headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 parts.headers.remove(header::CONTENT_LENGTH);
                 return Response::from_parts(parts, Body::from(message));
             }
@@ -70,7 +75,8 @@ fn first_message(buffer: &[u8]) -> Option<String> {
 /// True for a JSON-RPC response or error, false for requests and notifications.
 fn is_response(message: &str) -> bool {
     serde_json::from_str::<Value>(message).is_ok_and(|value| {
-        value.get("method").is_none() && (value.get("result").is_some() || value.get("error").is_some())
+        value.get("method").is_none()
+            && (value.get("result").is_some() || value.get("error").is_some())
     })
 }
 
@@ -91,8 +97,14 @@ mod tests {
     #[test]
     fn only_results_and_errors_count_as_responses() {
         assert!(is_response(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
-        assert!(is_response(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#));
-        assert!(!is_response(r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#));
-        assert!(!is_response(r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#));
+        assert!(is_response(
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#
+        ));
+        assert!(!is_response(
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#
+        ));
+        assert!(!is_response(
+            r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#
+        ));
     }
 }

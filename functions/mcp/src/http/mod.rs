@@ -1,13 +1,15 @@
 //! Tower layers around rmcp's Streamable HTTP service, outermost first:
 //!
 //! 1. [`principal`]: decides who the request acts for and stores it in the request.
-//! 2. [`session_gate`]: checks a legacy `Mcp-Session-Id` against the store (404 if
+//! 2. [`jsonrpc_guard`]: 413 for oversize bodies, JSON-RPC errors for non-JSON and batches.
+//! 3. [`session_gate`]: checks a legacy `Mcp-Session-Id` against the store (404 if
 //!    unknown, expired or another principal's) and slides its expiry.
-//! 3. [`json_response`]: answers a single-response SSE body as plain JSON.
+//! 4. [`json_response`]: answers a single-response SSE body as plain JSON.
 //!
 //! Each is an axum `from_fn` middleware, so tests drive them with `oneshot`.
 
 pub mod json_response;
+pub mod jsonrpc_guard;
 pub mod principal;
 pub mod session_gate;
 

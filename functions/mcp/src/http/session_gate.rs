@@ -16,7 +16,9 @@ use axum::{
     response::Response,
 };
 use chrono::Utc;
-use rmcp::transport::streamable_http_server::session::{SessionManager, local::LocalSessionManager};
+use rmcp::transport::streamable_http_server::session::{
+    SessionManager, local::LocalSessionManager,
+};
 
 use super::{SESSION_NOT_FOUND, jsonrpc_error};
 use crate::{
@@ -85,7 +87,11 @@ enum Lookup {
 }
 
 fn session_not_found() -> Response {
-    jsonrpc_error(StatusCode::NOT_FOUND, SESSION_NOT_FOUND, "Session not found")
+    jsonrpc_error(
+        StatusCode::NOT_FOUND,
+        SESSION_NOT_FOUND,
+        "Session not found",
+    )
 }
 
 /// The middleware: gate, then serve inside a [`RequestScope`].
@@ -124,5 +130,7 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
             }
         },
     };
-    RequestScope { principal, session }.run(next.run(request)).await
+    RequestScope { principal, session }
+        .run(next.run(request))
+        .await
 }

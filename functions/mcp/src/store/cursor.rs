@@ -41,7 +41,10 @@ impl CursorCodec {
 
     /// The cursor that resumes a listing after `last_key`.
     pub fn seal(&self, principal: &Principal, prefix: &str, last_key: &str) -> String {
-        let tag = &self.mac(principal, prefix, last_key).finalize().into_bytes()[..TAG_BYTES];
+        let tag = &self
+            .mac(principal, prefix, last_key)
+            .finalize()
+            .into_bytes()[..TAG_BYTES];
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(last_key),
@@ -86,10 +89,19 @@ mod tests {
     fn a_cursor_opens_only_for_its_own_listing() {
         let codec = CursorCodec::new(b"k");
         let cursor = codec.seal(&alice(), "notes/", "notes/7");
-        assert_eq!(codec.open(&alice(), "notes/", &cursor).ok(), Some("notes/7".into()));
+        assert_eq!(
+            codec.open(&alice(), "notes/", &cursor).ok(),
+            Some("notes/7".into())
+        );
         let bob = Principal::new("bob").expect("valid subject");
-        assert!(matches!(codec.open(&bob, "notes/", &cursor), Err(StoreError::BadCursor)));
-        assert!(matches!(codec.open(&alice(), "", &cursor), Err(StoreError::BadCursor)));
+        assert!(matches!(
+            codec.open(&bob, "notes/", &cursor),
+            Err(StoreError::BadCursor)
+        ));
+        assert!(matches!(
+            codec.open(&alice(), "", &cursor),
+            Err(StoreError::BadCursor)
+        ));
         assert!(matches!(
             CursorCodec::new(b"other").open(&alice(), "notes/", &cursor),
             Err(StoreError::BadCursor)
@@ -100,9 +112,16 @@ mod tests {
     fn tampered_cursors_are_rejected() {
         let codec = CursorCodec::new(b"k");
         let cursor = codec.seal(&alice(), "", "a");
-        let forged = format!("{}.{}", URL_SAFE_NO_PAD.encode("z"), cursor.split_once('.').map(|(_, t)| t).unwrap_or(""));
+        let forged = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode("z"),
+            cursor.split_once('.').map(|(_, t)| t).unwrap_or("")
+        );
         for bad in [forged.as_str(), "", "no-dot", "!!!.???", "YQ.", "YQ.AAAA"] {
-            assert!(matches!(codec.open(&alice(), "", bad), Err(StoreError::BadCursor)), "{bad}");
+            assert!(
+                matches!(codec.open(&alice(), "", bad), Err(StoreError::BadCursor)),
+                "{bad}"
+            );
         }
     }
 }

@@ -16,22 +16,36 @@ use sqlx::{
 };
 
 use super::{
-    Document, Expect, MAX_DOCUMENT_BYTES, MAX_PAGE_SIZE, Page, Put, SessionRecord,
-    SessionRecords, StateStore, StoreError, cursor::CursorCodec, validate_key,
+    Document, Expect, MAX_DOCUMENT_BYTES, MAX_PAGE_SIZE, Page, Put, SessionRecord, SessionRecords,
+    StateStore, StoreError, cursor::CursorCodec, validate_key,
 };
 use crate::principal::Principal;
 
 /// The schema migrations of each backend, embedded in the binary, oldest first.
 fn migrator(backend: Backend) -> Migrator {
     let migrations: &[(i64, &str, &'static str)] = match backend {
-        Backend::Sqlite => &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))],
-        Backend::Postgres => &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))],
+        Backend::Sqlite => &[(
+            1,
+            "init",
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+        )],
+        Backend::Postgres => &[(
+            1,
+            "init",
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        )],
     };
     Migrator::with_migrations(
         migrations
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect(),
     )
@@ -242,7 +256,8 @@ impl StateStore for SqlStore {
 
     async fn put(&self, principal: &Principal, put: Put<'_>) -> Result<Document, StoreError> {
         validate_key(put.key)?;
-        let value = serde_json::to_string(put.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let value =
+            serde_json::to_string(put.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if value.len() > MAX_DOCUMENT_BYTES {
             return Err(StoreError::DocumentTooLarge(value.len()));
         }
@@ -303,31 +318,27 @@ impl StateStore for SqlStore {
         validate_key(key)?;
         let now = now_millis();
         let deleted = match expect {
-            Expect::Any => {
-                sqlx::query(
-                    "DELETE FROM mcp_state WHERE principal = $1 AND key = $2 \
+            Expect::Any => sqlx::query(
+                "DELETE FROM mcp_state WHERE principal = $1 AND key = $2 \
                      AND (expires_at IS NULL OR expires_at > $3)",
-                )
-                    .bind(principal.as_str())
-                    .bind(key)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected()
-            }
-            Expect::Version(version) => {
-                sqlx::query(
-                    "DELETE FROM mcp_state WHERE principal = $1 AND key = $2 \
+            )
+            .bind(principal.as_str())
+            .bind(key)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
+            Expect::Version(version) => sqlx::query(
+                "DELETE FROM mcp_state WHERE principal = $1 AND key = $2 \
                      AND (expires_at IS NULL OR expires_at > $3) AND version = $4",
-                )
-                    .bind(principal.as_str())
-                    .bind(key)
-                    .bind(now)
-                    .bind(i64::try_from(version).unwrap_or(i64::MAX))
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected()
-            }
+            )
+            .bind(principal.as_str())
+            .bind(key)
+            .bind(now)
+            .bind(i64::try_from(version).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
             Expect::Absent => 0,
         };
         match (deleted, expect) {
@@ -364,7 +375,10 @@ impl StateStore for SqlStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows.iter().map(document_of).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(document_of)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items
@@ -383,11 +397,12 @@ impl StateStore for SqlStore {
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         let now = now_millis();
-        let state = sqlx::query("DELETE FROM mcp_state WHERE expires_at IS NOT NULL AND expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let state =
+            sqlx::query("DELETE FROM mcp_state WHERE expires_at IS NOT NULL AND expires_at <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         let sessions = sqlx::query("DELETE FROM mcp_sessions WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
@@ -461,13 +476,22 @@ mod tests {
     #[test]
     fn store_urls_name_their_backend() {
         assert_eq!(Backend::of_url("sqlite://x.db").ok(), Some(Backend::Sqlite));
-        assert_eq!(Backend::of_url("postgres://h/db").ok(), Some(Backend::Postgres));
-        assert!(matches!(Backend::of_url("mysql://h/db"), Err(StoreError::UnsupportedUrl(_))));
+        assert_eq!(
+            Backend::of_url("postgres://h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert!(matches!(
+            Backend::of_url("mysql://h/db"),
+            Err(StoreError::UnsupportedUrl(_))
+        ));
     }
 
     #[test]
     fn sqlite_urls_create_their_file() {
-        assert_eq!(prepare_sqlite_url("sqlite::memory:").ok(), Some("sqlite://:memory:?mode=rwc".into()));
+        assert_eq!(
+            prepare_sqlite_url("sqlite::memory:").ok(),
+            Some("sqlite://:memory:?mode=rwc".into())
+        );
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("nested/mcp.db");
         let url = prepare_sqlite_url(&format!("sqlite://{}", path.display())).expect("prepared");

@@ -2,7 +2,11 @@
 
 use std::time::Instant;
 
-use rmcp::{handler::server::wrapper::Json, schemars::{self, JsonSchema}, tool, tool_router};
+use rmcp::{
+    handler::server::wrapper::Json,
+    schemars::{self, JsonSchema},
+    tool, tool_router,
+};
 use serde::Serialize;
 
 use super::ToolError;

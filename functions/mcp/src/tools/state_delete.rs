@@ -30,7 +30,12 @@ pub struct StateDeleteOutput {
 impl McpServer {
     #[tool(
         description = "Delete the document under a key for the calling user; with expected_version, only if it is still that version.",
-        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     pub async fn state_delete(
         &self,

@@ -37,7 +37,12 @@ pub struct StateSetArgs {
 impl McpServer {
     #[tool(
         description = "Store a JSON document under a key for the calling user. Pass expected_version (from state_get) to update only if nobody changed it since, or 0 to create only; returns the new version.",
-        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     pub async fn state_set(
         &self,

@@ -20,7 +20,9 @@ pub fn postgres_url() -> String {
 pub async fn sqlite_store() -> (SqlStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("mcp.db").display());
-    let store = SqlStore::connect(&url, TEST_KEY).await.expect("sqlite store");
+    let store = SqlStore::connect(&url, TEST_KEY)
+        .await
+        .expect("sqlite store");
     (store, dir)
 }
 
@@ -34,13 +36,17 @@ impl Drop for PostgresSchema {
         let name = self.name.clone();
         // Drop runs outside the test's runtime: use a small one of its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async {
                     if let Ok(mut conn) = PgConnection::connect(&postgres_url()).await {
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-                            .execute(&mut conn)
-                            .await;
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {name} CASCADE"
+                        )))
+                        .execute(&mut conn)
+                        .await;
                     }
                 });
             }
@@ -51,16 +57,25 @@ impl Drop for PostgresSchema {
 
 pub async fn postgres_store() -> (SqlStore, PostgresSchema) {
     let name = format!("mcp_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&postgres_url())
-        .await
-        .expect("PostgreSQL must be running at MCP_TEST_POSTGRES_URL (default 127.0.0.1:5432/test)");
+    let mut conn = PgConnection::connect(&postgres_url()).await.expect(
+        "PostgreSQL must be running at MCP_TEST_POSTGRES_URL (default 127.0.0.1:5432/test)",
+    );
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
         .execute(&mut conn)
         .await
         .expect("create schema");
-    let separator = if postgres_url().contains('?') { '&' } else { '?' };
-    let url = format!("{}{separator}options=-c%20search_path%3D{name}", postgres_url());
-    let store = SqlStore::connect(&url, TEST_KEY).await.expect("postgres store");
+    let separator = if postgres_url().contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!(
+        "{}{separator}options=-c%20search_path%3D{name}",
+        postgres_url()
+    );
+    let store = SqlStore::connect(&url, TEST_KEY)
+        .await
+        .expect("postgres store");
     (store, PostgresSchema { name })
 }
 

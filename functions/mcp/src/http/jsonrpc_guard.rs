@@ -1,0 +1,76 @@
+//! Rejects bodies that are not one JSON-RPC message before anything else reads them.
+//!
+//! rmcp would answer a malformed body with a bare 415; clients deserve the
+//! JSON-RPC errors the spec names, and the store deserves not to be asked
+//! about junk. So a POST body that is too large gets 413, one that is not JSON
+//! gets 400 with -32700 (parse error), and a batch or a non-object gets 400
+//! with -32600 (invalid request). A good body is handed on, already buffered.
+
+use axum::{
+    body::{Body, to_bytes},
+    extract::{Request, State},
+    http::{Method, StatusCode},
+    middleware::Next,
+    response::Response,
+};
+use serde_json::Value;
+
+use super::jsonrpc_error;
+
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+
+/// The largest body accepted, in bytes.
+#[derive(Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// The middleware.
+pub async fn guard(
+    State(BodyLimit(limit)): State<BodyLimit>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, limit).await else {
+        return jsonrpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            INVALID_REQUEST,
+            &format!("Request body exceeds the {limit}-byte limit"),
+        );
+    };
+    if let Err(rejection) = check(&bytes) {
+        return rejection;
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn check(bytes: &[u8]) -> Result<(), Response> {
+    let message: Value = serde_json::from_slice(bytes).map_err(|error| {
+        jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            PARSE_ERROR,
+            &format!("Parse error: body is not valid JSON ({error})"),
+        )
+    })?;
+    let invalid = |why: &str| {
+        jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            &format!("Invalid Request: {why}"),
+        )
+    };
+    match &message {
+        Value::Array(_) => Err(invalid(
+            "JSON-RPC batches are not supported; send one message per request",
+        )),
+        Value::Object(object) if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") => {
+            Err(invalid("the \"jsonrpc\" member must be \"2.0\""))
+        }
+        Value::Object(_) => Ok(()),
+        _ => Err(invalid("a JSON-RPC message is a JSON object")),
+    }
+}

