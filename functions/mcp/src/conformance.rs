@@ -12,7 +12,7 @@
 //! never part of the product build.
 //!
 //! Layout:
-//! - [`ConformanceServer`] and its shared [`FixtureState`];
+//! - [`ConformanceServer`] and its shared `FixtureState`;
 //! - tools: the catalogue, plain fixtures, notification and client-request
 //!   fixtures, `subscriptions/listen` triggers;
 //! - MRTR (SEP-2322): tools and a prompt answering with `InputRequiredResult`;
@@ -90,7 +90,7 @@ const REQUEST_STATE_KEY_CONTEXT: &[u8] = b"mcp-function/conformance/request-stat
 /// The product handler plus the conformance suite's fixtures.
 ///
 /// Cheap to clone: rmcp clones one per session (legacy wire) or per request
-/// (2026-07-28 wire), and every clone shares one [`FixtureState`].
+/// (2026-07-28 wire), and every clone shares one `FixtureState`.
 #[derive(Clone)]
 pub struct ConformanceServer {
     /// Serves the product tools and prompts; fixtures never shadow them.
@@ -112,7 +112,8 @@ struct FixtureState {
     listeners: Mutex<HashMap<u64, SubscriptionSink>>,
     /// Key generator for [`Self::listeners`].
     next_listener: AtomicU64,
-    /// Level last set by `logging/setLevel` on the legacy wire.
+    /// Level last set by `logging/setLevel` on the legacy wire. One level for
+    /// all sessions: a fixture simplification the suite does not observe.
     log_level: Mutex<LoggingLevel>,
     /// Seals and opens SEP-2322 `requestState`; the client echoes it back, so
     /// it is untrusted input and must pass integrity checks.
