@@ -41,36 +41,34 @@ pub async fn guard(
             &format!("Request body exceeds the {limit}-byte limit"),
         );
     };
-    if let Err(rejection) = check(&bytes) {
+    if let Some(rejection) = rejection(&bytes) {
         return rejection;
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
 
-fn check(bytes: &[u8]) -> Result<(), Response> {
-    let message: Value = serde_json::from_slice(bytes).map_err(|error| {
-        jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            PARSE_ERROR,
-            &format!("Parse error: body is not valid JSON ({error})"),
-        )
-    })?;
-    let invalid = |why: &str| {
-        jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            &format!("Invalid Request: {why}"),
-        )
-    };
-    match &message {
-        Value::Array(_) => Err(invalid(
-            "JSON-RPC batches are not supported; send one message per request",
-        )),
-        Value::Object(object) if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") => {
-            Err(invalid("the \"jsonrpc\" member must be \"2.0\""))
+/// The error response for a body that is not one JSON-RPC message, if it is not.
+fn rejection(bytes: &[u8]) -> Option<Response> {
+    let message: Value = match serde_json::from_slice(bytes) {
+        Ok(message) => message,
+        Err(error) => {
+            let why = format!("Parse error: body is not valid JSON ({error})");
+            return Some(jsonrpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, &why));
         }
-        Value::Object(_) => Ok(()),
-        _ => Err(invalid("a JSON-RPC message is a JSON object")),
-    }
+    };
+    let why = match &message {
+        Value::Array(_) => "JSON-RPC batches are not supported; send one message per request",
+        Value::Object(object) if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") => {
+            "the \"jsonrpc\" member must be \"2.0\""
+        }
+        Value::Object(_) => return None,
+        _ => "a JSON-RPC message is a JSON object",
+    };
+    let message = format!("Invalid Request: {why}");
+    Some(jsonrpc_error(
+        StatusCode::BAD_REQUEST,
+        INVALID_REQUEST,
+        &message,
+    ))
 }

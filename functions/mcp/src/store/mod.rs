@@ -32,6 +32,7 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Document {
     pub key: String,
+    /// The stored JSON document, as written.
     pub value: Value,
     /// Starts at 1 and grows by one on every write; the compare-and-set token.
     pub version: u64,
