@@ -76,7 +76,15 @@ failed=$((failed + test_failed))
 if [[ "$test_status" -ne 0 && "$test_failed" -eq 0 ]]; then fail 1 "cargo test (build or harness error)"; fi
 
 # --- conformance ------------------------------------------------------------
-step "building mcp-server with the conformance fixtures"
+step "building mcp-server with the conformance fixtures (and their unit tests)"
+set +e
+cargo test --release -p mcp-function --features conformance --lib conformance 2>&1 | tee "$logs/fixture-test.log"
+fixture_status=${PIPESTATUS[0]}
+set -e
+read -r fixture_passed fixture_failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$logs/fixture-test.log")
+ok "$fixture_passed"
+failed=$((failed + fixture_failed))
+if [[ "$fixture_status" -ne 0 && "$fixture_failed" -eq 0 ]]; then fail 1 "conformance fixture tests (build or harness error)"; fi
 cargo build --release -p mcp-function --features conformance --bin mcp-server
 conformance_bin="$logs/mcp-server-conformance"
 cp "$CARGO_TARGET_DIR/release/mcp-server" "$conformance_bin"
