@@ -38,7 +38,7 @@ fail() { failed=$((failed + $1)); printf 'FAILED: %s\n' "$2"; }
 step "checking tools"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && command -v pg_ctlcluster >/dev/null; then
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  pg_ctlcluster --skip-systemctl-redirect "$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n1)" main start || true
 fi
 
 install_node_tools() {
@@ -65,26 +65,26 @@ step "cargo clippy"
 if cargo clippy --release --workspace --all-targets --all-features -- -D warnings; then ok 1; else fail 1 "cargo clippy"; fi
 
 # --- cargo tests ------------------------------------------------------------
+# Runs one cargo test command and adds its test counts to the totals.
+run_cargo_tests() {
+  local label="$1" status tests_passed tests_failed
+  shift
+  set +e
+  "$@" 2>&1 | tee "$logs/$label.log"
+  status=${PIPESTATUS[0]}
+  set -e
+  read -r tests_passed tests_failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$logs/$label.log")
+  ok "$tests_passed"
+  failed=$((failed + tests_failed))
+  if [[ "$status" -ne 0 && "$tests_failed" -eq 0 ]]; then fail 1 "$label (build or harness error)"; fi
+}
+
 step "cargo test"
-set +e
-cargo test --release --workspace 2>&1 | tee "$logs/cargo-test.log"
-test_status=${PIPESTATUS[0]}
-set -e
-read -r test_passed test_failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$logs/cargo-test.log")
-ok "$test_passed"
-failed=$((failed + test_failed))
-if [[ "$test_status" -ne 0 && "$test_failed" -eq 0 ]]; then fail 1 "cargo test (build or harness error)"; fi
+run_cargo_tests cargo-test cargo test --release --workspace
 
 # --- conformance ------------------------------------------------------------
-step "building mcp-server with the conformance fixtures (and their unit tests)"
-set +e
-cargo test --release -p mcp-function --features conformance --lib conformance 2>&1 | tee "$logs/fixture-test.log"
-fixture_status=${PIPESTATUS[0]}
-set -e
-read -r fixture_passed fixture_failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$logs/fixture-test.log")
-ok "$fixture_passed"
-failed=$((failed + fixture_failed))
-if [[ "$fixture_status" -ne 0 && "$fixture_failed" -eq 0 ]]; then fail 1 "conformance fixture tests (build or harness error)"; fi
+step "the conformance fixtures: unit tests, then the server build"
+run_cargo_tests fixture-test cargo test --release -p mcp-function --features conformance --lib conformance
 cargo build --release -p mcp-function --features conformance --bin mcp-server
 conformance_bin="$logs/mcp-server-conformance"
 cp "$CARGO_TARGET_DIR/release/mcp-server" "$conformance_bin"
