@@ -3,10 +3,7 @@
 //! [`build`] returns a plain axum [`Router`], the one `tower::Service` both hosts
 //! serve; tests drive it with `oneshot` and no socket.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
 use axum::{
     Json, Router, extract::State, http::StatusCode, middleware, response::IntoResponse,
@@ -24,11 +21,8 @@ use crate::{
     http::{json_response, jsonrpc_guard, principal, session_gate},
     server::{McpServer, ServerContext},
     session::DurableSessions,
-    store::Store,
+    store::{self, Store},
 };
-
-/// How long readiness waits for the store before calling it down.
-const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the host needs to serve and stop the service.
 pub struct App {
@@ -106,32 +100,22 @@ async fn live() -> impl IntoResponse {
     Json(json!({ "status": "alive", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-/// Readiness: the store answers within [`READY_PROBE_TIMEOUT`]; 503 otherwise.
+/// Readiness: the store answers within [`store::PROBE_TIMEOUT`]; 503 otherwise.
 async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
-    let started = Instant::now();
-    let outcome = tokio::time::timeout(READY_PROBE_TIMEOUT, probes.store.ping()).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (up, error) = match outcome {
-        Ok(Ok(())) => (true, None),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness: store probe failed");
-            (false, Some("store error"))
-        }
-        Err(_) => (false, Some("timed out")),
-    };
-    let status = if up {
+    let probe = store::probe(probes.store.as_ref()).await;
+    let status = if probe.reachable {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if up { "ready" } else { "not_ready" },
+        "status": if probe.reachable { "ready" } else { "not_ready" },
         "checks": {
             "store": {
                 "backend": probes.backend,
-                "status": if up { "up" } else { "down" },
-                "latencyMs": latency_ms,
-                "error": error,
+                "status": if probe.reachable { "up" } else { "down" },
+                "latencyMs": probe.latency_ms,
+                "error": probe.failure,
             }
         }
     });

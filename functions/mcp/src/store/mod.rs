@@ -224,6 +224,44 @@ pub trait SessionRecords: Send + Sync + 'static {
     async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
 }
 
+/// How long a health probe waits for the store before calling it down.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The outcome of one timed [`StateStore::ping`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Probe {
+    pub reachable: bool,
+    pub latency_ms: f64,
+    /// Why the store did not answer, in words safe to show a caller.
+    pub failure: Option<&'static str>,
+}
+
+/// Pings the store within [`PROBE_TIMEOUT`]; failures are logged with their cause.
+pub async fn probe(store: &dyn StateStore) -> Probe {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "store probe failed");
+            Some("store error")
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = PROBE_TIMEOUT.as_millis() as u64,
+                "store probe timed out"
+            );
+            Some("timed out")
+        }
+    };
+    Probe {
+        reachable: failure.is_none(),
+        latency_ms,
+        failure,
+    }
+}
+
 /// A backend that keeps both documents and sessions.
 pub trait Store: StateStore + SessionRecords {}
 impl<T: StateStore + SessionRecords> Store for T {}

@@ -1,7 +1,5 @@
 //! `health_check`: what this instance is and whether its dependencies answer.
 
-use std::time::Instant;
-
 use rmcp::{
     handler::server::wrapper::Json,
     schemars::{self, JsonSchema},
@@ -10,7 +8,7 @@ use rmcp::{
 use serde::Serialize;
 
 use super::ToolError;
-use crate::server::McpServer;
+use crate::{server::McpServer, store};
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct HealthCheckOutput {
@@ -53,17 +51,14 @@ impl McpServer {
     )]
     pub async fn health_check(&self) -> Result<Json<HealthCheckOutput>, ToolError> {
         let context = self.context();
-        let started = Instant::now();
-        let probe = context.store.ping().await;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let probe = store::probe(context.store.as_ref()).await;
         let store = DependencyHealth {
             backend: context.store_backend,
-            reachable: probe.is_ok(),
-            latency_ms,
-            error: probe.err().map(|error| {
-                tracing::warn!(%error, "health_check: store probe failed");
-                "store did not answer; see the server log".to_owned()
-            }),
+            reachable: probe.reachable,
+            latency_ms: probe.latency_ms,
+            error: probe
+                .failure
+                .map(|_| "store did not answer; see the server log".to_owned()),
         };
         Ok(Json(HealthCheckOutput {
             status: if store.reachable { "ok" } else { "degraded" },
