@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Runs every check of the project and installs what it needs on the way:
 #   1. cargo fmt --check and cargo clippy (warnings are errors)
-#   2. cargo test: unit tests, the shared store suite on SQLite and PostgreSQL,
-#      HTTP behaviour through the tower service, and the real mcp-server binary
+#   2. cargo test: unit tests, the shared store suite on SQLite, PostgreSQL and
+#      DynamoDB (moto), files on a local folder and S3 (moto), HTTP behaviour
+#      through the tower service, Lambda events in process, the mcp-server binary
 #   3. the official MCP conformance suite (Node 22, installed locally) against a
 #      freshly started mcp-server built with the `conformance` feature, both the
 #      2025-11-25 requirement set (0.1.16) and both wires incl. 2026-07-28 (0.2.0-alpha.12)
+#   4. the Lambda function: `cargo lambda build --release`, then two `cargo lambda
+#      watch` emulators over moto: both conformance suites through the function
+#      URL path, and the cross-instance test (sessions and state across instances)
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 #
 # Environment:
 #   CARGO_TARGET_DIR       build cache, reused across runs (default ~/.cache/mcp-lambda/target)
-#   MCP_TOOLS_DIR          Node and the conformance packages (default ~/.cache/mcp-lambda/tools)
+#   MCP_TOOLS_DIR          Node, the conformance packages and a Python venv with moto and
+#                          cargo-lambda (default ~/.cache/mcp-lambda/tools)
 #   MCP_TEST_POSTGRES_URL  PostgreSQL for the store suite (default postgres://postgres@127.0.0.1:5432/test)
 set -euo pipefail
 
@@ -23,10 +28,13 @@ export MCP_TEST_POSTGRES_URL="${MCP_TEST_POSTGRES_URL:-postgres://postgres@127.0
 logs="$(mktemp -d)"
 passed=0
 failed=0
-server_pid=""
+background_pids=()
 
 cleanup() {
-  if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; fi
+  local pid
+  for pid in "${background_pids[@]}"; do
+    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT
 
@@ -56,6 +64,45 @@ install_node_tools() {
 }
 install_node_tools
 node --version
+
+# Versions are pinned so every machine tests against the same emulator and builder.
+install_python_tools() {
+  local marker="$tools/venv/.installed-moto-5.2.5-cargo-lambda-1.9.2"
+  if [[ ! -e "$marker" ]]; then
+    python3 -m venv "$tools/venv"
+    "$tools/venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'cargo-lambda==1.9.2'
+    touch "$marker"
+  fi
+  export PATH="$tools/venv/bin:$PATH"
+}
+install_python_tools
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts a command in its own process group (so cleanup stops its children too).
+start_background() {
+  local log="$1"
+  shift
+  setsid "$@" >"$log" 2>&1 &
+  background_pids+=("$!")
+}
+
+wait_for_url() {
+  local url="$1" tries="${2:-100}"
+  for _ in $(seq 1 "$tries"); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# One moto server for DynamoDB, S3 and Secrets Manager, on loopback.
+step "starting moto (AWS emulator)"
+moto_port="$(free_port)"
+start_background "$logs/moto.log" moto_server -H 127.0.0.1 -p "$moto_port"
+export MCP_TEST_AWS_ENDPOINT="http://127.0.0.1:$moto_port"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+wait_for_url "$MCP_TEST_AWS_ENDPOINT/moto-api/" || { echo "moto did not start"; cat "$logs/moto.log"; exit 1; }
 
 # --- static checks ----------------------------------------------------------
 step "cargo fmt --check"
@@ -89,15 +136,10 @@ cargo build --release -p mcp-function --features conformance --bin mcp-server
 conformance_bin="$logs/mcp-server-conformance"
 cp "$CARGO_TARGET_DIR/release/mcp-server" "$conformance_bin"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
-MCP_BIND="127.0.0.1:$port" MCP_STORE_URL="sqlite://$logs/conformance.db" MCP_LOG_FORMAT=text RUST_LOG=warn \
-  "$conformance_bin" >"$logs/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_background "$logs/server.log" env MCP_BIND="127.0.0.1:$port" MCP_STORE_URL="sqlite://$logs/conformance.db" \
+  MCP_FILES_URL="file://$logs/conformance-files" MCP_LOG_FORMAT=text RUST_LOG=warn "$conformance_bin"
+wait_for_url "http://127.0.0.1:$port/health/ready" || fail 1 "mcp-server did not become ready"
 
 run_conformance() {
   local label="$1" dir="$2"

@@ -17,8 +17,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backends::Backends,
     config::Config,
     http::{json_response, jsonrpc_guard, principal, session_gate},
+    keys::Keyring,
     server::{McpServer, ServerContext},
     session::DurableSessions,
     store::{self, Store},
@@ -38,16 +40,18 @@ struct Probes {
     backend: &'static str,
 }
 
-/// Assembles the service over an already connected store.
-pub fn build(
-    config: &Config,
-    store: Arc<dyn Store>,
-    backend: &'static str,
-    host: &'static str,
-) -> App {
+/// Assembles the service over opened backends; `host` is "server" or "lambda".
+pub fn build(config: &Config, backends: &Backends, host: &'static str) -> App {
+    let store = backends.store.clone();
+    let backend = backends.store_backend;
     let shutdown = CancellationToken::new();
-    let context = Arc::new(ServerContext::new(store.clone(), backend, host));
-    let handler = handler(McpServer::new(context), config);
+    let context = Arc::new(ServerContext::new(
+        store.clone(),
+        backend,
+        host,
+        backends.blobs.clone(),
+    ));
+    let handler = handler(McpServer::new(context), &backends.keys);
     let sessions = Arc::new(LocalSessionManager::default());
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_json_response(true)
@@ -86,13 +90,13 @@ pub fn build(
 }
 
 #[cfg(not(feature = "conformance"))]
-fn handler(server: McpServer, _config: &Config) -> McpServer {
+fn handler(server: McpServer, _keys: &Keyring) -> McpServer {
     server
 }
 
 #[cfg(feature = "conformance")]
-fn handler(server: McpServer, config: &Config) -> crate::conformance::ConformanceServer {
-    crate::conformance::ConformanceServer::new(server, &config.signing_key)
+fn handler(server: McpServer, keys: &Keyring) -> crate::conformance::ConformanceServer {
+    crate::conformance::ConformanceServer::new(server, &keys.keys().active().secret)
 }
 
 /// Liveness: the process answers.

@@ -4,7 +4,7 @@
 //! flag too; the README's table lists them all. A malformed value stops the
 //! process at start with a message naming the variable, never a silent default.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
@@ -35,6 +35,45 @@ pub struct Flags {
     pub log_format: Option<String>,
 }
 
+/// Which host the configuration is for; it decides the defaults and what is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `mcp-server` on a laptop, EC2 or a container: embedded defaults, loopback only.
+    Server,
+    /// `mcp-lambda`: shared stores and a real key are required; nothing defaults to local files.
+    Lambda,
+}
+
+/// Where sessions and state documents live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreTarget {
+    /// SQLite or PostgreSQL, by URL.
+    Sql { url: String },
+    /// One DynamoDB table.
+    DynamoDb { table: String },
+}
+
+/// Where the caller's files live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilesTarget {
+    /// A local folder (embedded mode).
+    Local { root: PathBuf },
+    /// An S3 bucket; objects go under `prefix`.
+    S3 { bucket: String, prefix: String },
+}
+
+/// Where the signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysTarget {
+    /// `MCP_SIGNING_KEY`, or the development key when that is unset (server only).
+    Env { key: Vec<u8>, dev: bool },
+    /// A Secrets Manager secret (see [`crate::keys`]), re-read every `refresh`.
+    SecretsManager {
+        secret_id: String,
+        refresh: Duration,
+    },
+}
+
 /// Output format of the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -47,8 +86,20 @@ pub enum LogFormat {
 pub struct Config {
     /// Where the HTTP listener binds.
     pub bind: SocketAddr,
-    /// Which store backs sessions and state.
+    /// The store URL as given, for logs (passwords redacted there).
     pub store_url: String,
+    /// Which store backs sessions and state.
+    pub store: StoreTarget,
+    /// Which folder or bucket holds files.
+    pub files: FilesTarget,
+    /// Where the signing keys come from.
+    pub keys: KeysTarget,
+    /// AWS region, when any AWS service is used (from `AWS_REGION`/`AWS_DEFAULT_REGION`).
+    pub aws_region: Option<String>,
+    /// `AWS_ENDPOINT_URL`: an emulator (moto, DynamoDB Local) instead of AWS.
+    pub aws_endpoint_url: Option<String>,
+    /// Path prefix added in front of the routes by a custom domain mapping (`MCP_BASE_PATH`).
+    pub base_path: Option<String>,
     /// Sliding lifetime of a legacy-wire session.
     pub session_ttl: Duration,
     /// `Host` values accepted (DNS-rebinding protection); empty accepts any.
@@ -57,10 +108,6 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Largest POST body accepted; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Key for sealing `requestState` and pagination cursors.
-    pub signing_key: Vec<u8>,
-    /// True when `signing_key` is the built-in development key.
-    pub using_dev_signing_key: bool,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
@@ -85,14 +132,33 @@ fn invalid(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigE
 }
 
 impl Config {
-    /// Reads the process environment and command line.
+    /// Reads the process environment and command line (`mcp-server`).
     pub fn from_process() -> Result<Self, ConfigError> {
         Self::from_sources(Flags::parse(), &std::env::vars().collect())
     }
 
-    /// Builds a config from flags and an environment map (the testable core).
+    /// Reads the process environment of a Lambda function (`mcp-lambda`).
+    pub fn lambda_from_process() -> Result<Self, ConfigError> {
+        Self::for_profile(
+            Profile::Lambda,
+            Flags::default(),
+            &std::env::vars().collect(),
+        )
+    }
+
+    /// Builds a server config from flags and an environment map (the testable core).
     pub fn from_sources(flags: Flags, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let lookup = |var: &str| env.get(var).map(String::as_str).filter(|v| !v.is_empty());
+        Self::for_profile(Profile::Server, flags, env)
+    }
+
+    /// Builds a config for `profile` from flags and an environment map.
+    pub fn for_profile(
+        profile: Profile,
+        flags: Flags,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let lambda = profile == Profile::Lambda;
+        let lookup = |var: &str| get(env, var);
         let setting = |flag: Option<String>, var: &str, default: &str| {
             flag.or_else(|| lookup(var).map(str::to_owned))
                 .unwrap_or_else(|| default.to_owned())
@@ -103,18 +169,38 @@ impl Config {
             .parse()
             .map_err(|_| invalid("MCP_BIND", &bind, "expected IP:PORT, e.g. 127.0.0.1:8080"))?;
 
-        let store_url = setting(flags.store_url, "MCP_STORE_URL", "sqlite://./.data/mcp.db");
-        crate::store::sql::Backend::of_url(&store_url)
-            .map_err(|e| invalid("MCP_STORE_URL", &store_url, e.to_string()))?;
+        let store_url = match flags
+            .store_url
+            .or_else(|| lookup("MCP_STORE_URL").map(str::to_owned))
+        {
+            Some(url) => url,
+            None if lambda => {
+                return Err(invalid(
+                    "MCP_STORE_URL",
+                    "",
+                    "is required on Lambda: dynamodb://TABLE or postgres://…",
+                ));
+            }
+            None => "sqlite://./.data/mcp.db".to_owned(),
+        };
+        let store = store_target(&store_url, profile)?;
+        let files = files_target(lookup("MCP_FILES_URL"), profile)?;
 
         let session_ttl = setting(flags.session_ttl_secs, "MCP_SESSION_TTL_SECS", "86400");
         let session_ttl = parse_seconds("MCP_SESSION_TTL_SECS", &session_ttl, 60)?;
 
-        let allowed_hosts = list(lookup("MCP_ALLOWED_HOSTS").unwrap_or("localhost,127.0.0.1,::1"));
-        let allowed_origins = list(
-            lookup("MCP_ALLOWED_ORIGINS")
-                .unwrap_or("http://localhost:*,http://127.0.0.1:*,http://[::1]:*"),
-        );
+        // On Lambda, API Gateway and function URLs only deliver requests addressed to
+        // their own host names, so DNS rebinding cannot reach the function: any host.
+        let (hosts_default, origins_default) = if lambda {
+            ("*", "*")
+        } else {
+            (
+                "localhost,127.0.0.1,::1",
+                "http://localhost:*,http://127.0.0.1:*,http://[::1]:*",
+            )
+        };
+        let allowed_hosts = list(lookup("MCP_ALLOWED_HOSTS").unwrap_or(hosts_default));
+        let allowed_origins = list(lookup("MCP_ALLOWED_ORIGINS").unwrap_or(origins_default));
 
         let max_body = lookup("MCP_MAX_BODY_BYTES").unwrap_or("1048576");
         let max_body_bytes = max_body
@@ -129,19 +215,44 @@ impl Config {
                 )
             })?;
 
-        let (signing_key, using_dev_signing_key) = match lookup("MCP_SIGNING_KEY") {
-            Some(key) if key.len() < MIN_SIGNING_KEY_BYTES => {
+        let keys = keys_target(env, profile)?;
+
+        let aws_region = lookup("AWS_REGION")
+            .or_else(|| lookup("AWS_DEFAULT_REGION"))
+            .map(str::to_owned);
+        let uses_aws = matches!(store, StoreTarget::DynamoDb { .. })
+            || matches!(files, FilesTarget::S3 { .. })
+            || matches!(keys, KeysTarget::SecretsManager { .. });
+        if uses_aws && aws_region.is_none() {
+            return Err(invalid(
+                "AWS_REGION",
+                "",
+                "is required when DynamoDB, S3 or Secrets Manager is configured",
+            ));
+        }
+        let aws_endpoint_url = lookup("AWS_ENDPOINT_URL").map(str::to_owned);
+        if let Some(endpoint) = &aws_endpoint_url
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "AWS_ENDPOINT_URL",
+                endpoint,
+                "expected an http:// or https:// URL",
+            ));
+        }
+
+        let base_path = match lookup("MCP_BASE_PATH").map(|p| p.trim_end_matches('/')) {
+            None | Some("") => None,
+            Some(path) if path.starts_with('/') && !path.contains(['?', '#', ' ']) => {
+                Some(path.to_owned())
+            }
+            Some(path) => {
                 return Err(invalid(
-                    "MCP_SIGNING_KEY",
-                    "<redacted>",
-                    format!(
-                        "is {} bytes; at least {MIN_SIGNING_KEY_BYTES} are required",
-                        key.len()
-                    ),
+                    "MCP_BASE_PATH",
+                    path,
+                    "expected a path starting with /, e.g. /v1",
                 ));
             }
-            Some(key) => (key.as_bytes().to_vec(), false),
-            None => (DEV_SIGNING_KEY.as_bytes().to_vec(), true),
         };
 
         let grace = lookup("MCP_SHUTDOWN_GRACE_SECS").unwrap_or("10");
@@ -157,15 +268,154 @@ impl Config {
         Ok(Self {
             bind,
             store_url,
+            store,
+            files,
+            keys,
+            aws_region,
+            aws_endpoint_url,
+            base_path,
             session_ttl,
             allowed_hosts,
             allowed_origins,
             max_body_bytes,
-            signing_key,
-            using_dev_signing_key,
             shutdown_grace,
             log_format,
         })
+    }
+}
+
+/// A set, non-empty variable.
+fn get<'a>(env: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
+    env.get(var)
+        .map(String::as_str)
+        .filter(|value| !value.is_empty())
+}
+
+/// What `MCP_STORE_URL` names; SQLite is refused on Lambda, where no two instances share a disk.
+fn store_target(url: &str, profile: Profile) -> Result<StoreTarget, ConfigError> {
+    if let Some(table) = url.strip_prefix("dynamodb://") {
+        let valid = (3..=255).contains(&table.len())
+            && table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !valid {
+            return Err(invalid(
+                "MCP_STORE_URL",
+                url,
+                "DynamoDB table names are 3-255 characters of A-Z a-z 0-9 _ . -",
+            ));
+        }
+        return Ok(StoreTarget::DynamoDb {
+            table: table.to_owned(),
+        });
+    }
+    match crate::store::sql::Backend::of_url(url) {
+        Ok(crate::store::sql::Backend::Sqlite) if profile == Profile::Lambda => Err(invalid(
+            "MCP_STORE_URL",
+            url,
+            "SQLite is a local file and Lambda instances share no disk: use dynamodb://TABLE or postgres://…",
+        )),
+        Ok(_) => Ok(StoreTarget::Sql {
+            url: url.to_owned(),
+        }),
+        Err(_) => Err(invalid(
+            "MCP_STORE_URL",
+            url,
+            "unsupported store URL: use sqlite://PATH, postgres://… or dynamodb://TABLE",
+        )),
+    }
+}
+
+/// What `MCP_FILES_URL` names: `file://PATH` (server default `./.data/files`) or `s3://BUCKET[/PREFIX]`.
+fn files_target(url: Option<&str>, profile: Profile) -> Result<FilesTarget, ConfigError> {
+    const VAR: &str = "MCP_FILES_URL";
+    let url = match (url, profile) {
+        (Some(url), _) => url,
+        (None, Profile::Server) => "file://./.data/files",
+        (None, Profile::Lambda) => {
+            return Err(invalid(
+                VAR,
+                "",
+                "is required on Lambda: s3://BUCKET[/PREFIX]",
+            ));
+        }
+    };
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
+        if !valid_bucket {
+            return Err(invalid(
+                VAR,
+                url,
+                "S3 bucket names are 3-63 characters of a-z 0-9 . -",
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        return Ok(FilesTarget::S3 {
+            bucket: bucket.to_owned(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+        });
+    }
+    match url.strip_prefix("file://") {
+        Some(_) if profile == Profile::Lambda => Err(invalid(
+            VAR,
+            url,
+            "a local folder is lost with the Lambda instance: use s3://BUCKET[/PREFIX]",
+        )),
+        Some(path) if !path.is_empty() => Ok(FilesTarget::Local {
+            root: PathBuf::from(path),
+        }),
+        _ => Err(invalid(
+            VAR,
+            url,
+            "expected file://PATH or s3://BUCKET[/PREFIX]",
+        )),
+    }
+}
+
+/// Where the signing keys come from: `MCP_SECRET_ID` or `MCP_SIGNING_KEY`, not both.
+fn keys_target(env: &HashMap<String, String>, profile: Profile) -> Result<KeysTarget, ConfigError> {
+    let lookup = |var: &str| get(env, var);
+    let refresh = lookup("MCP_SECRET_REFRESH_SECS").unwrap_or("300");
+    let refresh = parse_seconds("MCP_SECRET_REFRESH_SECS", refresh, 10)?;
+    match (lookup("MCP_SECRET_ID"), lookup("MCP_SIGNING_KEY")) {
+        (Some(_), Some(_)) => Err(invalid(
+            "MCP_SIGNING_KEY",
+            "<redacted>",
+            "set either MCP_SECRET_ID or MCP_SIGNING_KEY, not both",
+        )),
+        (Some(secret_id), None) => Ok(KeysTarget::SecretsManager {
+            secret_id: secret_id.to_owned(),
+            refresh,
+        }),
+        (None, Some(key)) if key.len() < MIN_SIGNING_KEY_BYTES => Err(invalid(
+            "MCP_SIGNING_KEY",
+            "<redacted>",
+            format!(
+                "is {} bytes; at least {MIN_SIGNING_KEY_BYTES} are required",
+                key.len()
+            ),
+        )),
+        (None, Some(key)) => Ok(KeysTarget::Env {
+            key: key.as_bytes().to_vec(),
+            dev: false,
+        }),
+        (None, None) if profile == Profile::Lambda => Err(invalid(
+            "MCP_SECRET_ID",
+            "",
+            "is required on Lambda (or MCP_SIGNING_KEY): the development key is for local use only",
+        )),
+        (None, None) => Ok(KeysTarget::Env {
+            key: DEV_SIGNING_KEY.as_bytes().to_vec(),
+            dev: true,
+        }),
     }
 }
 
@@ -215,8 +465,137 @@ mod tests {
         assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(config.store_url, "sqlite://./.data/mcp.db");
         assert_eq!(config.session_ttl, Duration::from_secs(86400));
-        assert!(config.using_dev_signing_key);
+        assert!(matches!(config.keys, KeysTarget::Env { dev: true, .. }));
+        assert_eq!(
+            config.files,
+            FilesTarget::Local {
+                root: "./.data/files".into()
+            }
+        );
         assert_eq!(config.allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
+    }
+
+    fn lambda(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::for_profile(Profile::Lambda, Flags::default(), &env)
+    }
+
+    const LAMBDA_ENV: [(&str, &str); 4] = [
+        ("MCP_STORE_URL", "dynamodb://mcp-dev"),
+        ("MCP_FILES_URL", "s3://mcp-dev-files/tenant-a/"),
+        ("MCP_SECRET_ID", "mcp/dev/keys"),
+        ("AWS_REGION", "eu-west-1"),
+    ];
+
+    #[test]
+    fn lambda_reads_aws_targets() {
+        let config = lambda(&LAMBDA_ENV).expect("valid lambda env");
+        assert_eq!(
+            config.store,
+            StoreTarget::DynamoDb {
+                table: "mcp-dev".into()
+            }
+        );
+        assert_eq!(
+            config.files,
+            FilesTarget::S3 {
+                bucket: "mcp-dev-files".into(),
+                prefix: "tenant-a/".into()
+            }
+        );
+        assert_eq!(
+            config.keys,
+            KeysTarget::SecretsManager {
+                secret_id: "mcp/dev/keys".into(),
+                refresh: Duration::from_secs(300)
+            }
+        );
+        assert!(config.allowed_hosts.is_empty(), "any host on Lambda");
+    }
+
+    #[test]
+    fn lambda_refuses_missing_or_local_settings() {
+        let without = |var: &str| -> Vec<(&str, &str)> {
+            LAMBDA_ENV
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != var)
+                .collect()
+        };
+        let with = |var: &'static str, value: &'static str| -> Vec<(&'static str, &'static str)> {
+            let mut env = without(var);
+            env.push((var, value));
+            env
+        };
+        let cases = [
+            (
+                without("MCP_STORE_URL"),
+                "MCP_STORE_URL",
+                "is required on Lambda: dynamodb://TABLE or postgres://…",
+            ),
+            (
+                with("MCP_STORE_URL", "sqlite:///tmp/mcp.db"),
+                "MCP_STORE_URL",
+                "SQLite is a local file and Lambda instances share no disk: use dynamodb://TABLE or postgres://…",
+            ),
+            (
+                with("MCP_STORE_URL", "dynamodb://a"),
+                "MCP_STORE_URL",
+                "DynamoDB table names are 3-255 characters of A-Z a-z 0-9 _ . -",
+            ),
+            (
+                without("MCP_FILES_URL"),
+                "MCP_FILES_URL",
+                "is required on Lambda: s3://BUCKET[/PREFIX]",
+            ),
+            (
+                with("MCP_FILES_URL", "file:///tmp/files"),
+                "MCP_FILES_URL",
+                "a local folder is lost with the Lambda instance: use s3://BUCKET[/PREFIX]",
+            ),
+            (
+                with("MCP_FILES_URL", "s3://Bad_Bucket"),
+                "MCP_FILES_URL",
+                "S3 bucket names are 3-63 characters of a-z 0-9 . -",
+            ),
+            (
+                without("MCP_SECRET_ID"),
+                "MCP_SECRET_ID",
+                "is required on Lambda (or MCP_SIGNING_KEY): the development key is for local use only",
+            ),
+            (
+                with("MCP_SIGNING_KEY", "k-that-is-at-least-32-bytes-long-000"),
+                "MCP_SIGNING_KEY",
+                "set either MCP_SECRET_ID or MCP_SIGNING_KEY, not both",
+            ),
+            (
+                without("AWS_REGION"),
+                "AWS_REGION",
+                "is required when DynamoDB, S3 or Secrets Manager is configured",
+            ),
+            (
+                with("AWS_ENDPOINT_URL", "localhost:5000"),
+                "AWS_ENDPOINT_URL",
+                "expected an http:// or https:// URL",
+            ),
+            (
+                with("MCP_SECRET_REFRESH_SECS", "1"),
+                "MCP_SECRET_REFRESH_SECS",
+                "expected whole seconds from 10 to 31536000",
+            ),
+            (
+                with("MCP_BASE_PATH", "v1"),
+                "MCP_BASE_PATH",
+                "expected a path starting with /, e.g. /v1",
+            ),
+        ];
+        for (env, var, reason) in cases {
+            let error = lambda(&env).expect_err(var);
+            assert_eq!((error.var, error.reason.as_str()), (var, reason));
+        }
     }
 
     #[test]
@@ -241,7 +620,7 @@ mod tests {
             (
                 "MCP_STORE_URL",
                 "mysql://db",
-                "unsupported store URL `mysql://db`: use sqlite://PATH or postgres://…",
+                "unsupported store URL: use sqlite://PATH, postgres://… or dynamodb://TABLE",
             ),
             (
                 "MCP_SESSION_TTL_SECS",
@@ -264,6 +643,11 @@ mod tests {
                 "expected whole seconds from 0 to 31536000",
             ),
             ("MCP_LOG_FORMAT", "xml", "expected json or text"),
+            (
+                "MCP_FILES_URL",
+                "ftp://host/x",
+                "expected file://PATH or s3://BUCKET[/PREFIX]",
+            ),
         ];
         for (var, value, reason) in cases {
             let error = config(&[(var, value)]).expect_err(var);

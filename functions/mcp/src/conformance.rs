@@ -17,7 +17,8 @@
 //!   fixtures, `subscriptions/listen` triggers;
 //! - MRTR (SEP-2322): tools and a prompt answering with `InputRequiredResult`;
 //! - tasks (SEP-2663): task-materialising tools;
-//! - resources: static and templated fixtures, legacy subscriptions;
+//! - resources: static and templated fixtures (the product's files follow them),
+//!   legacy subscriptions;
 //! - skills (SEP-2640): one skill served over resources;
 //! - prompts, completion and logging;
 //! - the [`ServerHandler`] implementation that routes between product and
@@ -391,6 +392,14 @@ impl ConformanceServer {
             "test_tool_with_logging" => self.log_while_running(&cx).await,
             "test_tool_with_progress" => report_progress(&cx).await,
             "test_logging_tool" => self.log_if_requested(&cx).await,
+            "test_sampling"
+            | "test_elicitation"
+            | "test_elicitation_sep1034_defaults"
+            | "test_elicitation_sep1330_enums"
+                if self.buffered_host() =>
+            {
+                no_client_requests_on_lambda()
+            }
             "test_sampling" => {
                 sample_from_client(&cx, string_arg(&args, "prompt").unwrap_or("Hello")).await
             }
@@ -546,6 +555,25 @@ async fn report_progress(cx: &RequestContext<RoleServer>) -> CallToolResult {
 }
 
 // ─── Tools: requests to the client (legacy wire) ────────────────────────────
+
+impl ConformanceServer {
+    /// True on the Lambda host, whose responses are buffered whole: nothing can
+    /// stream to the client while a request is still running there.
+    fn buffered_host(&self) -> bool {
+        self.product.context().host == "lambda"
+    }
+}
+
+/// A legacy server-to-client request needs the client's answer to reach this very
+/// request while it waits; on Lambda that answer arrives as a new invocation,
+/// possibly on another instance, and the buffered response has not been sent yet.
+fn no_client_requests_on_lambda() -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(
+        "Server-to-client requests (sampling, elicitation) are not available on the Lambda host: \
+         its responses are buffered, so the request could not reach the client before this call ends. \
+         Use the 2026-07-28 input_required flow, or mcp-server.",
+    )])
+}
 
 async fn sample_from_client(cx: &RequestContext<RoleServer>, prompt: &str) -> CallToolResult {
     let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
@@ -1564,25 +1592,50 @@ impl ServerHandler for ConformanceServer {
 
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        request: Option<PaginatedRequestParams>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let mut resources = static_resources();
-        resources.extend(self.fixtures.skill.resources());
-        Ok(ListResourcesResult::with_all_items(resources)
-            .with_ttl_ms(CACHE_TTL_MS)
-            .with_cache_scope(CacheScope::Public))
+        // The fixtures head the first page; the caller's files (the product's
+        // resources) follow, paged by the product's own cursor.
+        let first_page = request.as_ref().is_none_or(|r| r.cursor.is_none());
+        let files = self.product.list_resources(request, cx).await?;
+        let mut resources = Vec::new();
+        if first_page {
+            resources.extend(static_resources());
+            resources.extend(self.fixtures.skill.resources());
+        }
+        let has_files = !files.resources.is_empty() || files.next_cursor.is_some();
+        resources.extend(files.resources);
+        let mut result = if has_files {
+            // The caller's own files: fresh and private, as the product lists them.
+            ListResourcesResult::with_all_items(resources)
+                .with_ttl_ms(0)
+                .with_cache_scope(CacheScope::Private)
+        } else {
+            ListResourcesResult::with_all_items(resources)
+                .with_ttl_ms(CACHE_TTL_MS)
+                .with_cache_scope(CacheScope::Public)
+        };
+        result.next_cursor = files.next_cursor;
+        Ok(result)
     }
 
     async fn list_resource_templates(
         &self,
-        _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        request: Option<PaginatedRequestParams>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let template = ResourceTemplate::new("test://template/{id}/data", "Dynamic Resource")
             .with_description("A dynamic resource with parameter substitution")
             .with_mime_type("application/json");
-        Ok(ListResourceTemplatesResult::with_all_items(vec![template])
+        let mut templates = vec![template];
+        templates.extend(
+            self.product
+                .list_resource_templates(request, cx)
+                .await?
+                .resource_templates,
+        );
+        Ok(ListResourceTemplatesResult::with_all_items(templates)
             .with_ttl_ms(CACHE_TTL_MS)
             .with_cache_scope(CacheScope::Public))
     }
@@ -1590,15 +1643,13 @@ impl ServerHandler for ConformanceServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        // rmcp turns -32002 into -32602 for 2026-07-28 peers (SEP-2164).
-        let contents = self.fixture_contents(&request.uri).ok_or_else(|| {
-            ErrorData::resource_not_found(
-                format!("Resource not found: {}", request.uri),
-                Some(json!({ "uri": request.uri })),
-            )
-        })?;
+        let Some(contents) = self.fixture_contents(&request.uri) else {
+            // The caller's files; anything else is "Resource not found: <uri>"
+            // (-32002; rmcp turns it into -32602 for 2026-07-28 peers, SEP-2164).
+            return self.product.read_resource(request, cx).await;
+        };
         Ok(ReadResourceResult::new(vec![contents])
             .with_ttl_ms(CACHE_TTL_MS)
             .with_cache_scope(CacheScope::Public)
@@ -1629,6 +1680,11 @@ impl ServerHandler for ConformanceServer {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
+        // A buffered Lambda response cannot hold a listen stream open: decline it
+        // (method not found) rather than occupy the instance until it times out.
+        if self.buffered_host() {
+            return None;
+        }
         Some(requested.supported_by(&self.get_info().capabilities))
     }
 

@@ -1,23 +1,31 @@
 //! The MCP function: one tower service that serves MCP over Streamable HTTP,
-//! hosted by `mcp-server` (hyper/axum) today and by Lambda with the same code.
+//! hosted by `mcp-server` (hyper/axum) and by `mcp-lambda` (lambda_http) with the same code.
 //!
 //! Layout:
 //! - [`config`]: settings from `MCP_*` variables and flags.
+//! - [`backends`]: opens the keys and the store once per process, AWS clients included.
 //! - [`app`]: builds the HTTP service: `/mcp`, `/health/live`, `/health/ready`.
 //! - [`http`]: tower layers around rmcp (principal, session gate, JSON responses).
 //! - [`session`]: durable legacy-wire sessions on top of rmcp's session manager.
 //! - [`server`]: the MCP handler: capabilities and dispatch.
 //! - [`tools`]: one file per product tool. [`prompts`]: the runbooks.
 //! - [`store`]: the store traits and the SQLite/PostgreSQL backend.
+//! - [`blob`]: the callers' files behind one trait (local folder, S3), served as resources.
 //! - [`principal`]: who a request acts for.
+//! - [`keys`]: signing keys (Secrets Manager or `MCP_SIGNING_KEY`), rotated without downtime.
 //! - [`server_host`]: the long-running host used by `mcp-server`.
+//! - [`lambda_host`]: the Lambda host used by `mcp-lambda` (API Gateway and function URL events).
 //! - `conformance` (feature): the conformance suite's fixtures.
 
 pub mod app;
+pub mod backends;
+pub mod blob;
 pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod http;
+pub mod keys;
+pub mod lambda_host;
 pub mod principal;
 pub mod prompts;
 pub mod server;

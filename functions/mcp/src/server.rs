@@ -1,4 +1,5 @@
-//! The MCP server handler: capabilities, tool and prompt dispatch.
+//! The MCP server handler: capabilities, tool and prompt dispatch, and the
+//! caller's files as resources (`files:///<path>`, see [`crate::blob`]).
 //!
 //! [`McpServer`] is cheap to clone; rmcp builds one per session (legacy wire)
 //! or per request (2026 wire), and they all share one [`ServerContext`].
@@ -13,6 +14,7 @@ use std::{
     time::Instant,
 };
 
+use base64::{Engine, engine::general_purpose::STANDARD};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     handler::server::{
@@ -21,20 +23,35 @@ use rmcp::{
         tool::ToolCallContext,
     },
     model::{
-        CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
-        Implementation, ListPromptsResult, ListToolsResult, PaginatedRequestParams,
+        CacheScope, CallToolRequestParams, CallToolResponse, GetPromptRequestParams,
+        GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+        ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
         ServerCapabilities, ServerConfig, Tool,
     },
     service::RequestContext,
 };
+use serde_json::json;
 
-use crate::store::Store;
+use crate::{
+    blob::{self, Blob, BlobError, BlobMeta, BlobStore, UriError},
+    store::Store,
+    tools::request_principal,
+};
 
-/// What every handler instance shares: the store and facts about this process.
+/// Files per `resources/list` page.
+pub const RESOURCE_PAGE_SIZE: u32 = 50;
+
+/// URI template of the caller's files (RFC 6570 reserved expansion keeps the `/`s).
+pub const FILE_URI_TEMPLATE: &str = "files:///{+path}";
+
+/// What every handler instance shares: the stores and facts about this process.
 pub struct ServerContext {
     pub store: Arc<dyn Store>,
     /// Backend name for health output ("sqlite", "postgres", …).
     pub store_backend: &'static str,
+    /// The callers' files: `file_write` and the `files:///` resources.
+    pub blobs: Arc<dyn BlobStore>,
     /// Which host serves: "server" or "lambda".
     pub host: &'static str,
     pub region: Option<String>,
@@ -44,10 +61,16 @@ pub struct ServerContext {
 }
 
 impl ServerContext {
-    pub fn new(store: Arc<dyn Store>, store_backend: &'static str, host: &'static str) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        store_backend: &'static str,
+        host: &'static str,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Self {
         Self {
             store,
             store_backend,
+            blobs,
             host,
             region: std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()),
             started: Instant::now(),
@@ -86,6 +109,10 @@ impl McpServer {
         self.context.store.as_ref()
     }
 
+    pub fn blobs(&self) -> &dyn BlobStore {
+        self.context.blobs.as_ref()
+    }
+
     pub fn has_tool(&self, name: &str) -> bool {
         self.tools.has_route(name)
     }
@@ -101,6 +128,7 @@ impl ServerHandler for McpServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_prompts()
+                .enable_resources()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -108,8 +136,10 @@ impl ServerHandler for McpServer {
             env!("CARGO_PKG_VERSION"),
         ))
         .with_instructions(
-            "Tools: health_check, echo, get_time, and state_get/state_set/state_list/state_delete \
-                 for your own versioned JSON documents. Prompts: operational runbooks.",
+            "Tools: health_check, echo, get_time, state_get/state_set/state_list/state_delete \
+                 for your own versioned JSON documents, and file_write for your own files (text or \
+                 base64, up to 5 MiB). Resources: your files as files:///<path> (resources/list, \
+                 resources/read). Prompts: operational runbooks.",
         )
     }
 
@@ -176,4 +206,115 @@ impl ServerHandler for McpServer {
             None,
         ))
     }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let principal = request_principal(&context.extensions)?;
+        let cursor = request.and_then(|request| request.cursor);
+        let page = self
+            .blobs()
+            .list(&principal, cursor.as_deref(), RESOURCE_PAGE_SIZE)
+            .await
+            .map_err(file_store_error)?;
+        let mut result =
+            ListResourcesResult::with_all_items(page.items.iter().map(file_resource).collect())
+                .with_ttl_ms(0)
+                .with_cache_scope(CacheScope::Private);
+        result.next_cursor = page.next_cursor;
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(file_templates()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let principal = request_principal(&context.extensions)?;
+        let uri = request.uri;
+        let key = match blob::key_from_uri(&uri) {
+            Ok(key) => key,
+            Err(UriError::OtherScheme) => return Err(resource_not_found(&uri)),
+            Err(UriError::Malformed(reason)) => {
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "malformed file URI {uri}: {reason}; use files:///<path> as resources/list shows it"
+                    ),
+                    Some(json!({ "uri": uri })),
+                ));
+            }
+        };
+        let blob = self
+            .blobs()
+            .get(&principal, &key)
+            .await
+            .map_err(file_store_error)?
+            .ok_or_else(|| resource_not_found(&uri))?;
+        Ok(ReadResourceResult::new(vec![file_contents(uri, blob)])
+            .with_ttl_ms(0)
+            .with_cache_scope(CacheScope::Private)
+            .into())
+    }
+}
+
+/// The resource templates of the product: the caller's files.
+fn file_templates() -> Vec<ResourceTemplate> {
+    vec![
+        ResourceTemplate::new(FILE_URI_TEMPLATE, "file")
+            .with_title("Your files")
+            .with_description(
+                "Your own files, written with the file_write tool; path is the path given to \
+                 file_write (resources/list lists them).",
+            ),
+    ]
+}
+
+/// The `resources/list` entry of a file.
+fn file_resource(meta: &BlobMeta) -> Resource {
+    Resource::new(blob::resource_uri(&meta.key), meta.key.clone())
+        .with_mime_type(meta.content_type.clone())
+        .with_size(meta.size)
+}
+
+/// A file's contents: text for textual types holding UTF-8, base64 otherwise.
+fn file_contents(uri: String, blob: Blob) -> ResourceContents {
+    let Blob { meta, bytes } = blob;
+    if blob::is_textual(&meta.content_type)
+        && let Ok(text) = std::str::from_utf8(&bytes)
+    {
+        return ResourceContents::text(text, uri).with_mime_type(meta.content_type);
+    }
+    ResourceContents::blob(STANDARD.encode(&bytes), uri).with_mime_type(meta.content_type)
+}
+
+/// The MCP "resource not found" error (-32002; rmcp sends -32602 on 2026-07-28, SEP-2164).
+fn resource_not_found(uri: &str) -> ErrorData {
+    ErrorData::resource_not_found(
+        format!("Resource not found: {uri}"),
+        Some(json!({ "uri": uri })),
+    )
+}
+
+/// A file store failure as a JSON-RPC error: the caller's own mistakes are
+/// invalid params with the reason; backend trouble is logged and reported as
+/// "unavailable, retry" without details.
+fn file_store_error(error: BlobError) -> ErrorData {
+    if error.is_caller_error() {
+        return ErrorData::invalid_params(error.to_string(), None);
+    }
+    tracing::error!(%error, "file store call failed");
+    ErrorData::internal_error(
+        "the file store is unavailable right now; retry shortly (details are in the server log)",
+        None,
+    )
 }

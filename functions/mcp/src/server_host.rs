@@ -1,17 +1,18 @@
-//! The long-running host: tracing, store connection, listener, background purge, graceful stop.
+//! The long-running host: tracing, listener, background purge, graceful stop.
 //!
-//! `bin/mcp-server.rs` is a few lines over these functions; the Lambda host
-//! will have its own, serving the same [`app::build`] service.
+//! `bin/mcp-server.rs` is a few lines over these functions and
+//! [`crate::backends::open`]; the Lambda host (`lambda_host`) serves the same
+//! [`crate::app::build`] service.
 
-use std::{io, time::Duration};
+use std::{io, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::{
     app::App,
-    config::{Config, LogFormat},
-    store::{StateStore, StoreError, sql::SqlStore},
+    config::{Config, KeysTarget, LogFormat},
+    store::Store,
 };
 
 /// How often expired sessions and documents are deleted.
@@ -25,11 +26,6 @@ pub fn init_tracing(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-}
-
-/// Opens (and migrates) the configured store.
-pub async fn connect_store(config: &Config) -> Result<SqlStore, StoreError> {
-    SqlStore::connect(&config.store_url, &config.signing_key).await
 }
 
 /// A store URL fit for logs: any password is replaced.
@@ -47,8 +43,8 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish within the grace period.
-pub async fn serve(config: &Config, app: App, store: SqlStore) -> io::Result<()> {
-    if config.using_dev_signing_key {
+pub async fn serve(config: &Config, app: App, store: Arc<dyn Store>) -> io::Result<()> {
+    if matches!(config.keys, KeysTarget::Env { dev: true, .. }) {
         tracing::warn!(
             "MCP_SIGNING_KEY is not set: using the built-in development key; set a secret key in any shared deployment"
         );
@@ -82,7 +78,7 @@ pub async fn serve(config: &Config, app: App, store: SqlStore) -> io::Result<()>
     result
 }
 
-async fn purge_expired(store: SqlStore) {
+async fn purge_expired(store: Arc<dyn Store>) {
     let mut ticks = tokio::time::interval(PURGE_INTERVAL);
     loop {
         ticks.tick().await;

@@ -43,7 +43,12 @@ fn config(env: &[(&str, &str)]) -> Config {
 async fn test_app_with(env: &[(&str, &str)]) -> TestApp {
     let (store, dir) = common::sqlite_store().await;
     let store: Arc<dyn Store> = Arc::new(store);
-    let router = app::build(&config(env), store.clone(), "sqlite", "server").router;
+    let router = app::build(
+        &config(env),
+        &common::backends(store.clone(), "sqlite", common::local_blobs(dir.path())),
+        "server",
+    )
+    .router;
     TestApp {
         router,
         store,
@@ -625,11 +630,21 @@ async fn probes_report_the_store() {
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["checks"]["store"]["status"], "up");
 
-    let router = app::build(&config(&[]), Arc::new(DownStore), "sqlite", "server").router;
+    let dir = tempfile::tempdir().expect("dir");
+    let router = app::build(
+        &config(&[]),
+        &common::backends(
+            Arc::new(DownStore),
+            "sqlite",
+            common::local_blobs(dir.path()),
+        ),
+        "server",
+    )
+    .router;
     let down_app = TestApp {
         router,
         store: Arc::new(DownStore),
-        _dir: tempfile::tempdir().expect("dir"),
+        _dir: dir,
     };
     let ready = send(&down_app, get("/health/ready")).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);

@@ -28,6 +28,10 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_mcp-server"))
             .env("MCP_BIND", format!("127.0.0.1:{port}"))
             .env("MCP_STORE_URL", format!("sqlite://{}", db.display()))
+            .env(
+                "MCP_FILES_URL",
+                format!("file://{}", db.with_file_name("files").display()),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,11 +1,13 @@
 //! One store contract, written once, run against every backend.
 //!
 //! Each backend gets a `#[tokio::test]` that builds a fresh store and hands it
-//! to [`run_suite`]. A new backend (DynamoDB, …) adds one such test.
+//! to [`run_suite`], and one that races compare-and-set writers on it. A new
+//! backend adds one test of each. DynamoDB runs on the emulator at
+//! `MCP_TEST_AWS_ENDPOINT` (moto in `scripts/test.sh`).
 
 mod common;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use mcp_function::{
@@ -38,6 +40,8 @@ async fn run_suite(store: &dyn Store) {
     limits_are_enforced_with_clear_errors(store).await;
     listing_pages_with_tamper_checked_cursors(store).await;
     expired_documents_vanish(store).await;
+    expired_documents_count_as_absent_for_every_expectation(store).await;
+    listing_skips_expired_documents_across_pages(store).await;
     deletes_honour_versions(store).await;
     sessions_round_trip_and_expire(store).await;
     store.ping().await.expect("ping");
@@ -269,6 +273,133 @@ async fn expired_documents_vanish(store: &dyn Store) {
     assert!(store.purge_expired().await.is_ok());
 }
 
+async fn expired_documents_count_as_absent_for_every_expectation(store: &dyn Store) {
+    let value = json!("brief");
+    let brief = |key| Put {
+        key,
+        value: &value,
+        expect: Expect::Any,
+        // Long enough for the second write to find the first one live.
+        ttl: Some(Duration::from_millis(300)),
+    };
+    for key in ["exp/any", "exp/version", "exp/delete"] {
+        let first = store.put(&alice(), brief(key)).await.expect("put");
+        let second = store.put(&alice(), brief(key)).await.expect("put");
+        assert_eq!((first.version, second.version), (1, 2));
+    }
+    tokio::time::sleep(Duration::from_millis(350)).await;
+
+    // Any: the write lands and the version restarts; no expiry now means none.
+    let revived = store
+        .put(&alice(), put("exp/any", &value, Expect::Any))
+        .await
+        .expect("revive");
+    assert_eq!((revived.version, revived.expires_at), (1, None));
+    let read = store
+        .get(&alice(), "exp/any")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!((read.version, read.expires_at), (1, None));
+    let next = store
+        .put(&alice(), put("exp/any", &value, Expect::Any))
+        .await
+        .expect("put");
+    assert_eq!(next.version, 2);
+
+    // Version: the expired version no longer matches anything.
+    let stale = store
+        .put(&alice(), put("exp/version", &value, Expect::Version(2)))
+        .await
+        .expect_err("expired");
+    assert_eq!(
+        stale.to_string(),
+        "version conflict on `exp/version`: expected version 2, current is absent (no document)"
+    );
+
+    // Deletes see nothing to delete, and nothing to conflict with.
+    assert!(
+        !store
+            .delete(&alice(), "exp/delete", Expect::Any)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete(&alice(), "exp/delete", Expect::Absent)
+            .await
+            .expect("delete")
+    );
+    let error = store
+        .delete(&alice(), "exp/delete", Expect::Version(2))
+        .await
+        .expect_err("expired");
+    assert!(
+        matches!(error, StoreError::VersionConflict { current: None, .. }),
+        "{error}"
+    );
+    // Delete expecting no document conflicts with a live one and leaves it.
+    let error = store
+        .delete(&alice(), "exp/any", Expect::Absent)
+        .await
+        .expect_err("live");
+    assert_eq!(
+        error.to_string(),
+        "version conflict on `exp/any`: expected no document, current is version 2"
+    );
+    assert!(store.get(&alice(), "exp/any").await.expect("get").is_some());
+}
+
+async fn listing_skips_expired_documents_across_pages(store: &dyn Store) {
+    // Every other document expires, so pages must be filled from further on.
+    for i in 0..10 {
+        let key = format!("mix/{i:02}");
+        let value = json!(i);
+        let write = Put {
+            key: &key,
+            value: &value,
+            expect: Expect::Any,
+            ttl: (i % 2 == 0).then_some(Duration::from_millis(1)),
+        };
+        store.put(&alice(), write).await.expect("put");
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list(&alice(), "mix/", cursor.as_deref(), 2)
+            .await
+            .expect("list");
+        pages.push(
+            page.items
+                .into_iter()
+                .map(|doc| doc.key)
+                .collect::<Vec<_>>(),
+        );
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        [
+            vec!["mix/01", "mix/03"],
+            vec!["mix/05", "mix/07"],
+            vec!["mix/09"]
+        ]
+    );
+    // Out-of-range limits are clamped, never rejected.
+    let all = store.list(&alice(), "mix/", None, 0).await.expect("list");
+    assert_eq!(all.items.len(), 1);
+    let all = store
+        .list(&alice(), "mix/", None, 10_000)
+        .await
+        .expect("list");
+    assert_eq!((all.items.len(), all.next_cursor), (5, None));
+}
+
 async fn deletes_honour_versions(store: &dyn Store) {
     let value = json!(true);
     store
@@ -365,35 +496,103 @@ async fn postgres_store_passes_the_suite() {
 }
 
 #[tokio::test]
+async fn dynamo_store_passes_the_suite() {
+    let store = common::dynamo_store().await;
+    run_suite(&store).await;
+}
+
+/// Eight writers expect version 1 at once: exactly one may win.
+async fn race_compare_and_set(store: Arc<dyn Store>) {
+    let value = json!(0);
+    store
+        .put(&alice(), put("race", &value, Expect::Any))
+        .await
+        .expect("seed");
+    let attempts = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let value = json!(i);
+            store
+                .put(&alice(), put("race", &value, Expect::Version(1)))
+                .await
+                .is_ok()
+        })
+    });
+    let mut winners = 0;
+    for attempt in attempts {
+        winners += usize::from(attempt.await.expect("task"));
+    }
+    assert_eq!(winners, 1);
+    let doc = store
+        .get(&alice(), "race")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(doc.version, 2);
+}
+
+#[tokio::test]
 async fn concurrent_compare_and_set_has_exactly_one_winner() {
     let (sqlite, _dir) = common::sqlite_store().await;
     let (postgres, _schema) = common::postgres_store().await;
     for store in [common::shared(sqlite), common::shared(postgres)] {
-        let value = json!(0);
-        store
-            .put(&alice(), put("race", &value, Expect::Any))
-            .await
-            .expect("seed");
-        let attempts = (0..8).map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let value = json!(i);
-                store
-                    .put(&alice(), put("race", &value, Expect::Version(1)))
-                    .await
-                    .is_ok()
-            })
-        });
-        let mut winners = 0;
-        for attempt in attempts {
-            winners += usize::from(attempt.await.expect("task"));
-        }
-        assert_eq!(winners, 1);
-        let doc = store
-            .get(&alice(), "race")
-            .await
-            .expect("get")
-            .expect("present");
-        assert_eq!(doc.version, 2);
+        race_compare_and_set(store).await;
     }
+}
+
+#[tokio::test]
+async fn dynamo_failures_say_what_failed_and_whether_to_retry() {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+    use mcp_function::store::{
+        SessionRecords, StateStore, cursor::CursorCodec, dynamo::DynamoStore,
+    };
+
+    // A table that does not exist: a mistake, not worth retrying.
+    let missing = DynamoStore::new(
+        common::dynamo_client(),
+        format!("missing-{}", uuid::Uuid::new_v4().simple()),
+        CursorCodec::new(common::TEST_KEY),
+    );
+    let error = missing.ping().await.expect_err("no table");
+    assert!(
+        matches!(
+            &error,
+            StoreError::Dynamo {
+                operation: "GetItem",
+                retryable: false,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("ResourceNotFound"), "{error}");
+    assert!(!error.is_retryable() && !error.is_caller_error());
+
+    // Nothing listening: the call may succeed later.
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let unreachable = DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        "any",
+        CursorCodec::new(common::TEST_KEY),
+    );
+    let error = unreachable
+        .load_session("s")
+        .await
+        .expect_err("unreachable");
+    assert!(error.is_retryable(), "{error}");
+    assert!(
+        error.to_string().starts_with("DynamoDB GetItem failed: "),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_compare_and_set_on_dynamo_has_exactly_one_winner() {
+    race_compare_and_set(Arc::new(common::dynamo_store().await)).await;
 }

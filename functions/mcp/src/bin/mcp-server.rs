@@ -1,8 +1,8 @@
 //! `mcp-server`: serves the MCP function over HTTP on a normal host (laptop, EC2, container).
 
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
-use mcp_function::{app, config::Config, server_host};
+use mcp_function::{app, backends, config::Config, server_host};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -14,16 +14,15 @@ async fn main() -> ExitCode {
         }
     };
     server_host::init_tracing(config.log_format);
-    let store = match server_host::connect_store(&config).await {
-        Ok(store) => store,
+    let backends = match backends::open(&config).await {
+        Ok(backends) => backends,
         Err(error) => {
-            tracing::error!(%error, store = %server_host::redact_url(&config.store_url), "cannot open the store");
+            tracing::error!(%error, store = %server_host::redact_url(&config.store_url), "cannot start");
             return ExitCode::FAILURE;
         }
     };
-    let backend = store.backend().name();
-    let app = app::build(&config, Arc::new(store.clone()), backend, "server");
-    match server_host::serve(&config, app, store).await {
+    let app = app::build(&config, &backends, "server");
+    match server_host::serve(&config, app, backends.store).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server failed");

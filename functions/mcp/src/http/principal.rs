@@ -1,15 +1,18 @@
 //! Decides which [`Principal`] a request acts for and stores it in the request's extensions.
 //!
-//! Without bearer-token auth every request is [`Principal::anonymous`]; the
-//! auth layer replaces this one and everything downstream (session binding,
-//! the state tools) already keys on whatever principal it inserts.
+//! A host may have set the principal already (the Lambda host takes it from
+//! the API Gateway authorizer's context); otherwise, without bearer-token auth,
+//! the request is [`Principal::anonymous`]. Everything downstream (session
+//! binding, the state tools) keys on whatever principal is here.
 
 use axum::{extract::Request, middleware::Next, response::Response};
 
 use crate::principal::Principal;
 
-/// Marks the request as the anonymous principal's.
+/// Marks the request as the anonymous principal's unless its host already named one.
 pub async fn anonymous(mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(Principal::anonymous());
+    if request.extensions().get::<Principal>().is_none() {
+        request.extensions_mut().insert(Principal::anonymous());
+    }
     next.run(request).await
 }

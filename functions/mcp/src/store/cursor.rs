@@ -4,34 +4,43 @@
 //! the principal and the listing's prefix. A client can only hand back a cursor
 //! the server issued for the same principal and listing; anything else is
 //! [`StoreError::BadCursor`]. Every backend uses this one codec, so cursors
-//! mean the same thing everywhere.
+//! mean the same thing everywhere. Cursors are sealed with the keyring's active
+//! key and open with any key it lists, so rotating keys breaks no listing.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use super::StoreError;
-use crate::principal::Principal;
+use crate::{
+    keys::{KeySet, Keyring},
+    principal::Principal,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// Bytes of the HMAC kept in a cursor: enough to make forgery hopeless, short enough for URLs.
 const TAG_BYTES: usize = 16;
 
-/// Seals and opens cursors with one server-side key.
+/// Seals and opens cursors with the server's signing keys.
 #[derive(Clone)]
 pub struct CursorCodec {
-    key: Vec<u8>,
+    keys: Keyring,
 }
 
 impl CursorCodec {
+    /// A codec over one fixed key.
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
+        Self::from_keyring(Keyring::fixed(KeySet::single("fixed", key)))
+    }
+
+    pub fn from_keyring(keys: Keyring) -> Self {
+        Self { keys }
     }
 
     /// The MAC over one listing position; parts are length-prefixed so they cannot run together.
-    fn mac(&self, principal: &Principal, prefix: &str, last_key: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC accepts any key length");
+    fn mac(key: &[u8], principal: &Principal, prefix: &str, last_key: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
         for part in [principal.as_str(), prefix, last_key] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
@@ -41,8 +50,8 @@ impl CursorCodec {
 
     /// The cursor that resumes a listing after `last_key`.
     pub fn seal(&self, principal: &Principal, prefix: &str, last_key: &str) -> String {
-        let tag = &self
-            .mac(principal, prefix, last_key)
+        let keys = self.keys.keys();
+        let tag = &Self::mac(&keys.active().secret, principal, prefix, last_key)
             .finalize()
             .into_bytes()[..TAG_BYTES];
         format!(
@@ -70,10 +79,17 @@ impl CursorCodec {
             return Err(StoreError::BadCursor);
         }
         let last_key = String::from_utf8(key_bytes).map_err(|_| StoreError::BadCursor)?;
-        self.mac(principal, prefix, &last_key)
-            .verify_truncated_left(&tag)
-            .map_err(|_| StoreError::BadCursor)?;
-        Ok(last_key)
+        let keys = self.keys.keys();
+        let genuine = keys.all().iter().any(|key| {
+            Self::mac(&key.secret, principal, prefix, &last_key)
+                .verify_truncated_left(&tag)
+                .is_ok()
+        });
+        if genuine {
+            Ok(last_key)
+        } else {
+            Err(StoreError::BadCursor)
+        }
     }
 }
 
@@ -106,6 +122,24 @@ mod tests {
             CursorCodec::new(b"other").open(&alice(), "notes/", &cursor),
             Err(StoreError::BadCursor)
         ));
+    }
+
+    #[test]
+    fn cursors_survive_key_rotation() {
+        let old = b"old-key-old-key-old-key-old-key-old-key";
+        let new = b"new-key-new-key-new-key-new-key-new-key";
+        let cursor = CursorCodec::new(old).seal(&alice(), "", "a");
+        let rotated = KeySet::from_secret_json(&format!(
+            r#"{{"keys":[{{"kid":"new","secret":"{}"}},{{"kid":"old","secret":"{}"}}]}}"#,
+            String::from_utf8_lossy(new),
+            String::from_utf8_lossy(old)
+        ))
+        .expect("valid key list");
+        let codec = CursorCodec::from_keyring(Keyring::fixed(rotated));
+        assert_eq!(codec.open(&alice(), "", &cursor).ok(), Some("a".into()));
+        let resealed = codec.seal(&alice(), "", "a");
+        assert!(CursorCodec::new(new).open(&alice(), "", &resealed).is_ok());
+        assert!(CursorCodec::new(old).open(&alice(), "", &resealed).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! Every backend passes the one shared suite in `tests/store_suite.rs`.
 
 pub mod cursor;
+pub mod dynamo;
 pub mod sql;
 
 use std::time::Duration;
@@ -129,6 +130,13 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("DynamoDB {operation} failed: {message}")]
+    Dynamo {
+        operation: &'static str,
+        message: String,
+        /// Throttling, a transient service fault, a timeout or a broken connection.
+        retryable: bool,
+    },
 }
 
 fn describe_version(current: Option<u64>) -> String {
@@ -150,6 +158,16 @@ impl StoreError {
                 | Self::VersionConflict { .. }
                 | Self::BadCursor
         )
+    }
+
+    /// True when the same call may succeed if retried later: the backend was
+    /// throttled, briefly unavailable or too slow, not wrong.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Dynamo { retryable, .. } => *retryable,
+            Self::Backend(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
+            _ => false,
+        }
     }
 }
 
@@ -224,33 +242,45 @@ pub trait SessionRecords: Send + Sync + 'static {
     async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
 }
 
-/// How long a health probe waits for the store before calling it down.
+/// How long a health probe waits for a dependency (store, file store) before calling it down.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The outcome of one timed [`StateStore::ping`].
+/// The outcome of one timed ping ([`StateStore::ping`] or another dependency's).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Probe {
     pub reachable: bool,
     pub latency_ms: f64,
-    /// Why the store did not answer, in words safe to show a caller.
+    /// Why the dependency did not answer, in words safe to show a caller.
     pub failure: Option<&'static str>,
 }
 
 /// Pings the store within [`PROBE_TIMEOUT`]; failures are logged with their cause.
 pub async fn probe(store: &dyn StateStore) -> Probe {
+    timed_probe("store", "store error", store.ping()).await
+}
+
+/// Runs one dependency's `ping` within [`PROBE_TIMEOUT`] and times it; the
+/// store and the file store both use it. A failure is logged with its cause
+/// and `dependency`, and reported as `error_text` or "timed out".
+pub async fn timed_probe<E: std::fmt::Display>(
+    dependency: &'static str,
+    error_text: &'static str,
+    ping: impl Future<Output = Result<(), E>>,
+) -> Probe {
     let started = std::time::Instant::now();
-    let outcome = tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await;
+    let outcome = tokio::time::timeout(PROBE_TIMEOUT, ping).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(error)) => {
-            tracing::warn!(%error, "store probe failed");
-            Some("store error")
+            tracing::warn!(%error, dependency, "probe failed");
+            Some(error_text)
         }
         Err(_) => {
             tracing::warn!(
+                dependency,
                 timeout_ms = PROBE_TIMEOUT.as_millis() as u64,
-                "store probe timed out"
+                "probe timed out"
             );
             Some("timed out")
         }

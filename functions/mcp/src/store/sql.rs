@@ -87,8 +87,13 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// Connects to `url`, creating the SQLite file and its folder if needed, and runs migrations.
+    /// Connects to `url` with cursors sealed by one fixed key (tests, tools).
     pub async fn connect(url: &str, cursor_key: &[u8]) -> Result<Self, StoreError> {
+        Self::connect_with(url, CursorCodec::new(cursor_key)).await
+    }
+
+    /// Connects to `url`, creating the SQLite file and its folder if needed, and runs migrations.
+    pub async fn connect_with(url: &str, cursors: CursorCodec) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
         let url = match backend {
@@ -120,7 +125,7 @@ impl SqlStore {
         Ok(Self {
             pool,
             backend,
-            cursors: CursorCodec::new(cursor_key),
+            cursors,
         })
     }
 

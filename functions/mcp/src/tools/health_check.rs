@@ -28,11 +28,13 @@ pub struct HealthCheckOutput {
     #[serde(rename = "uptimeSeconds")]
     pub uptime_seconds: u64,
     pub store: DependencyHealth,
+    /// The file store behind `file_write` and the `files:///` resources.
+    pub files: DependencyHealth,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct DependencyHealth {
-    /// Backend name, e.g. "sqlite", "postgres".
+    /// Backend name, e.g. "sqlite", "postgres", "local", "s3".
     pub backend: &'static str,
     pub reachable: bool,
     /// Round-trip time of the probe, in milliseconds.
@@ -43,31 +45,47 @@ pub struct DependencyHealth {
     pub error: Option<String>,
 }
 
-#[tool_router(router = health_check_router, vis = "pub(crate)")]
-impl McpServer {
-    #[tool(
-        description = "Report the server's version, host, region, cold-start flag and whether its state store answers, with latency.",
-        annotations(read_only_hint = true, open_world_hint = false)
-    )]
-    pub async fn health_check(&self) -> Result<Json<HealthCheckOutput>, ToolError> {
-        let context = self.context();
-        let probe = store::probe(context.store.as_ref()).await;
-        let store = DependencyHealth {
-            backend: context.store_backend,
+impl DependencyHealth {
+    /// The health of `dependency` from its probe; the cause of a failure stays in the log.
+    fn new(backend: &'static str, probe: store::Probe, dependency: &str) -> Self {
+        Self {
+            backend,
             reachable: probe.reachable,
             latency_ms: probe.latency_ms,
             error: probe
                 .failure
-                .map(|_| "store did not answer; see the server log".to_owned()),
-        };
+                .map(|_| format!("{dependency} did not answer; see the server log")),
+        }
+    }
+}
+
+#[tool_router(router = health_check_router, vis = "pub(crate)")]
+impl McpServer {
+    #[tool(
+        description = "Report the server's version, host, region, cold-start flag and whether its state store and file store answer, with latency.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    pub async fn health_check(&self) -> Result<Json<HealthCheckOutput>, ToolError> {
+        let context = self.context();
+        let (store_probe, files_probe) = tokio::join!(
+            store::probe(context.store.as_ref()),
+            store::timed_probe("file store", "file store error", context.blobs.ping()),
+        );
+        let store = DependencyHealth::new(context.store_backend, store_probe, "store");
+        let files = DependencyHealth::new(context.blobs.backend(), files_probe, "file store");
         Ok(Json(HealthCheckOutput {
-            status: if store.reachable { "ok" } else { "degraded" },
+            status: if store.reachable && files.reachable {
+                "ok"
+            } else {
+                "degraded"
+            },
             version: env!("CARGO_PKG_VERSION"),
             host: context.host,
             region: context.region.clone(),
             cold_start: context.take_cold_start(),
             uptime_seconds: context.started.elapsed().as_secs(),
             store,
+            files,
         }))
     }
 }

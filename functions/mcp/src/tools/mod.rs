@@ -9,6 +9,7 @@
 //! To add a tool: copy `echo.rs`, rename, and add one line to [`product_tools`].
 
 mod echo;
+mod file_write;
 mod get_time;
 mod health_check;
 mod state_delete;
@@ -22,10 +23,10 @@ use rmcp::{
         common::{AsRequestContext, FromContextPart},
         router::tool::ToolRouter,
     },
-    model::{ContentBlock, IntoContents},
+    model::{ContentBlock, Extensions, IntoContents},
 };
 
-use crate::{principal::Principal, server::McpServer, store::StoreError};
+use crate::{blob::BlobError, principal::Principal, server::McpServer, store::StoreError};
 
 /// Every product tool; the one place a new tool is registered.
 pub(crate) fn product_tools() -> ToolRouter<McpServer> {
@@ -36,6 +37,7 @@ pub(crate) fn product_tools() -> ToolRouter<McpServer> {
         + McpServer::state_set_router()
         + McpServer::state_list_router()
         + McpServer::state_delete_router()
+        + McpServer::file_write_router()
 }
 
 /// A tool failure the caller can act on; shown to the client as `isError: true`.
@@ -47,6 +49,9 @@ pub enum ToolError {
     /// A store rule refused the call (size, key, version conflict, cursor).
     #[error("{0}")]
     Store(StoreError),
+    /// A file store rule refused the call (path, size, content type, cursor).
+    #[error("{0}")]
+    Blob(BlobError),
     /// Something on the server side failed; details are in the server log only.
     #[error("the {0} is unavailable right now; retry shortly (details are in the server log)")]
     Unavailable(&'static str),
@@ -59,6 +64,17 @@ impl From<StoreError> for ToolError {
         } else {
             tracing::error!(%error, "store call failed");
             Self::Unavailable("state store")
+        }
+    }
+}
+
+impl From<BlobError> for ToolError {
+    fn from(error: BlobError) -> Self {
+        if error.is_caller_error() {
+            Self::Blob(error)
+        } else {
+            tracing::error!(%error, "file store call failed");
+            Self::Unavailable("file store")
         }
     }
 }
@@ -77,13 +93,43 @@ pub struct Caller(pub Principal);
 
 impl<C: AsRequestContext> FromContextPart<C> for Caller {
     fn from_context_part(context: &mut C) -> Result<Self, ErrorData> {
-        context
-            .as_request_context()
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Principal>())
-            .cloned()
-            .map(Caller)
-            .ok_or_else(|| ErrorData::internal_error("request carries no principal", None))
+        request_principal(&context.as_request_context().extensions).map(Caller)
+    }
+}
+
+/// The [`Principal`] the host put into the HTTP request behind an MCP request.
+///
+/// Tools get it through [`Caller`]; other handlers (resources) call this. A
+/// request without one is refused rather than run as anyone.
+pub(crate) fn request_principal(extensions: &Extensions) -> Result<Principal, ErrorData> {
+    extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Principal>())
+        .cloned()
+        .ok_or_else(|| ErrorData::internal_error("request carries no principal", None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_without_a_principal_is_refused() {
+        let mut extensions = Extensions::default();
+        let refused = request_principal(&extensions).expect_err("no principal");
+        assert_eq!(refused.message, "request carries no principal");
+
+        let (parts, ()) = http::Request::new(()).into_parts();
+        extensions.insert(parts);
+        assert!(request_principal(&extensions).is_err());
+
+        let mut request = http::Request::new(());
+        request.extensions_mut().insert(Principal::anonymous());
+        let (parts, ()) = request.into_parts();
+        extensions.insert(parts);
+        assert_eq!(
+            request_principal(&extensions).ok(),
+            Some(Principal::anonymous())
+        );
     }
 }

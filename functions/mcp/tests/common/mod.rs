@@ -4,11 +4,30 @@
 
 use std::sync::Arc;
 
-use mcp_function::store::{Store, sql::SqlStore};
+use mcp_function::store::{Store, cursor::CursorCodec, dynamo::DynamoStore, sql::SqlStore};
 use sqlx::{Connection, PgConnection};
 
 /// Cursor key used by test stores.
 pub const TEST_KEY: &[u8] = b"test-signing-key-of-at-least-32-bytes!!";
+
+/// What `app::build` serves over: `store` and `blobs` with the test keys.
+pub fn backends(
+    store: Arc<dyn Store>,
+    store_backend: &'static str,
+    blobs: Arc<dyn mcp_function::blob::BlobStore>,
+) -> mcp_function::backends::Backends {
+    mcp_function::backends::Backends {
+        keys: test_keys(),
+        store,
+        store_backend,
+        blobs,
+    }
+}
+
+/// The keyring of [`TEST_KEY`], as the services under test get it.
+pub fn test_keys() -> mcp_function::keys::Keyring {
+    mcp_function::keys::Keyring::fixed(mcp_function::keys::KeySet::single("test", TEST_KEY))
+}
 
 /// The PostgreSQL server the tests use (`MCP_TEST_POSTGRES_URL`, default: the local `test` database).
 pub fn postgres_url() -> String {
@@ -81,4 +100,109 @@ pub async fn postgres_store() -> (SqlStore, PostgresSchema) {
 
 pub fn shared(store: SqlStore) -> Arc<dyn Store> {
     Arc::new(store)
+}
+
+// ─── Files: blob stores (local folder, S3 on an emulator) ──────────────────
+
+/// A local file store under `dir`, as the services under test get it.
+pub fn local_blobs(dir: &std::path::Path) -> Arc<dyn mcp_function::blob::BlobStore> {
+    Arc::new(mcp_function::blob::local::LocalBlobs::new(
+        dir.join("files"),
+        mcp_function::store::cursor::CursorCodec::new(TEST_KEY),
+    ))
+}
+
+/// An S3 client for the emulator at `MCP_TEST_AWS_ENDPOINT` (e.g. moto):
+/// path-style addressing, region us-east-1, static test credentials.
+pub fn s3_test_client() -> aws_sdk_s3::Client {
+    let endpoint = std::env::var("MCP_TEST_AWS_ENDPOINT")
+        .ok()
+        .filter(|endpoint| !endpoint.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "MCP_TEST_AWS_ENDPOINT is not set: start an S3 emulator \
+                 (e.g. `moto_server -H 127.0.0.1 -p 5000`) and export \
+                 MCP_TEST_AWS_ENDPOINT=http://127.0.0.1:5000"
+            )
+        });
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "mcp-tests",
+        ))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A new bucket with a name unique to this run, created on the emulator.
+pub async fn s3_test_bucket(client: &aws_sdk_s3::Client) -> String {
+    let bucket = format!("mcp-test-{}", uuid::Uuid::new_v4().simple());
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot create bucket {bucket} at MCP_TEST_AWS_ENDPOINT: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&error)
+            )
+        });
+    bucket
+}
+
+// ─── DynamoDB store (on an emulator) ────────────────────────────────────────
+
+/// The DynamoDB endpoint the tests use (`MCP_TEST_AWS_ENDPOINT`, a local emulator such as moto).
+pub fn dynamo_endpoint() -> String {
+    std::env::var("MCP_TEST_AWS_ENDPOINT")
+        .ok()
+        .filter(|endpoint| !endpoint.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "MCP_TEST_AWS_ENDPOINT is not set: run the tests through scripts/test.sh, or \
+                 start a DynamoDB emulator (`moto_server -H 127.0.0.1 -p 5005`) and set \
+                 MCP_TEST_AWS_ENDPOINT=http://127.0.0.1:5005"
+            )
+        })
+}
+
+/// A DynamoDB client for the test endpoint (us-east-1, static test credentials), with `interceptors`.
+pub fn dynamo_client_with(
+    interceptors: impl IntoIterator<Item = aws_sdk_dynamodb::config::SharedInterceptor>,
+) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let mut config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(dynamo_endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"));
+    config.set_interceptors(interceptors);
+    aws_sdk_dynamodb::Client::from_conf(config.build())
+}
+
+pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
+    dynamo_client_with([])
+}
+
+/// A DynamoDB store over `client` in a fresh, uniquely named table.
+pub async fn dynamo_store_with(client: aws_sdk_dynamodb::Client) -> DynamoStore {
+    let table = format!("mcp-test-{}", uuid::Uuid::new_v4().simple());
+    let store = DynamoStore::new(client, table, CursorCodec::new(TEST_KEY));
+    store.create_table().await.expect(
+        "create the DynamoDB test table (is the emulator at MCP_TEST_AWS_ENDPOINT running?)",
+    );
+    store
+}
+
+/// A DynamoDB store in a fresh, uniquely named table on the test endpoint.
+pub async fn dynamo_store() -> DynamoStore {
+    dynamo_store_with(dynamo_client()).await
 }

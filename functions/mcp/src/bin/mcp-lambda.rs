@@ -1,0 +1,36 @@
+//! `mcp-lambda`: serves the MCP function on AWS Lambda behind API Gateway or a function URL.
+//!
+//! Everything here runs once per instance, in Lambda's init phase; each event
+//! then costs only the service call (see `lambda_host`).
+
+use std::process::ExitCode;
+
+use mcp_function::{app, backends, config::Config, lambda_host, server_host};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::lambda_from_process() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("mcp-lambda: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    server_host::init_tracing(config.log_format);
+    let backends = match backends::open(&config).await {
+        Ok(backends) => backends,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = app::build(&config, &backends, "lambda");
+    let handler = lambda_host::LambdaHandler::new(app.router, config.base_path.clone());
+    match lambda_host::run(handler).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "Lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! Files (blobs) behind one small trait, so every host and backend share one contract.
+//!
+//! [`BlobStore`] keeps each principal's files (bytes plus a content type) under
+//! relative, `/`-separated paths. The `file_write` tool writes them and the MCP
+//! resources (`files:///<path>`) list and read them.
+//!
+//! Backends: [`local::LocalBlobs`] (a folder; the `cargo run` default) and
+//! [`s3::S3Blobs`] (an S3 bucket). Every backend passes the one shared suite in
+//! `tests/blob_suite.rs`.
+//!
+//! Isolation: a principal's files live under [`principal_prefix`], a fixed-length
+//! digest of the subject, and every path passes [`validate_blob_key`] first, so
+//! no path or subject can reach another principal's files.
+
+pub mod local;
+pub mod s3;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    principal::Principal,
+    store::{StoreError, cursor::CursorCodec},
+};
+
+/// Largest file accepted by [`BlobStore::put`]: 5 MiB.
+///
+/// Big enough for documents, images and data extracts, small enough that a
+/// whole file fits in one Lambda response and is read into memory in one go.
+/// Note that the HTTP body limit (`MCP_MAX_BODY_BYTES`, 1 MiB by default) caps
+/// what one `file_write` call can carry before this limit is reached.
+pub const MAX_BLOB_BYTES: usize = 5 * 1024 * 1024;
+/// Longest path accepted, in bytes.
+pub const MAX_BLOB_KEY_BYTES: usize = 512;
+/// Longest segment of a path accepted, in bytes (a file-name limit of common filesystems).
+pub const MAX_BLOB_SEGMENT_BYTES: usize = 255;
+/// Longest content type accepted, in bytes.
+pub const MAX_CONTENT_TYPE_BYTES: usize = 128;
+/// Largest page [`BlobStore::list`] returns, whatever the caller asks for.
+pub const MAX_BLOB_PAGE_SIZE: u32 = 100;
+/// Content type of bytes whose type is unknown.
+pub const OCTET_STREAM: &str = "application/octet-stream";
+
+/// Scheme and authority of the MCP resource URIs of files: `files:///<path>`.
+pub const RESOURCE_URI_PREFIX: &str = "files:///";
+
+/// Listing name the cursors of [`BlobStore::list`] are bound to. The leading NUL
+/// keeps it apart from every state-store prefix, so no state cursor opens here.
+const LISTING: &str = "\u{0}files";
+
+/// What is known about a stored file without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct BlobMeta {
+    /// The file's path, relative to the caller's files.
+    pub key: String,
+    #[serde(rename = "contentType")]
+    pub content_type: String,
+    /// Length in bytes.
+    pub size: u64,
+    #[serde(rename = "updatedAt")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored file: its metadata and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub meta: BlobMeta,
+    pub bytes: Bytes,
+}
+
+/// A page of [`BlobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobPage {
+    /// Files in key order.
+    pub items: Vec<BlobMeta>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What went wrong in a blob store call.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The path breaks a rule of [`validate_blob_key`] (or a limit of the backend).
+    #[error("invalid path: {0}")]
+    InvalidKey(String),
+    #[error("file is {size} bytes; at most {max} are allowed")]
+    TooLarge { size: usize, max: usize },
+    #[error(
+        "content type must be a media type such as text/plain or application/json \
+         (type/subtype, optional ;parameters, at most {MAX_CONTENT_TYPE_BYTES} bytes)"
+    )]
+    InvalidContentType,
+    #[error("the cursor is not valid for this listing; start again without a cursor")]
+    BadCursor,
+    /// The backend failed; `message` is for the log, never for the caller.
+    #[error("file store {operation} failed: {message}")]
+    Backend {
+        operation: &'static str,
+        message: String,
+        /// Whether trying again later may succeed (throttling, 5xx, timeouts).
+        retryable: bool,
+    },
+}
+
+impl BlobError {
+    /// True when the caller's input was at fault, so the message is safe and useful to show.
+    pub fn is_caller_error(&self) -> bool {
+        !matches!(self, Self::Backend { .. })
+    }
+
+    pub(crate) fn backend(
+        operation: &'static str,
+        message: impl Into<String>,
+        retryable: bool,
+    ) -> Self {
+        Self::Backend {
+            operation,
+            message: message.into(),
+            retryable,
+        }
+    }
+}
+
+/// Files of each principal.
+///
+/// **Invariant:** no method returns, counts or reveals a file of a principal
+/// other than the one passed in; cursors are bound to their principal.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Creates or replaces the file at `key`.
+    async fn put(
+        &self,
+        principal: &Principal,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<BlobMeta, BlobError>;
+
+    /// The file at `key`, if any.
+    async fn get(&self, principal: &Principal, key: &str) -> Result<Option<Blob>, BlobError>;
+
+    /// Files in key order (byte order of the path), at most `limit` (capped at
+    /// [`MAX_BLOB_PAGE_SIZE`]) per page, resuming after `cursor`.
+    async fn list(
+        &self,
+        principal: &Principal,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<BlobPage, BlobError>;
+
+    /// Cheap round trip proving the backend answers (health).
+    async fn ping(&self) -> Result<(), BlobError>;
+
+    /// Backend name for health output ("local", "s3").
+    fn backend(&self) -> &'static str;
+}
+
+/// Checks a file path: non-empty, at most [`MAX_BLOB_KEY_BYTES`], relative,
+/// `/`-separated segments of at most [`MAX_BLOB_SEGMENT_BYTES`] with none empty,
+/// `.` or `..`, and no backslash or control character (NUL included).
+///
+/// A path that passes names a file strictly inside its principal's folder on
+/// every backend: it can neither climb out nor start over at a root.
+pub fn validate_blob_key(key: &str) -> Result<(), BlobError> {
+    let invalid = |reason: String| Err(BlobError::InvalidKey(reason));
+    if key.is_empty() {
+        return invalid("it is empty; give a relative path such as notes/today.txt".into());
+    }
+    if key.len() > MAX_BLOB_KEY_BYTES {
+        return invalid(format!(
+            "it is {} bytes; at most {MAX_BLOB_KEY_BYTES} are allowed",
+            key.len()
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return invalid("it contains a control character".into());
+    }
+    if key.contains('\\') {
+        return invalid("it contains a backslash; separate folders with `/`".into());
+    }
+    if key.starts_with('/') {
+        return invalid("it starts with `/`; give a relative path such as notes/today.txt".into());
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() {
+            return invalid("it has an empty segment (`//` or a trailing `/`)".into());
+        }
+        if segment == "." || segment == ".." {
+            return invalid(
+                "it has a `.` or `..` segment; give a relative path such as notes/today.txt".into(),
+            );
+        }
+        if segment.len() > MAX_BLOB_SEGMENT_BYTES {
+            return invalid(format!(
+                "it has a segment of {} bytes; at most {MAX_BLOB_SEGMENT_BYTES} are allowed per segment",
+                segment.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a content type: `type/subtype` with optional `; name=value`
+/// parameters, at most [`MAX_CONTENT_TYPE_BYTES`], nothing but visible ASCII
+/// and spaces (it travels in HTTP headers).
+pub fn validate_content_type(content_type: &str) -> Result<(), BlobError> {
+    let bad = Err(BlobError::InvalidContentType);
+    if content_type.is_empty() || content_type.len() > MAX_CONTENT_TYPE_BYTES {
+        return bad;
+    }
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return bad;
+    };
+    if !is_token(kind) || !is_token(subtype) {
+        return bad;
+    }
+    for parameter in parts {
+        let Some((name, value)) = parameter.trim().split_once('=') else {
+            return bad;
+        };
+        let quoted = value.len() >= 2
+            && value.starts_with('"')
+            && value.ends_with('"')
+            && value[1..value.len() - 1]
+                .chars()
+                .all(|c| (c == ' ' || c.is_ascii_graphic()) && c != '"' && c != '\\');
+        if !is_token(name) || !(is_token(value) || quoted) {
+            return bad;
+        }
+    }
+    Ok(())
+}
+
+/// An RFC 9110 token: one or more of ALPHA, DIGIT and ``!#$%&'*+-.^_`|~``.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether bytes of this content type are text to show as text: `text/*`,
+/// JSON, XML, YAML, JavaScript and the like (parameters ignored).
+pub fn is_textual(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind == "text"
+        || (kind == "application"
+            && (matches!(
+                subtype,
+                "json"
+                    | "xml"
+                    | "yaml"
+                    | "x-yaml"
+                    | "toml"
+                    | "javascript"
+                    | "ecmascript"
+                    | "x-sh"
+                    | "sql"
+                    | "graphql"
+                    | "x-ndjson"
+                    | "ndjson"
+                    | "csv"
+            ) || subtype.ends_with("+json")
+                || subtype.ends_with("+xml")
+                || subtype.ends_with("+yaml")))
+}
+
+/// The folder name of a principal's files on every backend: the lowercase hex
+/// SHA-256 of the subject.
+///
+/// Subjects may hold any printable character (`/`, `..`, `%`, …) and up to 256
+/// bytes, so they cannot be used as path segments directly. The digest is one
+/// fixed-length segment of `[0-9a-f]` whatever the subject: it cannot escape or
+/// collide (also on case-insensitive filesystems), fits a file name and the S3
+/// key budget next to a 512-byte path, and keeps subjects (possibly e-mail
+/// addresses) out of object keys and access logs. To find a user's files,
+/// compute this from their subject.
+pub fn principal_prefix(principal: &Principal) -> String {
+    Sha256::digest(principal.as_str().as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Seals the cursor that resumes a principal's listing after `last_key`.
+pub(crate) fn seal_cursor(cursors: &CursorCodec, principal: &Principal, last_key: &str) -> String {
+    cursors.seal(principal, LISTING, last_key)
+}
+
+/// The key a listing cursor resumes after, if it was issued for this principal's files.
+pub(crate) fn open_cursor(
+    cursors: &CursorCodec,
+    principal: &Principal,
+    cursor: Option<&str>,
+) -> Result<Option<String>, BlobError> {
+    cursor
+        .map(|cursor| {
+            cursors
+                .open(principal, LISTING, cursor)
+                .map_err(|error| match error {
+                    StoreError::BadCursor => BlobError::BadCursor,
+                    other => BlobError::backend("list", other.to_string(), false),
+                })
+        })
+        .transpose()
+}
+
+/// The page size a backend uses for a requested `limit`.
+pub(crate) fn page_size(limit: u32) -> u32 {
+    limit.clamp(1, MAX_BLOB_PAGE_SIZE)
+}
+
+/// Characters kept as they are in a resource URI's path: RFC 3986 `pchar`
+/// (unreserved, sub-delims, `:`, `@`) and the `/` between segments.
+fn is_uri_safe(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte)
+}
+
+/// The MCP resource URI of a file: `files:///` and the path, percent-encoded.
+pub fn resource_uri(key: &str) -> String {
+    let mut uri = String::with_capacity(RESOURCE_URI_PREFIX.len() + key.len());
+    uri.push_str(RESOURCE_URI_PREFIX);
+    for byte in key.bytes() {
+        if is_uri_safe(byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
+}
+
+/// Why a URI names no file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UriError {
+    /// Not a `files:` URI at all: some other resource, which this store does not serve.
+    #[error("not a files: URI")]
+    OtherScheme,
+    /// A `files:` URI that cannot name a file; the reason says why.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// The file path a `files:///<path>` URI names (percent-decoded and validated).
+pub fn key_from_uri(uri: &str) -> Result<String, UriError> {
+    let scheme_ok = uri
+        .get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("files:"));
+    if !scheme_ok {
+        return Err(UriError::OtherScheme);
+    }
+    let malformed = |reason: &str| Err(UriError::Malformed(reason.to_owned()));
+    let Some(path) = uri[6..].strip_prefix("///") else {
+        return malformed("a file URI is files:/// followed by the path");
+    };
+    if path.contains(['?', '#']) {
+        return malformed("a file URI has no query or fragment; percent-encode `?` and `#`");
+    }
+    let mut bytes = Vec::with_capacity(path.len());
+    let mut rest = path.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = tail
+                .get(..2)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+            let Some(decoded) = hex else {
+                return malformed("`%` must start a percent-encoded byte such as %20");
+            };
+            bytes.push(decoded);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    let Ok(key) = String::from_utf8(bytes) else {
+        return malformed("the percent-decoded path is not UTF-8");
+    };
+    validate_blob_key(&key).map_err(|error| UriError::Malformed(error.to_string()))?;
+    Ok(key)
+}
+
+/// Checks everything [`BlobStore::put`] checks before touching a backend.
+pub(crate) fn validate_put(key: &str, bytes: &Bytes, content_type: &str) -> Result<(), BlobError> {
+    validate_blob_key(key)?;
+    validate_content_type(content_type)?;
+    if bytes.len() > MAX_BLOB_BYTES {
+        return Err(BlobError::TooLarge {
+            size: bytes.len(),
+            max: MAX_BLOB_BYTES,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(key: &str) -> String {
+        match validate_blob_key(key) {
+            Err(BlobError::InvalidKey(reason)) => reason,
+            other => panic!("{key:?} should be refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn escaping_and_malformed_paths_are_refused_with_reasons() {
+        let dots = "it has a `.` or `..` segment; give a relative path such as notes/today.txt";
+        assert_eq!(reason(".."), dots);
+        assert_eq!(reason("../x"), dots);
+        assert_eq!(reason("a/../../b"), dots);
+        assert_eq!(reason("a/./b"), dots);
+        assert_eq!(
+            reason("/abs"),
+            "it starts with `/`; give a relative path such as notes/today.txt"
+        );
+        let empty_segment = "it has an empty segment (`//` or a trailing `/`)";
+        assert_eq!(reason("a//b"), empty_segment);
+        assert_eq!(reason("a/"), empty_segment);
+        assert_eq!(
+            reason("a\\b"),
+            "it contains a backslash; separate folders with `/`"
+        );
+        assert_eq!(
+            reason("..\\x"),
+            "it contains a backslash; separate folders with `/`"
+        );
+        for control in ["a\u{0}b", "a\nb", "tab\there", "\u{7f}", "x\u{85}"] {
+            assert_eq!(reason(control), "it contains a control character");
+        }
+        assert_eq!(
+            reason(""),
+            "it is empty; give a relative path such as notes/today.txt"
+        );
+        assert_eq!(
+            reason(&"x".repeat(513)),
+            "it is 513 bytes; at most 512 are allowed"
+        );
+        assert_eq!(
+            reason(&format!("a/{}", "s".repeat(256))),
+            "it has a segment of 256 bytes; at most 255 are allowed per segment"
+        );
+    }
+
+    #[test]
+    fn ordinary_paths_are_accepted() {
+        for key in [
+            "a",
+            "notes/today.txt",
+            ".hidden",
+            "...",
+            "a..b/c.d",
+            "dir/sub dir/ümlaut – ok.md",
+            "%2e%2e/literal-percent",
+            "x:y@z!$&'()*+,;=",
+            &format!("{}/{}/x", "y".repeat(255), "z".repeat(254)),
+            &format!("{}/{}", "s".repeat(255), "t".repeat(255)),
+        ] {
+            assert!(validate_blob_key(key).is_ok(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn principal_prefixes_are_fixed_length_hex_and_distinct() {
+        let subjects = [
+            "alice",
+            "a/..",
+            "../a",
+            "a",
+            "A",
+            "a/b",
+            "a%2Fb",
+            "anonymous",
+        ];
+        let prefixes: Vec<String> = subjects
+            .iter()
+            .map(|s| principal_prefix(&Principal::new(s).expect("valid subject")))
+            .collect();
+        for prefix in &prefixes {
+            assert_eq!(prefix.len(), 64);
+            assert!(
+                prefix
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            );
+        }
+        let distinct: std::collections::HashSet<&String> = prefixes.iter().collect();
+        assert_eq!(distinct.len(), subjects.len());
+        // Stable across releases: stored files must stay reachable.
+        assert_eq!(
+            principal_prefix(&Principal::new("alice").expect("valid subject")),
+            "2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90"
+        );
+        let longest = Principal::new(&"é".repeat(128)).expect("valid subject");
+        assert_eq!(principal_prefix(&longest).len(), 64);
+    }
+
+    #[test]
+    fn content_types_are_checked() {
+        for ok in [
+            "text/plain",
+            "application/json",
+            "text/plain; charset=utf-8",
+            "text/plain;charset=\"utf-8\"",
+            "application/vnd.api+json",
+            "image/png",
+        ] {
+            assert!(validate_content_type(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "text",
+            "text/",
+            "/plain",
+            "text/plain; charset",
+            "text/pl ain",
+            "text/plain\r\nx-evil: 1",
+            "tëxt/plain",
+            &format!("text/{}", "x".repeat(124)),
+        ] {
+            assert!(
+                matches!(
+                    validate_content_type(bad),
+                    Err(BlobError::InvalidContentType)
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn textual_types_are_recognised() {
+        for text in [
+            "text/plain",
+            "text/markdown; charset=utf-8",
+            "application/json",
+            "application/ld+json",
+            "application/xml",
+            "TEXT/CSV",
+        ] {
+            assert!(is_textual(text), "{text}");
+        }
+        for binary in ["image/png", OCTET_STREAM, "application/pdf", "nonsense"] {
+            assert!(!is_textual(binary), "{binary}");
+        }
+    }
+
+    #[test]
+    fn resource_uris_round_trip() {
+        for key in [
+            "notes/today.txt",
+            "a b/c#d?e%f",
+            "ümlaut/日本.md",
+            "x:y@z!$&'()*+,;=",
+        ] {
+            let uri = resource_uri(key);
+            assert!(uri.starts_with(RESOURCE_URI_PREFIX));
+            assert!(!uri[RESOURCE_URI_PREFIX.len()..].contains([' ', '#', '?']));
+            assert_eq!(key_from_uri(&uri).as_deref(), Ok(key));
+        }
+        assert_eq!(resource_uri("a b"), "files:///a%20b");
+        assert_eq!(key_from_uri("FILES:///a").as_deref(), Ok("a"));
+    }
+
+    #[test]
+    fn other_and_malformed_uris_are_told_apart() {
+        assert_eq!(
+            key_from_uri("test://static-text"),
+            Err(UriError::OtherScheme)
+        );
+        assert_eq!(
+            key_from_uri("file:///etc/passwd"),
+            Err(UriError::OtherScheme)
+        );
+        for malformed in [
+            "files://host/a",
+            "files:/a",
+            "files:///",
+            "files:///../x",
+            "files:///a/%2E%2E/b",
+            "files:///a%2",
+            "files:///a%zz",
+            "files:///a?b",
+            "files:///a#b",
+            "files:///%FF",
+            "files:///a%00b",
+            "files:///a%5Cb",
+        ] {
+            assert!(
+                matches!(key_from_uri(malformed), Err(UriError::Malformed(_))),
+                "{malformed}"
+            );
+        }
+    }
+}

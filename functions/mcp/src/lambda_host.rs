@@ -1,0 +1,261 @@
+//! The Lambda host: API Gateway (REST and HTTP API) and function URL events into the one service.
+//!
+//! `bin/mcp-lambda.rs` opens the backends once per instance and hands the
+//! [`crate::app::build`] router to [`run`]. Per event, [`LambdaHandler`]:
+//!
+//! 1. checks the raw event (a JSON object, a decodable base64 body) and answers
+//!    400 itself when it is malformed, instead of letting the runtime fail the
+//!    invocation (API Gateway would turn that into an opaque 502);
+//! 2. converts it with lambda_http (REST v1, HTTP API v2 and function URL
+//!    payloads; the response takes the matching shape);
+//! 3. strips the stage (`/Prod/mcp` → `/mcp`) and `MCP_BASE_PATH` so routes
+//!    are the same as on `mcp-server`;
+//! 4. answers `GET /mcp` with 405: a buffered Lambda response cannot hold the
+//!    standalone SSE stream open, and a held stream would block the instance;
+//! 5. takes the principal from the API Gateway authorizer's context (`sub`, set
+//!    by the JWT authorizer after it verified the token), anonymous without one;
+//! 6. logs inside a span carrying the Lambda request id.
+
+use std::convert::Infallible;
+
+use axum::{
+    Router,
+    extract::Request,
+    http::{HeaderValue, Method, StatusCode, Uri, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use base64::Engine;
+use lambda_http::{
+    LambdaEvent, RequestExt, Service,
+    lambda_runtime::{self, service_fn},
+    request::{LambdaRequest, RequestContext},
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tracing::Instrument;
+
+use crate::{http::jsonrpc_error, principal::Principal};
+
+/// Serves Lambda events until the runtime stops the instance.
+pub async fn run(handler: LambdaHandler) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let handler = handler.clone();
+        async move { handler.handle(event).await }
+    }))
+    .await
+}
+
+/// Turns one Lambda event into one HTTP response event.
+#[derive(Clone)]
+pub struct LambdaHandler {
+    router: Router,
+    base_path: Option<String>,
+}
+
+impl LambdaHandler {
+    /// Wraps `router` (from [`crate::app::build`]) with the Lambda-only layers.
+    pub fn new(router: Router, base_path: Option<String>) -> Self {
+        let router = router
+            .layer(middleware::from_fn(no_standalone_stream))
+            .layer(middleware::from_fn(authorizer_principal))
+            .layer(middleware::from_fn(request_span));
+        Self { router, base_path }
+    }
+
+    /// Handles one event; never fails the invocation, so every caller gets an HTTP answer.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Infallible> {
+        let LambdaEvent { payload, context } = event;
+        if let Err(reason) = check_event(&payload) {
+            tracing::warn!(request_id = %context.request_id, reason, "malformed Lambda event");
+            return Ok(bad_event(reason));
+        }
+        let request: LambdaRequest = match serde_json::from_value(payload) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::warn!(request_id = %context.request_id, %error, "unrecognized Lambda event");
+                return Ok(bad_event(
+                    "not an API Gateway (REST or HTTP API) or function URL event",
+                ));
+            }
+        };
+        let base_path = self.base_path.clone();
+        let service = self
+            .router
+            .clone()
+            .map_request(move |request: lambda_http::Request| {
+                strip_prefixes(request, base_path.as_deref())
+            });
+        // lambda_http's adapter builds the request and shapes the response for the event's origin.
+        let mut adapter = lambda_http::Adapter::from(service);
+        let Ok(response) = adapter.call(LambdaEvent::new(request, context)).await;
+        Ok(serde_json::to_value(response).unwrap_or_else(|error| {
+            tracing::error!(%error, "response could not be serialized");
+            bad_gateway()
+        }))
+    }
+}
+
+/// What lambda_http would panic on or reject, found first.
+fn check_event(payload: &Value) -> Result<(), &'static str> {
+    let Some(event) = payload.as_object() else {
+        return Err("the event is not a JSON object");
+    };
+    let encoded = event.get("isBase64Encoded").and_then(Value::as_bool) == Some(true);
+    if encoded && let Some(body) = event.get("body").and_then(Value::as_str) {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| "isBase64Encoded is true but the body is not valid base64")?;
+    }
+    Ok(())
+}
+
+/// A 400 in the shape every HTTP event source accepts (REST, HTTP API, function URL).
+fn bad_event(reason: &str) -> Value {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": -32600, "message": format!("Bad request: {reason}") }
+    });
+    json!({
+        "statusCode": 400,
+        "headers": { "content-type": "application/json" },
+        "body": body.to_string(),
+        "isBase64Encoded": false
+    })
+}
+
+fn bad_gateway() -> Value {
+    json!({
+        "statusCode": 502,
+        "headers": { "content-type": "application/json" },
+        "body": r#"{"error":"response could not be encoded"}"#,
+        "isBase64Encoded": false
+    })
+}
+
+/// Removes the API Gateway stage and the configured base path from the request path.
+fn strip_prefixes(
+    mut request: lambda_http::Request,
+    base_path: Option<&str>,
+) -> lambda_http::Request {
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
+        _ => None,
+    };
+    let mut path = request.uri().path().to_owned();
+    if let Some(stage) = stage.filter(|stage| stage != "$default") {
+        path = strip_segment(&path, &format!("/{stage}"));
+    }
+    if let Some(base) = base_path {
+        path = strip_segment(&path, base);
+    }
+    if path != request.uri().path() {
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(rewritten) = path_and_query.parse() {
+            parts.path_and_query = Some(rewritten);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
+}
+
+/// `path` without a leading `prefix` segment (`/Prod/mcp` minus `/Prod` is `/mcp`).
+fn strip_segment(path: &str, prefix: &str) -> String {
+    match path.strip_prefix(prefix) {
+        Some("") => "/".to_owned(),
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => path.to_owned(),
+    }
+}
+
+/// `GET /mcp` (the optional standalone stream) is not offered on Lambda: 405, as the spec allows.
+async fn no_standalone_stream(request: Request, next: Next) -> Response {
+    if request.method() == Method::GET && request.uri().path() == "/mcp" {
+        let mut response = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET /mcp (a standalone SSE stream) is not offered by the Lambda host; use POST",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// The subject the API Gateway authorizer vouched for: its context's `sub`, or a JWT authorizer's claim.
+fn authorizer_subject(request: &Request) -> Option<String> {
+    let authorizer = request.request_context_ref()?.authorizer()?;
+    let from_context = ["sub", "principalId"]
+        .iter()
+        .find_map(|field| authorizer.fields.get(*field)?.as_str().map(str::to_owned));
+    from_context.or_else(|| authorizer.jwt.as_ref()?.claims.get("sub").cloned())
+}
+
+/// Inserts the authorizer's principal; a subject that is not a valid principal is refused.
+async fn authorizer_principal(mut request: Request, next: Next) -> Response {
+    if let Some(subject) = authorizer_subject(&request) {
+        match Principal::new(&subject) {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "authorizer context carries an unusable subject");
+                return jsonrpc_error(
+                    StatusCode::FORBIDDEN,
+                    -32600,
+                    "The authorizer's subject is not usable as a principal",
+                );
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Runs the request inside a span carrying the Lambda request id, so every log line has it.
+async fn request_span(request: Request, next: Next) -> Response {
+    let request_id = request
+        .lambda_context_ref()
+        .map(|context| context.request_id.clone())
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
+    next.run(request).instrument(span).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_and_base_path_come_off_whole_segments_only() {
+        assert_eq!(strip_segment("/Prod/mcp", "/Prod"), "/mcp");
+        assert_eq!(strip_segment("/Prod", "/Prod"), "/");
+        assert_eq!(strip_segment("/Production/mcp", "/Prod"), "/Production/mcp");
+        assert_eq!(strip_segment("/mcp", "/v1"), "/mcp");
+    }
+
+    #[test]
+    fn malformed_events_are_named() {
+        assert_eq!(
+            check_event(&json!([])),
+            Err("the event is not a JSON object")
+        );
+        assert_eq!(
+            check_event(&json!({"isBase64Encoded": true, "body": "%%%"})),
+            Err("isBase64Encoded is true but the body is not valid base64")
+        );
+        assert_eq!(
+            check_event(&json!({"isBase64Encoded": true, "body": "e30="})),
+            Ok(())
+        );
+    }
+}

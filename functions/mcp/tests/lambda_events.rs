@@ -1,0 +1,492 @@
+//! The Lambda host, in process: real API Gateway / function URL event JSON in, response event out.
+//!
+//! Each test hands an event to `LambdaHandler::handle` exactly as the Lambda
+//! runtime would, so the event parsing, stage stripping, authorizer principal
+//! and response shaping are all exercised without a runtime or a socket.
+
+mod common;
+
+use std::{collections::HashMap, sync::Arc};
+
+use base64::Engine;
+use lambda_http::{Context, LambdaEvent};
+use mcp_function::{
+    app,
+    config::{Config, Flags, Profile},
+    lambda_host::LambdaHandler,
+    store::Store,
+};
+use serde_json::{Value, json};
+
+const META_2026: &str = r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"test","version":"1"}}"#;
+
+struct Lambda {
+    handler: LambdaHandler,
+    _dir: tempfile::TempDir,
+}
+
+fn lambda_config(extra: &[(&str, &str)]) -> Config {
+    let mut env: HashMap<String, String> = [
+        ("MCP_STORE_URL", "dynamodb://mcp-test"),
+        ("MCP_FILES_URL", "s3://mcp-test-files"),
+        (
+            "MCP_SIGNING_KEY",
+            "lambda-test-signing-key-0123456789abcdef",
+        ),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::for_profile(Profile::Lambda, Flags::default(), &env).expect("valid Lambda config")
+}
+
+async fn lambda_with(extra: &[(&str, &str)]) -> Lambda {
+    let config = lambda_config(extra);
+    let (store, dir) = common::sqlite_store().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let app = app::build(
+        &config,
+        &common::backends(store, "sqlite", common::local_blobs(dir.path())),
+        "lambda",
+    );
+    Lambda {
+        handler: LambdaHandler::new(app.router, config.base_path.clone()),
+        _dir: dir,
+    }
+}
+
+async fn lambda() -> Lambda {
+    lambda_with(&[]).await
+}
+
+impl Lambda {
+    async fn invoke(&self, event: Value) -> Value {
+        let Ok(response) = self
+            .handler
+            .handle(LambdaEvent::new(event, Context::default()))
+            .await;
+        response
+    }
+}
+
+fn mcp_headers(extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut headers: HashMap<String, String> = [
+        ("host", "abc123.execute-api.us-east-1.amazonaws.com"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    headers
+}
+
+/// An API Gateway REST API (payload 1.0) proxy event, stage `Prod`.
+fn rest_event(
+    method: &str,
+    path: &str,
+    headers: &HashMap<String, String>,
+    body: Option<&str>,
+) -> Value {
+    let multi: HashMap<&String, [&String; 1]> = headers.iter().map(|(k, v)| (k, [v])).collect();
+    json!({
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": multi,
+        "queryStringParameters": null,
+        "multiValueQueryStringParameters": null,
+        "pathParameters": { "proxy": path.trim_start_matches('/') },
+        "stageVariables": null,
+        "requestContext": {
+            "accountId": "123456789012",
+            "resourceId": "abc",
+            "stage": "Prod",
+            "requestId": "rest-request-1",
+            "httpMethod": method,
+            "path": format!("/Prod{path}"),
+            "resourcePath": "/{proxy+}",
+            "protocol": "HTTP/1.1",
+            "identity": { "sourceIp": "203.0.113.7" },
+            "apiId": "abc123"
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}
+
+/// An HTTP API (payload 2.0) event; `domain` decides whether it looks like a function URL.
+fn v2_event(
+    domain: &str,
+    method: &str,
+    path: &str,
+    headers: &HashMap<String, String>,
+    body: Option<&str>,
+) -> Value {
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": domain,
+            "domainPrefix": domain.split('.').next().unwrap_or_default(),
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "test" },
+            "requestId": "v2-request-1",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "23/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1795428000000u64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}
+
+fn function_url_event(
+    method: &str,
+    path: &str,
+    headers: &HashMap<String, String>,
+    body: Option<&str>,
+) -> Value {
+    v2_event(
+        "abcdefgh.lambda-url.us-east-1.on.aws",
+        method,
+        path,
+        headers,
+        body,
+    )
+}
+
+fn echo_2026(text: &str) -> String {
+    let meta: Value = serde_json::from_str(META_2026).expect("meta");
+    json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":text},"_meta":meta}}).to_string()
+}
+
+fn headers_2026(name: &str) -> HashMap<String, String> {
+    mcp_headers(&[
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", name),
+    ])
+}
+
+fn status(response: &Value) -> i64 {
+    response["statusCode"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no statusCode: {response}"))
+}
+
+fn body_json(response: &Value) -> Value {
+    let body = response["body"].as_str().unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {response}"))
+}
+
+#[tokio::test]
+async fn a_rest_api_event_with_a_stage_reaches_mcp() {
+    let lambda = lambda().await;
+    let response = lambda
+        .invoke(rest_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&echo_2026("hi")),
+        ))
+        .await;
+    assert_eq!(status(&response), 200, "{response}");
+    assert_eq!(
+        body_json(&response)["result"]["structuredContent"]["message"],
+        "hi"
+    );
+    // REST API responses carry multi-value headers only (API Gateway merges both fields).
+    assert_eq!(
+        response["multiValueHeaders"]["content-type"][0],
+        "application/json"
+    );
+}
+
+#[tokio::test]
+async fn http_api_and_function_url_events_reach_mcp() {
+    let lambda = lambda().await;
+    for event in [
+        v2_event(
+            "abc123.execute-api.us-east-1.amazonaws.com",
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&echo_2026("v2")),
+        ),
+        function_url_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&echo_2026("v2")),
+        ),
+    ] {
+        let response = lambda.invoke(event).await;
+        assert_eq!(status(&response), 200, "{response}");
+        assert_eq!(response["headers"]["content-type"], "application/json");
+        assert_eq!(
+            body_json(&response)["result"]["structuredContent"]["message"],
+            "v2"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_custom_domain_base_path_is_stripped() {
+    let lambda = lambda_with(&[("MCP_BASE_PATH", "/v1")]).await;
+    let response = lambda
+        .invoke(function_url_event(
+            "GET",
+            "/v1/health/live",
+            &mcp_headers(&[]),
+            None,
+        ))
+        .await;
+    assert_eq!(status(&response), 200, "{response}");
+    assert_eq!(body_json(&response)["status"], "alive");
+}
+
+#[tokio::test]
+async fn a_legacy_session_is_served_and_ended_through_events() {
+    let lambda = lambda().await;
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#;
+    let response = lambda
+        .invoke(function_url_event(
+            "POST",
+            "/mcp",
+            &mcp_headers(&[]),
+            Some(initialize),
+        ))
+        .await;
+    assert_eq!(status(&response), 200, "{response}");
+    let session = response["headers"]["mcp-session-id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session id: {response}"))
+        .to_owned();
+    let session_headers = mcp_headers(&[
+        ("mcp-session-id", &session),
+        ("mcp-protocol-version", "2025-11-25"),
+    ]);
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let ack = lambda
+        .invoke(function_url_event(
+            "POST",
+            "/mcp",
+            &session_headers,
+            Some(initialized),
+        ))
+        .await;
+    assert_eq!(status(&ack), 202, "{ack}");
+
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"legacy"}}}"#;
+    let reply = lambda
+        .invoke(function_url_event(
+            "POST",
+            "/mcp",
+            &session_headers,
+            Some(call),
+        ))
+        .await;
+    assert_eq!(status(&reply), 200, "{reply}");
+    assert_eq!(
+        body_json(&reply)["result"]["structuredContent"]["message"],
+        "legacy"
+    );
+
+    let deleted = lambda
+        .invoke(function_url_event("DELETE", "/mcp", &session_headers, None))
+        .await;
+    assert_eq!(status(&deleted), 202, "{deleted}");
+    let after = lambda
+        .invoke(function_url_event(
+            "POST",
+            "/mcp",
+            &session_headers,
+            Some(call),
+        ))
+        .await;
+    assert_eq!(status(&after), 404, "{after}");
+    assert_eq!(body_json(&after)["error"]["code"], -32001);
+}
+
+#[tokio::test]
+async fn get_mcp_is_405_on_lambda() {
+    let lambda = lambda().await;
+    let response = lambda
+        .invoke(function_url_event(
+            "GET",
+            "/mcp",
+            &mcp_headers(&[("accept", "text/event-stream")]),
+            None,
+        ))
+        .await;
+    assert_eq!(status(&response), 405, "{response}");
+    assert_eq!(response["headers"]["allow"], "POST, DELETE");
+}
+
+#[tokio::test]
+async fn a_base64_body_is_decoded() {
+    let lambda = lambda().await;
+    let mut event = function_url_event("POST", "/mcp", &headers_2026("echo"), None);
+    event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(echo_2026("encoded")));
+    event["isBase64Encoded"] = json!(true);
+    let response = lambda.invoke(event).await;
+    assert_eq!(status(&response), 200, "{response}");
+    assert_eq!(
+        body_json(&response)["result"]["structuredContent"]["message"],
+        "encoded"
+    );
+}
+
+#[tokio::test]
+async fn malformed_events_get_400_not_a_crash() {
+    let lambda = lambda().await;
+    let mut bad_base64 = function_url_event(
+        "POST",
+        "/mcp",
+        &headers_2026("echo"),
+        Some("%%% not base64"),
+    );
+    bad_base64["isBase64Encoded"] = json!(true);
+    let cases = [
+        (
+            json!("just a string"),
+            "Bad request: the event is not a JSON object",
+        ),
+        (json!([1, 2]), "Bad request: the event is not a JSON object"),
+        (
+            bad_base64,
+            "Bad request: isBase64Encoded is true but the body is not valid base64",
+        ),
+        (
+            json!({"version": "2.0", "rawPath": 42}),
+            "Bad request: not an API Gateway (REST or HTTP API) or function URL event",
+        ),
+    ];
+    for (event, message) in cases {
+        let response = lambda.invoke(event.clone()).await;
+        assert_eq!(status(&response), 400, "{event}: {response}");
+        assert_eq!(body_json(&response)["error"]["message"], message, "{event}");
+        assert_eq!(body_json(&response)["error"]["code"], -32600);
+    }
+    // The instance still serves after all of them.
+    let response = lambda
+        .invoke(function_url_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&echo_2026("still here")),
+        ))
+        .await;
+    assert_eq!(status(&response), 200, "{response}");
+}
+
+#[tokio::test]
+async fn a_missing_or_huge_body_gets_a_clear_4xx() {
+    let lambda = lambda_with(&[("MCP_MAX_BODY_BYTES", "4096")]).await;
+    let missing = lambda
+        .invoke(function_url_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            None,
+        ))
+        .await;
+    assert_eq!(status(&missing), 400, "{missing}");
+    assert_eq!(body_json(&missing)["error"]["code"], -32700);
+
+    let huge = echo_2026(&"x".repeat(10_000));
+    let response = lambda
+        .invoke(function_url_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&huge),
+        ))
+        .await;
+    assert_eq!(status(&response), 413, "{response}");
+}
+
+/// A REST event as the JWT authorizer leaves it: the verified subject in the authorizer context.
+fn as_subject(mut event: Value, subject: &str) -> Value {
+    event["requestContext"]["authorizer"] =
+        json!({ "principalId": subject, "sub": subject, "scope": "mcp:call" });
+    event
+}
+
+fn state_call_2026(tool: &str, arguments: Value) -> (HashMap<String, String>, String) {
+    let meta: Value = serde_json::from_str(META_2026).expect("meta");
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":tool,"arguments":arguments,"_meta":meta}});
+    (headers_2026(tool), body.to_string())
+}
+
+#[tokio::test]
+async fn the_authorizer_subject_is_the_principal() {
+    let lambda = lambda().await;
+    let (headers, body) = state_call_2026(
+        "state_set",
+        json!({"key": "plan", "value": {"tier": "gold"}}),
+    );
+    let set = lambda
+        .invoke(as_subject(
+            rest_event("POST", "/mcp", &headers, Some(&body)),
+            "alice",
+        ))
+        .await;
+    assert_eq!(status(&set), 200, "{set}");
+    assert_ne!(body_json(&set)["result"]["isError"], true, "{set}");
+
+    let (headers, body) = state_call_2026("state_get", json!({"key": "plan"}));
+    let alice = lambda
+        .invoke(as_subject(
+            rest_event("POST", "/mcp", &headers, Some(&body)),
+            "alice",
+        ))
+        .await;
+    assert_eq!(
+        body_json(&alice)["result"]["structuredContent"]["value"]["tier"],
+        "gold",
+        "{alice}"
+    );
+    let bob = lambda
+        .invoke(as_subject(
+            rest_event("POST", "/mcp", &headers, Some(&body)),
+            "bob",
+        ))
+        .await;
+    assert_eq!(status(&bob), 200, "{bob}");
+    assert_eq!(body_json(&bob)["result"]["isError"], true, "{bob}");
+    assert_eq!(
+        body_json(&bob)["result"]["content"][0]["text"],
+        "no document under key \"plan\"; use state_list to see your keys"
+    );
+    let anonymous = lambda
+        .invoke(rest_event("POST", "/mcp", &headers, Some(&body)))
+        .await;
+    assert_eq!(
+        body_json(&anonymous)["result"]["isError"],
+        true,
+        "{anonymous}"
+    );
+
+    let unusable = lambda
+        .invoke(as_subject(
+            rest_event("POST", "/mcp", &headers, Some(&body)),
+            "bad\nsubject",
+        ))
+        .await;
+    assert_eq!(status(&unusable), 403, "{unusable}");
+    assert_eq!(
+        body_json(&unusable)["error"]["message"],
+        "The authorizer's subject is not usable as a principal"
+    );
+}

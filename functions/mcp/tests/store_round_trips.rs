@@ -1,0 +1,277 @@
+//! What a request costs in DynamoDB calls, counted by an SDK interceptor under
+//! the whole HTTP service: a 2026 stateless call costs none, a warm legacy call
+//! exactly one `GetItem` (the session gate's read, handed down to rmcp).
+//!
+//! Runs on the emulator at `MCP_TEST_AWS_ENDPOINT`; the counts are printed so
+//! they can be quoted (`cargo test --test store_round_trips -- --nocapture`).
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use aws_sdk_dynamodb::{
+    config::{
+        ConfigBag, Intercept, RuntimeComponents, SharedInterceptor,
+        interceptors::BeforeSerializationInterceptorContextRef,
+    },
+    error::BoxError,
+};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use axum::{
+    Router,
+    body::{Body, to_bytes},
+    http::{Request, StatusCode},
+};
+use mcp_function::{
+    app,
+    config::{Config, Flags},
+    store::Store,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// Records the operation name of every DynamoDB call, once per call (not per retry).
+#[derive(Debug, Clone, Default)]
+struct CallLog(Arc<Mutex<Vec<String>>>);
+
+impl CallLog {
+    /// The calls since the last `take`, in order.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|poison| poison.into_inner()))
+    }
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    // Not `read_before_execution`: a client-level interceptor runs that hook
+    // before the operation's runtime plugin has put its `Metadata` (the
+    // operation name) in the config bag. Serialization, like execution, happens
+    // exactly once per call; retries resend the serialized request.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg
+            .load::<Metadata>()
+            .map_or_else(|| "unknown".to_owned(), |meta| meta.name().to_owned());
+        self.0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(operation);
+        Ok(())
+    }
+}
+
+struct Counted {
+    router: Router,
+    calls: CallLog,
+    store: Arc<dyn Store>,
+    /// The file store's folder (files are not what is counted here).
+    files: tempfile::TempDir,
+}
+
+/// The full service over a DynamoDB store whose every call is logged.
+async fn counted_app() -> Counted {
+    let calls = CallLog::default();
+    let client = common::dynamo_client_with([SharedInterceptor::new(calls.clone())]);
+    let store: Arc<dyn Store> = Arc::new(common::dynamo_store_with(client).await);
+    calls.take(); // table creation is not a request's cost
+    let files = tempfile::tempdir().expect("temp dir");
+    Counted {
+        router: router_over(store.clone(), files.path()),
+        calls,
+        store,
+        files,
+    }
+}
+
+/// A fresh service (another instance, with no sessions in memory) over `store`.
+fn router_over(store: Arc<dyn Store>, files: &std::path::Path) -> Router {
+    let config = Config::from_sources(Flags::default(), &HashMap::new()).expect("config");
+    app::build(
+        &config,
+        &common::backends(store, "dynamodb", common::local_blobs(files)),
+        "server",
+    )
+    .router
+}
+
+fn post(body: impl Into<String>, extra: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::post("/mcp")
+        .header("host", "localhost:8080")
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH);
+    for (name, value) in extra {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::from(body.into())).expect("request")
+}
+
+struct Reply {
+    status: StatusCode,
+    session_id: Option<String>,
+    body: Value,
+}
+
+async fn send(router: &Router, request: Request<Body>) -> Reply {
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let session_id = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|id| id.to_str().ok())
+        .map(str::to_owned);
+    let bytes = to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    Reply {
+        status,
+        session_id,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+fn session(id: &str) -> [(&str, &str); 2] {
+    [
+        ("mcp-session-id", id),
+        ("mcp-protocol-version", "2025-11-25"),
+    ]
+}
+
+fn echo(id: u64) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+           "params":{"name":"echo","arguments":{"message":"hi"}}})
+    .to_string()
+}
+
+fn echo_2026(id: u64) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+    "name":"echo","arguments":{"message":"hi"},
+    "_meta":{
+        "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities":{},
+        "io.modelcontextprotocol/clientInfo":{"name":"test","version":"1"}
+    }}})
+    .to_string()
+}
+
+fn assert_echoed(reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body["result"]["structuredContent"],
+        json!({"message": "hi"}),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn a_stateless_2026_call_costs_no_dynamodb_call() {
+    let app = counted_app().await;
+    for id in 1..=3 {
+        let reply = send(
+            &app.router,
+            post(
+                echo_2026(id),
+                &[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "tools/call"),
+                    ("mcp-name", "echo"),
+                ],
+            ),
+        )
+        .await;
+        assert_echoed(&reply);
+        let calls = app.calls.take();
+        eprintln!(
+            "2026-07-28 stateless tools/call echo #{id}: {} DynamoDB calls {calls:?}",
+            calls.len()
+        );
+        assert!(calls.is_empty(), "{calls:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_warm_legacy_call_costs_one_get_item() {
+    let app = counted_app().await;
+    let initialize = send(
+        &app.router,
+        post(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(initialize.status, StatusCode::OK, "{}", initialize.body);
+    let id = initialize.session_id.expect("session id");
+    eprintln!("2025-11-25 initialize: {:?}", app.calls.take());
+    let ack = send(
+        &app.router,
+        post(
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            &session(&id),
+        ),
+    )
+    .await;
+    assert_eq!(ack.status, StatusCode::ACCEPTED);
+    eprintln!(
+        "2025-11-25 notifications/initialized: {:?}",
+        app.calls.take()
+    );
+
+    for call in 1..=3 {
+        let reply = send(&app.router, post(echo(10 + call), &session(&id))).await;
+        assert_echoed(&reply);
+        let calls = app.calls.take();
+        eprintln!(
+            "2025-11-25 warm tools/call echo #{call}: {} DynamoDB call(s) {calls:?}",
+            calls.len()
+        );
+        assert_eq!(calls, ["GetItem"]);
+    }
+
+    // Another instance, without the session in memory, restores it from the
+    // record the gate read: still one read.
+    let other = router_over(app.store.clone(), app.files.path());
+    let reply = send(&other, post(echo(20), &session(&id))).await;
+    assert_echoed(&reply);
+    let calls = app.calls.take();
+    eprintln!(
+        "2025-11-25 tools/call echo on a second instance (restore): {} DynamoDB call(s) {calls:?}",
+        calls.len()
+    );
+    assert_eq!(calls, ["GetItem"]);
+
+    let mut delete = Request::delete("/mcp").header("host", "localhost");
+    for (name, value) in session(&id) {
+        delete = delete.header(name, value);
+    }
+    let deleted = send(&app.router, delete.body(Body::empty()).expect("request")).await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    eprintln!("2025-11-25 DELETE /mcp: {:?}", app.calls.take());
+    assert_eq!(app.store.load_session(&id).await.expect("load"), None);
+    app.calls.take();
+
+    // Gone for every instance: the record is what the gate reads.
+    for router in [&app.router, &other] {
+        let after = send(router, post(echo(30), &session(&id))).await;
+        assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.body);
+        assert_eq!(after.body["error"]["code"], -32001);
+        let calls = app.calls.take();
+        eprintln!(
+            "2025-11-25 tools/call after DELETE: {} -> {:?}",
+            after.status, calls
+        );
+        assert_eq!(calls, ["GetItem"]);
+    }
+}
