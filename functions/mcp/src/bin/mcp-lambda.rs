@@ -9,6 +9,7 @@ use mcp_function::{app, backends, config::Config, lambda_host, server_host};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let config = match Config::lambda_from_process() {
         Ok(config) => config,
         Err(error) => {
@@ -26,6 +27,12 @@ async fn main() -> ExitCode {
     };
     let app = app::build(&config, &backends, "lambda");
     let handler = lambda_host::LambdaHandler::new(app.router, config.base_path.clone());
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        store = backends.store_backend,
+        files = backends.blobs.backend(),
+        "mcp-lambda initialized"
+    );
     match lambda_host::run(handler).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

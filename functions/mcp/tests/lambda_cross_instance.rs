@@ -1,0 +1,242 @@
+//! Two Lambda instances, one DynamoDB: sessions and state follow the client, not the instance.
+//!
+//! Needs two `cargo lambda watch` emulators of `mcp-lambda` sharing one moto
+//! server; `scripts/test.sh` starts them and runs this file with `--ignored`,
+//! passing their addresses in `MCP_TEST_LAMBDA_A` and `MCP_TEST_LAMBDA_B`
+//! (e.g. `http://127.0.0.1:9001`). Requests go through each emulator's
+//! function URL path, and, to act as a given principal, through its Invoke API
+//! with an API Gateway event whose authorizer context names the subject.
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+const FUNCTION: &str = "mcp-lambda";
+
+struct Instance {
+    base: String,
+    http: Client,
+}
+
+fn instance(var: &str) -> Instance {
+    let base = std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: run scripts/test.sh, which starts two `cargo lambda watch` emulators"
+        )
+    });
+    Instance {
+        base,
+        http: Client::new(),
+    }
+}
+
+struct Reply {
+    status: u16,
+    session: Option<String>,
+    body: Value,
+}
+
+impl Instance {
+    /// A POST or DELETE to /mcp through the function URL path, as the anonymous principal.
+    async fn url(&self, method: &str, session: Option<&str>, body: Option<Value>) -> Reply {
+        let url = format!("{}/lambda-url/{FUNCTION}/mcp", self.base);
+        let mut request = match method {
+            "DELETE" => self.http.delete(&url),
+            _ => self.http.post(&url),
+        }
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.expect("emulator answers");
+        let status = response.status().as_u16();
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.expect("body");
+        Reply {
+            status,
+            session,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    /// A POST to /mcp as `subject`, sent as an API Gateway REST event to the Invoke API.
+    async fn invoke_as(&self, subject: &str, session: Option<&str>, body: Value) -> Reply {
+        let mut headers = json!({
+            "host": "localhost",
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+        });
+        if let Some(session) = session {
+            headers["mcp-session-id"] = json!(session);
+            headers["mcp-protocol-version"] = json!("2025-11-25");
+        }
+        let event = json!({
+            "resource": "/mcp",
+            "path": "/mcp",
+            "httpMethod": "POST",
+            "headers": headers,
+            "multiValueHeaders": {},
+            "requestContext": {
+                "accountId": "123456789012",
+                "resourceId": "mcp",
+                "stage": "$default",
+                "requestId": format!("invoke-{subject}"),
+                "httpMethod": "POST",
+                "path": "/mcp",
+                "resourcePath": "/mcp",
+                "identity": { "sourceIp": "203.0.113.7" },
+                "authorizer": { "principalId": subject, "sub": subject },
+                "apiId": "api"
+            },
+            "body": body.to_string(),
+            "isBase64Encoded": false
+        });
+        let url = format!("{}/2015-03-31/functions/{FUNCTION}/invocations", self.base);
+        let response: Value = self
+            .http
+            .post(url)
+            .json(&event)
+            .send()
+            .await
+            .expect("emulator answers")
+            .json()
+            .await
+            .expect("Lambda response event");
+        let status = response["statusCode"].as_u64().unwrap_or_default() as u16;
+        let session = response["multiValueHeaders"]["mcp-session-id"][0]
+            .as_str()
+            .map(str::to_owned);
+        let body = response["body"].as_str().unwrap_or_default();
+        Reply {
+            status,
+            session,
+            body: serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+        }
+    }
+}
+
+fn initialize() -> Value {
+    json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"cross-instance","version":"1"}}})
+}
+
+fn initialized() -> Value {
+    json!({"jsonrpc":"2.0","method":"notifications/initialized"})
+}
+
+fn tool(name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":name,"arguments":arguments}})
+}
+
+async fn open_session(on: &Instance) -> String {
+    let reply = on.url("POST", None, Some(initialize())).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let session = reply.session.expect("initialize returns a session id");
+    let ack = on.url("POST", Some(&session), Some(initialized())).await;
+    assert_eq!(ack.status, StatusCode::ACCEPTED.as_u16());
+    session
+}
+
+#[tokio::test]
+#[ignore = "needs two cargo lambda watch emulators; scripts/test.sh runs it"]
+async fn a_session_opened_on_one_instance_works_on_the_other_until_deleted() {
+    let (a, b) = (instance("MCP_TEST_LAMBDA_A"), instance("MCP_TEST_LAMBDA_B"));
+    let session = open_session(&a).await;
+
+    let echoed = b
+        .url(
+            "POST",
+            Some(&session),
+            Some(tool("echo", json!({"message": "via B"}))),
+        )
+        .await;
+    assert_eq!(echoed.status, 200, "{}", echoed.body);
+    assert_eq!(
+        echoed.body["result"]["structuredContent"]["message"],
+        "via B"
+    );
+
+    let deleted = b.url("DELETE", Some(&session), None).await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED.as_u16());
+    for instance in [&a, &b] {
+        let after = instance
+            .url(
+                "POST",
+                Some(&session),
+                Some(tool("echo", json!({"message": "gone"}))),
+            )
+            .await;
+        assert_eq!(after.status, 404, "{}", after.body);
+        assert_eq!(after.body["error"]["code"], -32001);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs two cargo lambda watch emulators; scripts/test.sh runs it"]
+async fn state_written_through_one_instance_is_read_through_the_other() {
+    let (a, b) = (instance("MCP_TEST_LAMBDA_A"), instance("MCP_TEST_LAMBDA_B"));
+    let key = format!("cross-{}", uuid::Uuid::new_v4().simple());
+    let session_a = open_session(&a).await;
+    let set = a
+        .url(
+            "POST",
+            Some(&session_a),
+            Some(tool(
+                "state_set",
+                json!({"key": key, "value": {"from": "A"}}),
+            )),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_ne!(set.body["result"]["isError"], true, "{}", set.body);
+
+    let session_b = open_session(&b).await;
+    let got = b
+        .url(
+            "POST",
+            Some(&session_b),
+            Some(tool("state_get", json!({"key": key}))),
+        )
+        .await;
+    assert_eq!(
+        got.body["result"]["structuredContent"]["value"]["from"], "A",
+        "{}",
+        got.body
+    );
+    assert_eq!(got.body["result"]["structuredContent"]["version"], 1);
+}
+
+#[tokio::test]
+#[ignore = "needs two cargo lambda watch emulators; scripts/test.sh runs it"]
+async fn a_session_is_404_for_another_principal_on_any_instance() {
+    let (a, b) = (instance("MCP_TEST_LAMBDA_A"), instance("MCP_TEST_LAMBDA_B"));
+    let opened = a.invoke_as("xavier", None, initialize()).await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    let session = opened.session.expect("session id in the response event");
+    let ack = a.invoke_as("xavier", Some(&session), initialized()).await;
+    assert_eq!(ack.status, 202, "{}", ack.body);
+
+    let call = tool("echo", json!({"message": "mine"}));
+    for instance in [&a, &b] {
+        let foreign = instance
+            .invoke_as("yolanda", Some(&session), call.clone())
+            .await;
+        assert_eq!(foreign.status, 404, "{}", foreign.body);
+        assert_eq!(foreign.body["error"]["code"], -32001);
+        let anonymous = instance
+            .url("POST", Some(&session), Some(call.clone()))
+            .await;
+        assert_eq!(anonymous.status, 404, "{}", anonymous.body);
+    }
+    let owner = b.invoke_as("xavier", Some(&session), call).await;
+    assert_eq!(owner.status, 200, "{}", owner.body);
+    assert_eq!(owner.body["result"]["structuredContent"]["message"], "mine");
+}
