@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     backends::Backends,
+    blob::BlobStore,
     config::Config,
     http::{json_response, jsonrpc_guard, principal, session_gate},
     keys::Keyring,
@@ -33,11 +34,12 @@ pub struct App {
     pub shutdown: CancellationToken,
 }
 
-/// The store and its name, as the probes report them.
+/// The store and the file store, as the readiness probe checks them.
 #[derive(Clone)]
 struct Probes {
     store: Arc<dyn Store>,
     backend: &'static str,
+    blobs: Arc<dyn BlobStore>,
 }
 
 /// Assembles the service over opened backends; `host` is "server" or "lambda".
@@ -84,7 +86,11 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> App {
     let router = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .with_state(Probes { store, backend })
+        .with_state(Probes {
+            store,
+            backend,
+            blobs: backends.blobs.clone(),
+        })
         .merge(mcp_routes);
     App { router, shutdown }
 }
@@ -104,23 +110,31 @@ async fn live() -> impl IntoResponse {
     Json(json!({ "status": "alive", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-/// Readiness: the store answers within [`store::PROBE_TIMEOUT`]; 503 otherwise.
+/// Readiness: the store and the file store answer within [`store::PROBE_TIMEOUT`]; 503 otherwise.
 async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
-    let probe = store::probe(probes.store.as_ref()).await;
-    let status = if probe.reachable {
+    let (store, files) = tokio::join!(
+        store::probe(probes.store.as_ref()),
+        store::timed_probe("file store", "file store error", probes.blobs.ping()),
+    );
+    let reachable = store.reachable && files.reachable;
+    let status = if reachable {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let check = |backend: &str, probe: &store::Probe| {
+        json!({
+            "backend": backend,
+            "status": if probe.reachable { "up" } else { "down" },
+            "latencyMs": probe.latency_ms,
+            "error": probe.failure,
+        })
+    };
     let body = json!({
-        "status": if probe.reachable { "ready" } else { "not_ready" },
+        "status": if reachable { "ready" } else { "not_ready" },
         "checks": {
-            "store": {
-                "backend": probes.backend,
-                "status": if probe.reachable { "up" } else { "down" },
-                "latencyMs": probe.latency_ms,
-                "error": probe.failure,
-            }
+            "store": check(probes.backend, &store),
+            "files": check(probes.blobs.backend(), &files),
         }
     });
     (status, Json(body))

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::ACCEPT_BOTH;
+
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
@@ -22,8 +24,6 @@ use mcp_function::{
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
 struct TestApp {
     router: Router,

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{META_2026, post};
+
 use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
@@ -22,9 +24,6 @@ use mcp_function::{
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
-const META_2026: &str = r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"test","version":"1"}}"#;
 
 struct TestApp {
     router: Router,
@@ -58,18 +57,6 @@ async fn test_app_with(env: &[(&str, &str)]) -> TestApp {
 
 async fn test_app() -> TestApp {
     test_app_with(&[]).await
-}
-
-/// A POST to /mcp with the headers a well-behaved client sends, plus `extra`.
-fn post(body: impl Into<String>, extra: &[(&str, &str)]) -> Request<Body> {
-    let mut builder = Request::post("/mcp")
-        .header("host", "localhost:8080")
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH);
-    for (name, value) in extra {
-        builder = builder.header(*name, *value);
-    }
-    builder.body(Body::from(body.into())).expect("request")
 }
 
 struct Reply {
@@ -629,6 +616,7 @@ async fn probes_report_the_store() {
     let ready = send(&app, get("/health/ready")).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["checks"]["store"]["status"], "up");
+    assert_eq!(ready.json()["checks"]["files"]["status"], "up");
 
     let dir = tempfile::tempdir().expect("dir");
     let router = app::build(

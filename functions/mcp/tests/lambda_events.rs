@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::META_2026;
+
 use std::{collections::HashMap, sync::Arc};
 
 use base64::Engine;
@@ -17,8 +19,6 @@ use mcp_function::{
     store::Store,
 };
 use serde_json::{Value, json};
-
-const META_2026: &str = r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"test","version":"1"}}"#;
 
 struct Lambda {
     handler: LambdaHandler,
@@ -43,12 +43,20 @@ fn lambda_config(extra: &[(&str, &str)]) -> Config {
 }
 
 async fn lambda_with(extra: &[(&str, &str)]) -> Lambda {
-    let config = lambda_config(extra);
     let (store, dir) = common::sqlite_store().await;
-    let store: Arc<dyn Store> = Arc::new(store);
+    lambda_over(Arc::new(store), "sqlite", extra, dir)
+}
+
+fn lambda_over(
+    store: Arc<dyn Store>,
+    backend: &'static str,
+    extra: &[(&str, &str)],
+    dir: tempfile::TempDir,
+) -> Lambda {
+    let config = lambda_config(extra);
     let app = app::build(
         &config,
-        &common::backends(store, "sqlite", common::local_blobs(dir.path())),
+        &common::backends(store, backend, common::local_blobs(dir.path())),
         "lambda",
     );
     Lambda {
@@ -488,5 +496,67 @@ async fn the_authorizer_subject_is_the_principal() {
     assert_eq!(
         body_json(&unusable)["error"]["message"],
         "The authorizer's subject is not usable as a principal"
+    );
+}
+
+/// A DynamoDB endpoint where nothing listens: the store is down, as in an outage or a wrong endpoint.
+fn unreachable_dynamo() -> Arc<dyn Store> {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    Arc::new(mcp_function::store::dynamo::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        "mcp-down",
+        mcp_function::store::cursor::CursorCodec::new(common::TEST_KEY),
+    ))
+}
+
+#[tokio::test]
+async fn a_store_outage_is_a_retryable_tool_error_and_a_503_readiness() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lambda = lambda_over(unreachable_dynamo(), "dynamodb", &[], dir);
+
+    let (headers, body) = state_call_2026("state_set", json!({"key": "k", "value": 1}));
+    let set = lambda
+        .invoke(function_url_event("POST", "/mcp", &headers, Some(&body)))
+        .await;
+    assert_eq!(status(&set), 200, "{set}");
+    assert_eq!(body_json(&set)["result"]["isError"], true, "{set}");
+    assert_eq!(
+        body_json(&set)["result"]["content"][0]["text"],
+        "the state store is unavailable right now; retry shortly (details are in the server log)"
+    );
+
+    let ready = lambda
+        .invoke(function_url_event(
+            "GET",
+            "/health/ready",
+            &mcp_headers(&[]),
+            None,
+        ))
+        .await;
+    assert_eq!(status(&ready), 503, "{ready}");
+    assert_eq!(body_json(&ready)["checks"]["store"]["status"], "down");
+
+    // A stateless call that touches no state does not need the store at all.
+    let echo = lambda
+        .invoke(function_url_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&echo_2026("up")),
+        ))
+        .await;
+    assert_eq!(
+        body_json(&echo)["result"]["structuredContent"]["message"],
+        "up"
     );
 }

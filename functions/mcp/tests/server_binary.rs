@@ -1,6 +1,6 @@
-//! The real `mcp-server` binary on a loopback port: restarts keep sessions and
-//! state, SIGTERM stops it cleanly, bad settings stop it at start, and the
-//! official Rust SDK client works against it.
+//! The real binaries: `mcp-server` on a loopback port (restarts keep sessions
+//! and state, SIGTERM stops it cleanly, bad settings stop it at start, the
+//! official Rust SDK client works against it) and `mcp-lambda`'s start-up checks.
 
 use std::{
     net::TcpListener,
@@ -246,5 +246,32 @@ fn a_malformed_setting_stops_the_server_naming_the_variable() {
     assert_eq!(
         stderr.trim(),
         "mcp-server: invalid MCP_BIND=\"not-an-address\": expected IP:PORT, e.g. 127.0.0.1:8080"
+    );
+}
+
+#[test]
+fn the_lambda_binary_refuses_local_state_at_start() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mcp-lambda"))
+        .env_clear()
+        .env("MCP_STORE_URL", "sqlite:///tmp/mcp.db")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "mcp-lambda: invalid MCP_STORE_URL=\"sqlite:///tmp/mcp.db\": SQLite is a local file and \
+         Lambda instances share no disk: use dynamodb://TABLE or postgres://…"
+    );
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_mcp-lambda"))
+        .env_clear()
+        .env("MCP_STORE_URL", "dynamodb://mcp-prod")
+        .output()
+        .expect("run");
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr).trim(),
+        "mcp-lambda: invalid MCP_FILES_URL=\"\": is required on Lambda: s3://BUCKET[/PREFIX]"
     );
 }

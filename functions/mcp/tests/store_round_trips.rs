@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{ACCEPT_BOTH, post};
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -32,8 +34,6 @@ use mcp_function::{
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
 /// Records the operation name of every DynamoDB call, once per call (not per retry).
 #[derive(Debug, Clone, Default)]
@@ -104,17 +104,6 @@ fn router_over(store: Arc<dyn Store>, files: &std::path::Path) -> Router {
         "server",
     )
     .router
-}
-
-fn post(body: impl Into<String>, extra: &[(&str, &str)]) -> Request<Body> {
-    let mut builder = Request::post("/mcp")
-        .header("host", "localhost:8080")
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH);
-    for (name, value) in extra {
-        builder = builder.header(*name, *value);
-    }
-    builder.body(Body::from(body.into())).expect("request")
 }
 
 struct Reply {

@@ -390,15 +390,7 @@ fn conflict(key: &str, expect: Expect, old: Option<&Item>, now: i64) -> StoreErr
         Ok(current) => current,
         Err(error) => return error,
     };
-    StoreError::VersionConflict {
-        key: key.to_owned(),
-        expected: match expect {
-            Expect::Any => "any version".to_owned(),
-            Expect::Absent => "no document".to_owned(),
-            Expect::Version(version) => format!("version {version}"),
-        },
-        current,
-    }
+    StoreError::version_conflict(key, expect, current)
 }
 
 /// The document an item holds, or `None` when it has expired by `now`.

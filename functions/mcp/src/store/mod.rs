@@ -147,6 +147,19 @@ fn describe_version(current: Option<u64>) -> String {
 }
 
 impl StoreError {
+    /// The conflict every backend reports when `expect` did not hold; `current` is the live version.
+    pub fn version_conflict(key: &str, expect: Expect, current: Option<u64>) -> Self {
+        Self::VersionConflict {
+            key: key.to_owned(),
+            expected: match expect {
+                Expect::Any => "any version".to_owned(),
+                Expect::Absent => "no document".to_owned(),
+                Expect::Version(version) => format!("version {version}"),
+            },
+            current,
+        }
+    }
+
     /// True when the caller's input was at fault, so the message is safe and useful to show.
     pub fn is_caller_error(&self) -> bool {
         matches!(

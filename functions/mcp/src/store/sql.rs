@@ -163,15 +163,7 @@ impl SqlStore {
             Ok(current) => current,
             Err(error) => return error,
         };
-        StoreError::VersionConflict {
-            key: key.to_owned(),
-            expected: match expect {
-                Expect::Any => "any version".to_owned(),
-                Expect::Absent => "no document".to_owned(),
-                Expect::Version(version) => format!("version {version}"),
-            },
-            current,
-        }
+        StoreError::version_conflict(key, expect, current)
     }
 }
 

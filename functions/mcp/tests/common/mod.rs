@@ -7,6 +7,29 @@ use std::sync::Arc;
 use mcp_function::store::{Store, cursor::CursorCodec, dynamo::DynamoStore, sql::SqlStore};
 use sqlx::{Connection, PgConnection};
 
+/// The `Accept` header of a well-behaved Streamable HTTP client.
+pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// The `_meta` every 2026-07-28 request carries.
+pub const META_2026: &str = r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"test","version":"1"}}"#;
+
+/// A POST to /mcp with the headers a well-behaved client sends, plus `extra`.
+pub fn post(
+    body: impl Into<String>,
+    extra: &[(&str, &str)],
+) -> axum::http::Request<axum::body::Body> {
+    let mut builder = axum::http::Request::post("/mcp")
+        .header("host", "localhost:8080")
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH);
+    for (name, value) in extra {
+        builder = builder.header(*name, *value);
+    }
+    builder
+        .body(axum::body::Body::from(body.into()))
+        .expect("request")
+}
+
 /// Cursor key used by test stores.
 pub const TEST_KEY: &[u8] = b"test-signing-key-of-at-least-32-bytes!!";
 
