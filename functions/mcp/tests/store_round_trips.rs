@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{ACCEPT_BOTH, post};
+use common::post;
 
 use std::{
     collections::HashMap,
