@@ -18,7 +18,7 @@ fn client() -> aws_sdk_secretsmanager::Client {
     let config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(common::dynamo_endpoint())
+        .endpoint_url(common::aws_endpoint())
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .build();
     aws_sdk_secretsmanager::Client::from_conf(config)

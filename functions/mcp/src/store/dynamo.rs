@@ -697,15 +697,13 @@ impl StateStore for DynamoStore {
                 _ => break,
             }
         }
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items
-                .last()
-                .map(|last| self.cursors.seal(principal, prefix, &last.key))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::from_lookahead(
+            items,
+            limit,
+            &self.cursors,
+            principal,
+            prefix,
+        ))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -5,7 +5,8 @@
 //! - [`SessionRecords`]: the legacy-wire session records that let any process
 //!   serve any session (see [`crate::session`]).
 //!
-//! Backends: [`sql::SqlStore`] over SQLite (the `cargo run` default) or PostgreSQL.
+//! Backends: [`sql::SqlStore`] over SQLite (the `cargo run` default) or PostgreSQL,
+//! and [`dynamo::DynamoStore`] over one DynamoDB table (Lambda).
 //! Every backend passes the one shared suite in `tests/store_suite.rs`.
 
 pub mod cursor;
@@ -83,6 +84,28 @@ pub struct Page {
     /// Pass back to get the next page; `None` on the last page.
     #[serde(rename = "nextCursor", skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+impl Page {
+    /// A page from up to `limit + 1` documents in key order: the extra one only
+    /// says another page follows, and the cursor resumes after the last kept key.
+    pub fn from_lookahead(
+        mut items: Vec<Document>,
+        limit: usize,
+        cursors: &cursor::CursorCodec,
+        principal: &Principal,
+        prefix: &str,
+    ) -> Self {
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|last| cursors.seal(principal, prefix, &last.key))
+        } else {
+            None
+        };
+        Self { items, next_cursor }
+    }
 }
 
 /// A legacy-wire session as persisted: enough to restore it in any process.

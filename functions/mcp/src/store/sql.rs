@@ -372,19 +372,17 @@ impl StateStore for SqlStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(document_of)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|last| self.cursors.seal(principal, prefix, &last.key))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::from_lookahead(
+            items,
+            limit as usize,
+            &self.cursors,
+            principal,
+            prefix,
+        ))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

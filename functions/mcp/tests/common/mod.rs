@@ -138,16 +138,7 @@ pub fn local_blobs(dir: &std::path::Path) -> Arc<dyn mcp_function::blob::BlobSto
 /// An S3 client for the emulator at `MCP_TEST_AWS_ENDPOINT` (e.g. moto):
 /// path-style addressing, region us-east-1, static test credentials.
 pub fn s3_test_client() -> aws_sdk_s3::Client {
-    let endpoint = std::env::var("MCP_TEST_AWS_ENDPOINT")
-        .ok()
-        .filter(|endpoint| !endpoint.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "MCP_TEST_AWS_ENDPOINT is not set: start an S3 emulator \
-                 (e.g. `moto_server -H 127.0.0.1 -p 5000`) and export \
-                 MCP_TEST_AWS_ENDPOINT=http://127.0.0.1:5000"
-            )
-        });
+    let endpoint = aws_endpoint();
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
@@ -183,8 +174,8 @@ pub async fn s3_test_bucket(client: &aws_sdk_s3::Client) -> String {
 
 // ─── DynamoDB store (on an emulator) ────────────────────────────────────────
 
-/// The DynamoDB endpoint the tests use (`MCP_TEST_AWS_ENDPOINT`, a local emulator such as moto).
-pub fn dynamo_endpoint() -> String {
+/// The AWS emulator the tests use (`MCP_TEST_AWS_ENDPOINT`, a moto server): DynamoDB, S3, Secrets Manager.
+pub fn aws_endpoint() -> String {
     std::env::var("MCP_TEST_AWS_ENDPOINT")
         .ok()
         .filter(|endpoint| !endpoint.is_empty())
@@ -205,7 +196,7 @@ pub fn dynamo_client_with(
     let mut config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(dynamo_endpoint())
+        .endpoint_url(aws_endpoint())
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"));
     config.set_interceptors(interceptors);
     aws_sdk_dynamodb::Client::from_conf(config.build())
