@@ -20,7 +20,11 @@ use crate::{
     backends::Backends,
     blob::BlobStore,
     config::Config,
-    http::{json_response, jsonrpc_guard, principal, session_gate},
+    http::{
+        json_response, jsonrpc_guard, principal,
+        protected_resource::{self, ResourceMetadata},
+        session_gate,
+    },
     keys::Keyring,
     server::{McpServer, ServerContext},
     session::DurableSessions,
@@ -84,6 +88,19 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> App {
         ))
         .layer(middleware::from_fn(principal::anonymous));
     let router = Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(protected_resource::metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(protected_resource::metadata),
+        )
+        .with_state(ResourceMetadata {
+            resource: config.resource_url.clone(),
+            authorization_servers: config.authorization_servers.clone(),
+            scheme: if host == "lambda" { "https" } else { "http" },
+        })
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .with_state(Probes {

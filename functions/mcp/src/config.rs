@@ -100,6 +100,10 @@ pub struct Config {
     pub aws_endpoint_url: Option<String>,
     /// Path prefix added in front of the routes by a custom domain mapping (`MCP_BASE_PATH`).
     pub base_path: Option<String>,
+    /// This resource's URL for RFC 9728 metadata and token audiences (`MCP_RESOURCE_URL`).
+    pub resource_url: Option<String>,
+    /// Issuers of the tokens this resource accepts (`MCP_AUTHORIZATION_SERVERS`).
+    pub authorization_servers: Vec<String>,
     /// Sliding lifetime of a legacy-wire session.
     pub session_ttl: Duration,
     /// `Host` values accepted (DNS-rebinding protection); empty accepts any.
@@ -265,6 +269,14 @@ impl Config {
             other => return Err(invalid("MCP_LOG_FORMAT", other, "expected json or text")),
         };
 
+        let resource_url = lookup("MCP_RESOURCE_URL")
+            .map(|url| http_url("MCP_RESOURCE_URL", url))
+            .transpose()?;
+        let authorization_servers = list(lookup("MCP_AUTHORIZATION_SERVERS").unwrap_or(""))
+            .into_iter()
+            .map(|url| http_url("MCP_AUTHORIZATION_SERVERS", &url))
+            .collect::<Result<Vec<_>, _>>()?;
+
         Ok(Self {
             bind,
             store_url,
@@ -274,6 +286,8 @@ impl Config {
             aws_region,
             aws_endpoint_url,
             base_path,
+            resource_url,
+            authorization_servers,
             session_ttl,
             allowed_hosts,
             allowed_origins,
@@ -281,6 +295,25 @@ impl Config {
             shutdown_grace,
             log_format,
         })
+    }
+}
+
+/// An absolute http(s) URL with a host, as given.
+fn http_url(var: &'static str, url: &str) -> Result<String, ConfigError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty() && !rest.starts_with('/') && !url.contains(char::is_whitespace) =>
+        {
+            Ok(url.to_owned())
+        }
+        _ => Err(invalid(
+            var,
+            url,
+            "expected an absolute http:// or https:// URL",
+        )),
     }
 }
 
@@ -647,6 +680,16 @@ mod tests {
                 "MCP_FILES_URL",
                 "ftp://host/x",
                 "expected file://PATH or s3://BUCKET[/PREFIX]",
+            ),
+            (
+                "MCP_RESOURCE_URL",
+                "/mcp",
+                "expected an absolute http:// or https:// URL",
+            ),
+            (
+                "MCP_AUTHORIZATION_SERVERS",
+                "https://auth.example.com,auth.example.org",
+                "expected an absolute http:// or https:// URL",
             ),
         ];
         for (var, value, reason) in cases {

@@ -661,3 +661,57 @@ async fn probes_report_the_store() {
         "the state store is unavailable right now; retry shortly (details are in the server log)"
     );
 }
+
+#[tokio::test]
+async fn protected_resource_metadata_names_the_resource_and_its_scopes() {
+    let get = |path: &str, host: &str| {
+        Request::get(path)
+            .header("host", host)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let app = test_app().await;
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let reply = send(&app, get(path, "localhost:8080")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        let document = reply.json();
+        assert_eq!(document["resource"], "http://localhost:8080/mcp");
+        assert_eq!(
+            document["scopes_supported"],
+            json!(["mcp:read", "mcp:call", "mcp:write"])
+        );
+        assert_eq!(document["bearer_methods_supported"], json!(["header"]));
+    }
+    let spoofed = send(
+        &app,
+        get("/.well-known/oauth-protected-resource", "evil.example/<x>"),
+    )
+    .await;
+    assert_eq!(spoofed.status, StatusCode::BAD_REQUEST);
+
+    let configured = test_app_with(&[
+        ("MCP_RESOURCE_URL", "https://mcp.example.com/mcp"),
+        (
+            "MCP_AUTHORIZATION_SERVERS",
+            "https://auth.example.com, https://login.example.org/tenant",
+        ),
+    ])
+    .await;
+    let document = send(
+        &configured,
+        get("/.well-known/oauth-protected-resource/mcp", "anything"),
+    )
+    .await
+    .json();
+    assert_eq!(document["resource"], "https://mcp.example.com/mcp");
+    assert_eq!(
+        document["authorization_servers"],
+        json!([
+            "https://auth.example.com",
+            "https://login.example.org/tenant"
+        ])
+    );
+}

@@ -7,10 +7,12 @@
 //! 4. [`json_response`]: answers a single-response SSE body as plain JSON.
 //!
 //! Each is an axum `from_fn` middleware, so tests drive them with `oneshot`.
+//! Beside them, [`protected_resource`] serves the RFC 9728 metadata documents.
 
 pub mod json_response;
 pub mod jsonrpc_guard;
 pub mod principal;
+pub mod protected_resource;
 pub mod session_gate;
 
 use axum::{

@@ -1,0 +1,76 @@
+//! RFC 9728 protected-resource metadata: where a client learns who issues tokens for `/mcp`.
+//!
+//! Served unauthenticated at `/.well-known/oauth-protected-resource` and at its
+//! `/mcp` suffix form (the path-aware variant RFC 9728 §3.1 describes), so an
+//! MCP client that receives a 401 can find the authorization server and the
+//! scopes to ask for.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+/// The product's scopes: list/read/get, tools/call, and the tools that write.
+pub const SCOPES: [&str; 3] = ["mcp:read", "mcp:call", "mcp:write"];
+
+/// What the metadata documents say; built once from the configuration.
+#[derive(Debug, Clone)]
+pub struct ResourceMetadata {
+    /// `MCP_RESOURCE_URL`; when unset, `<scheme>://<Host>/mcp` of the request.
+    pub resource: Option<String>,
+    /// `MCP_AUTHORIZATION_SERVERS`: issuer URLs of the authorization servers.
+    pub authorization_servers: Vec<String>,
+    /// Scheme used when the resource is derived from the request's `Host`.
+    pub scheme: &'static str,
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    resource: String,
+    authorization_servers: &'a [String],
+    scopes_supported: [&'static str; 3],
+    bearer_methods_supported: [&'static str; 1],
+    resource_name: &'static str,
+}
+
+impl ResourceMetadata {
+    /// This resource's identifier as clients address it.
+    fn resource(&self, headers: &HeaderMap) -> Option<String> {
+        if let Some(resource) = &self.resource {
+            return Some(resource.clone());
+        }
+        let host = headers.get(header::HOST)?.to_str().ok()?;
+        let plausible = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        plausible.then(|| format!("{}://{host}/mcp", self.scheme))
+    }
+}
+
+/// `GET /.well-known/oauth-protected-resource[/mcp]`.
+pub async fn metadata(State(metadata): State<ResourceMetadata>, headers: HeaderMap) -> Response {
+    let Some(resource) = metadata.resource(&headers) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a valid Host header is required (or set MCP_RESOURCE_URL)",
+        )
+            .into_response();
+    };
+    let document = Document {
+        resource,
+        authorization_servers: &metadata.authorization_servers,
+        scopes_supported: SCOPES,
+        bearer_methods_supported: ["header"],
+        resource_name: "MCP server",
+    };
+    let mut response = Json(document).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
