@@ -3,13 +3,14 @@
 #   1. cargo fmt --check and cargo clippy (warnings are errors)
 #   2. cargo test: unit tests, the shared store suite on SQLite, PostgreSQL and
 #      DynamoDB (moto), files on a local folder and S3 (moto), HTTP behaviour
-#      through the tower service, Lambda events in process, the mcp-server binary
+#      through the tower service, Lambda events in process, the mcp-server binary,
+#      the JWT authorizer (bad-token corpus, authorizer events, proptest, mcp-token)
 #   3. the official MCP conformance suite (Node 22, installed locally) against a
 #      freshly started mcp-server built with the `conformance` feature, both the
 #      2025-11-25 requirement set (0.1.16) and both wires incl. 2026-07-28 (0.2.0-alpha.12)
-#   4. the Lambda function: `cargo lambda build --release`, then two `cargo lambda
-#      watch` emulators over moto: both conformance suites through the function
-#      URL path, and the cross-instance test (sessions and state across instances)
+#   4. the Lambda functions: `cargo lambda build --release` of mcp-lambda and the JWT
+#      authorizer, then two `cargo lambda watch` emulators over moto: both conformance
+#      suites through the function URL path, and the cross-instance test
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 #
 # Environment:
@@ -174,14 +175,16 @@ run_conformance "0.1.16" "conformance-0.1.16" "http://localhost:$port/mcp"
 run_conformance "0.2.0-alpha.12" "conformance-0.2.0" "http://localhost:$port/mcp"
 
 # --- the Lambda function ----------------------------------------------------
-step "cargo lambda build --release (the deployable bootstrap)"
-if (cd functions/mcp && cargo lambda build --release --bin mcp-lambda --output-format zip); then
-  ok 1
-  bundle="$CARGO_TARGET_DIR/lambda/mcp-lambda"
-  printf 'bootstrap.zip: %s bytes\n' "$(stat -c %s "$bundle/bootstrap.zip")"
-else
-  fail 1 "cargo lambda build"
-fi
+step "cargo lambda build --release (the deployable bootstraps)"
+for function in functions/mcp:mcp-lambda authorizer:authorizer; do
+  if (cd "${function%%:*}" && cargo lambda build --release --bin "${function##*:}" --output-format zip); then
+    ok 1
+    printf '%s bootstrap.zip: %s bytes\n' "${function##*:}" \
+      "$(stat -c %s "$CARGO_TARGET_DIR/lambda/${function##*:}/bootstrap.zip")"
+  else
+    fail 1 "cargo lambda build ${function##*:}"
+  fi
+done
 
 # Two emulated functions (`cargo lambda watch`), one with two instances, over one moto.
 step "Lambda emulators over moto"

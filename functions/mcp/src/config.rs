@@ -9,9 +9,10 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 
 /// The key used when `MCP_SIGNING_KEY` is unset: fine on a laptop, never in a deployment.
-pub const DEV_SIGNING_KEY: &str = "mcp-dev-signing-key-not-for-production-use";
+/// `mcp-token` mints development tokens with the same key.
+pub const DEV_SIGNING_KEY: &str = authorizer::mint::DEV_SIGNING_KEY;
 /// Shortest signing key accepted, in bytes (HMAC-SHA256 wants at least its output size).
-pub const MIN_SIGNING_KEY_BYTES: usize = 32;
+pub const MIN_SIGNING_KEY_BYTES: usize = authorizer::MIN_HS256_KEY_BYTES;
 
 /// Command-line flags for the common settings; each wins over its variable.
 #[derive(Debug, Default, Parser)]

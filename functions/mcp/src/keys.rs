@@ -24,25 +24,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Deserialize;
-
-use crate::config::MIN_SIGNING_KEY_BYTES;
-
-/// One HMAC key and its id.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningKey {
-    pub kid: String,
-    pub secret: Vec<u8>,
-}
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
+/// One HMAC key and its id (`Debug` redacts the secret); the JWT authorizer reads the same list.
+pub use authorizer::Hs256Key as SigningKey;
 
 /// A non-empty list of keys; the first is the active one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,31 +36,13 @@ pub struct KeySet {
 /// Why a key set could not be loaded. Messages never contain key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("secret is not the expected JSON ({{\"keys\": [{{\"kid\": …, \"secret\": …}}]}}): {0}")]
-    Format(String),
-    #[error("secret lists no keys")]
-    Empty,
-    #[error("key `{kid}` is {len} bytes; at least {MIN_SIGNING_KEY_BYTES} are required")]
-    TooShort { kid: String, len: usize },
-    #[error("key id `{0}` is empty, repeated or not printable ASCII")]
-    BadKid(String),
+    /// The secret's text is not a valid key list (format, empty, short key, bad `kid`).
+    #[error(transparent)]
+    Invalid(#[from] authorizer::ConfigError),
     #[error("secret `{secret_id}` has no SecretString")]
     NotAString { secret_id: String },
     #[error("reading secret `{secret_id}` from Secrets Manager failed: {message}")]
     Fetch { secret_id: String, message: String },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretDocument {
-    keys: Vec<SecretEntry>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretEntry {
-    kid: String,
-    secret: String,
 }
 
 impl KeySet {
@@ -91,33 +56,11 @@ impl KeySet {
         }
     }
 
-    /// Parses and checks the secret's JSON text.
+    /// Parses and checks the secret's JSON text (the format the authorizer reads too).
     pub fn from_secret_json(text: &str) -> Result<Self, KeyError> {
-        let document: SecretDocument =
-            serde_json::from_str(text).map_err(|e| KeyError::Format(e.to_string()))?;
-        if document.keys.is_empty() {
-            return Err(KeyError::Empty);
-        }
-        let mut keys: Vec<SigningKey> = Vec::with_capacity(document.keys.len());
-        for entry in document.keys {
-            let printable = !entry.kid.is_empty()
-                && entry.kid.len() <= 64
-                && entry.kid.bytes().all(|b| b.is_ascii_graphic());
-            if !printable || keys.iter().any(|key| key.kid == entry.kid) {
-                return Err(KeyError::BadKid(entry.kid));
-            }
-            if entry.secret.len() < MIN_SIGNING_KEY_BYTES {
-                return Err(KeyError::TooShort {
-                    kid: entry.kid,
-                    len: entry.secret.len(),
-                });
-            }
-            keys.push(SigningKey {
-                kid: entry.kid,
-                secret: entry.secret.into_bytes(),
-            });
-        }
-        Ok(Self { keys })
+        Ok(Self {
+            keys: authorizer::hs256_keys_from_secret_json(text)?,
+        })
     }
 
     /// The key that seals new values.

@@ -1,0 +1,30 @@
+//! The `Authorization` request header: `Bearer <token>` per RFC 6750 section 2.1.
+
+use crate::AuthError;
+
+/// Returns the token of a `Bearer <token>` header.
+///
+/// The scheme is case-insensitive (`bearer` is accepted), it is followed by exactly one space,
+/// and the token is non-empty and contains no whitespace. Every other shape is a specific
+/// [`AuthError`].
+pub fn parse_authorization(header: Option<&str>) -> Result<&str, AuthError> {
+    let header = header.ok_or(AuthError::MissingAuthorization)?;
+    if header.trim().is_empty() {
+        return Err(AuthError::MissingAuthorization);
+    }
+    let (scheme, rest) = match header.split_once(' ') {
+        Some(parts) => parts,
+        None if header.eq_ignore_ascii_case("bearer") => return Err(AuthError::EmptyToken),
+        None => return Err(AuthError::WrongScheme),
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::WrongScheme);
+    }
+    if rest.is_empty() {
+        return Err(AuthError::EmptyToken);
+    }
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AuthError::MalformedAuthorization);
+    }
+    Ok(rest)
+}

@@ -1,0 +1,305 @@
+//! The API Gateway Lambda authorizer: configuration from the environment and the
+//! event → response function.
+//!
+//! - REST API (`TOKEN` or `REQUEST` authorizer): a valid token with `mcp:read` gets an IAM
+//!   policy allowing `execute-api:Invoke` on the event's `methodArn`, `principalId = sub` and
+//!   `context { sub, scope }`; a valid token without `mcp:read` gets a Deny policy (API
+//!   Gateway answers 403); a missing or invalid token fails with the error `Unauthorized`,
+//!   which API Gateway turns into 401.
+//! - HTTP API (payload `2.0`, `type: REQUEST`, simple responses enabled):
+//!   `{ "isAuthorized": bool, "context": { sub, scope } }`.
+
+use std::{sync::Arc, time::Duration};
+
+use lambda_http::lambda_runtime::{self, Diagnostic, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+use crate::{
+    AuthError, Claims, ConfigError, Hs256Key, Hs256KeyLoader, SCOPE_READ, Verifier, VerifierConfig,
+    hs256_keys_from_secret_json,
+};
+
+/// Why an event was not answered with a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizerError {
+    /// Missing or invalid token. The message must be exactly `Unauthorized`: API Gateway
+    /// answers 401 for it (and 500 for any other error).
+    #[error("Unauthorized")]
+    Unauthorized(AuthError),
+    /// The keys could not be fetched: API Gateway answers 500.
+    #[error("keys unavailable")]
+    Unavailable,
+    /// The event is neither a REST nor an HTTP API authorizer event.
+    #[error("unsupported authorizer event: {0}")]
+    BadEvent(&'static str),
+}
+
+impl From<AuthorizerError> for Diagnostic {
+    fn from(error: AuthorizerError) -> Self {
+        let error_type = match &error {
+            AuthorizerError::Unauthorized(_) => "Unauthorized",
+            AuthorizerError::Unavailable => "KeysUnavailable",
+            AuthorizerError::BadEvent(_) => "BadEvent",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Where the HS256 keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `MCP_SIGNING_KEY`: one key, kid `env` (as the MCP function names it).
+    SigningKey(Vec<u8>),
+    /// `MCP_SECRET_ID`: the Secrets Manager secret with the key list.
+    SecretId(String),
+    /// Neither: only JWKS keys (`MCP_AUTH_JWKS_URL`).
+    None,
+}
+
+/// The authorizer's settings, as read from the environment.
+#[derive(Debug, Clone)]
+pub struct EnvConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub keys: KeySource,
+    pub jwks_url: Option<String>,
+    pub leeway: Duration,
+}
+
+fn http_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !value.chars().any(char::is_whitespace) => {
+            Ok(value.to_owned())
+        }
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: "is not an http(s) URL".into(),
+        }),
+    }
+}
+
+impl EnvConfig {
+    /// Reads `MCP_AUTH_ISSUER`, `MCP_AUTH_AUDIENCE`, `MCP_SECRET_ID` or `MCP_SIGNING_KEY`,
+    /// `MCP_AUTH_JWKS_URL` and `MCP_AUTH_LEEWAY_SECS` through `lookup`; errors name the variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let issuer = get("MCP_AUTH_ISSUER").ok_or(ConfigError::Missing {
+            name: "MCP_AUTH_ISSUER",
+        })?;
+        let audience = get("MCP_AUTH_AUDIENCE").ok_or(ConfigError::Missing {
+            name: "MCP_AUTH_AUDIENCE",
+        })?;
+        let audience = http_url("MCP_AUTH_AUDIENCE", &audience)?;
+        let jwks_url = get("MCP_AUTH_JWKS_URL")
+            .map(|url| http_url("MCP_AUTH_JWKS_URL", &url))
+            .transpose()?;
+        let keys = match (get("MCP_SECRET_ID"), get("MCP_SIGNING_KEY")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "MCP_SIGNING_KEY",
+                    reason: "set together with MCP_SECRET_ID; set only one".into(),
+                });
+            }
+            (Some(id), None) => KeySource::SecretId(id),
+            (None, Some(key)) => {
+                Hs256Key::new("env", key.as_bytes()).map_err(|_| ConfigError::Invalid {
+                    name: "MCP_SIGNING_KEY",
+                    reason: format!(
+                        "is {} bytes; at least {} are required",
+                        key.len(),
+                        crate::MIN_HS256_KEY_BYTES
+                    ),
+                })?;
+                KeySource::SigningKey(key.into_bytes())
+            }
+            (None, None) if jwks_url.is_some() => KeySource::None,
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    name: "MCP_SECRET_ID or MCP_SIGNING_KEY (or MCP_AUTH_JWKS_URL)",
+                });
+            }
+        };
+        let leeway = match get("MCP_AUTH_LEEWAY_SECS") {
+            None => crate::DEFAULT_LEEWAY,
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|secs| *secs <= 300)
+                .map(Duration::from_secs)
+                .ok_or(ConfigError::Invalid {
+                    name: "MCP_AUTH_LEEWAY_SECS",
+                    reason: "is not a number of seconds between 0 and 300".into(),
+                })?,
+        };
+        Ok(Self {
+            issuer,
+            audience,
+            keys,
+            jwks_url,
+            leeway,
+        })
+    }
+
+    /// Builds the verifier, reading the Secrets Manager secret if one is configured.
+    pub async fn verifier(&self) -> Result<Verifier, ConfigError> {
+        let mut config = VerifierConfig::new(self.issuer.clone(), self.audience.clone());
+        config.jwks_url = self.jwks_url.clone();
+        config.leeway = self.leeway;
+        match &self.keys {
+            KeySource::SigningKey(key) => {
+                config.hs256_keys = vec![Hs256Key::new("env", key.clone())?];
+                Verifier::new(config)
+            }
+            KeySource::SecretId(secret_id) => {
+                config.hs256_keys = load_secret_keys(secret_id.clone()).await?;
+                // A token signed with a key added to the secret since start reloads it
+                // (at most once a minute), so rotation needs no redeploy.
+                let secret_id = secret_id.clone();
+                let load: Hs256KeyLoader = Arc::new(move || {
+                    let secret_id = secret_id.clone();
+                    Box::pin(load_secret_keys(secret_id))
+                });
+                Verifier::with_hs256_reload(config, load)
+            }
+            KeySource::None => Verifier::new(config),
+        }
+    }
+}
+
+async fn load_secret_keys(secret_id: String) -> Result<Vec<Hs256Key>, ConfigError> {
+    let text = read_secret(&secret_id).await?;
+    hs256_keys_from_secret_json(&text)
+}
+
+async fn read_secret(secret_id: &str) -> Result<String, ConfigError> {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let fetch_error = |message: String| ConfigError::SecretFetch {
+        secret_id: secret_id.to_owned(),
+        message,
+    };
+    let output = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| {
+            fetch_error(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())
+        })?;
+    output
+        .secret_string()
+        .map(str::to_owned)
+        .ok_or_else(|| fetch_error("the secret has no SecretString".into()))
+}
+
+/// A header's value by case-insensitive name from an event's `headers` object.
+fn header<'a>(event: &'a Value, name: &str) -> Option<&'a str> {
+    event
+        .get("headers")?
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .and_then(|(_, value)| value.as_str())
+}
+
+fn context(claims: &Claims) -> Value {
+    json!({ "sub": claims.sub, "scope": claims.scope_string() })
+}
+
+fn policy(principal: &str, effect: &str, resource: &str, claims: &Claims) -> Value {
+    json!({
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Action": "execute-api:Invoke",
+                "Effect": effect,
+                "Resource": resource,
+            }],
+        },
+        "context": context(claims),
+    })
+}
+
+/// Answers one authorizer event.
+pub async fn handle_event(verifier: &Verifier, event: &Value) -> Result<Value, AuthorizerError> {
+    let kind = event.get("type").and_then(Value::as_str);
+    let version = event.get("version").and_then(Value::as_str);
+    if version == Some("2.0") {
+        if kind != Some("REQUEST") {
+            return Err(AuthorizerError::BadEvent(
+                "payload 2.0 without type REQUEST",
+            ));
+        }
+        let result = verifier
+            .verify_authorization(header(event, "authorization"))
+            .await;
+        return match result {
+            Ok(claims) => Ok(json!({
+                "isAuthorized": claims.require(SCOPE_READ).is_ok(),
+                "context": context(&claims),
+            })),
+            Err(AuthError::KeysUnavailable) => Err(AuthorizerError::Unavailable),
+            Err(error) => {
+                tracing::info!(reason = %error, "token refused");
+                Ok(json!({ "isAuthorized": false, "context": {} }))
+            }
+        };
+    }
+    let method_arn = event
+        .get("methodArn")
+        .and_then(Value::as_str)
+        .ok_or(AuthorizerError::BadEvent("no methodArn"))?;
+    let authorization = match kind {
+        Some("REQUEST") => header(event, "authorization"),
+        Some("TOKEN") => event.get("authorizationToken").and_then(Value::as_str),
+        _ => {
+            return Err(AuthorizerError::BadEvent(
+                "type is neither REQUEST nor TOKEN",
+            ));
+        }
+    };
+    match verifier.verify_authorization(authorization).await {
+        Ok(claims) => {
+            let effect = if claims.require(SCOPE_READ).is_ok() {
+                "Allow"
+            } else {
+                tracing::info!(sub = %claims.sub, "token lacks mcp:read");
+                "Deny"
+            };
+            Ok(policy(&claims.sub, effect, method_arn, &claims))
+        }
+        Err(AuthError::KeysUnavailable) => Err(AuthorizerError::Unavailable),
+        Err(error) => {
+            tracing::info!(reason = %error, "token refused");
+            Err(AuthorizerError::Unauthorized(error))
+        }
+    }
+}
+
+/// The Lambda entry point: tracing, configuration (failing start on a bad variable), then the
+/// runtime loop.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .without_time()
+        .init();
+    let config = EnvConfig::from_lookup(|name| std::env::var(name).ok())?;
+    let verifier = config.verifier().await?;
+    let verifier = &verifier;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle_event(verifier, &event.payload).await
+    }))
+    .await
+}

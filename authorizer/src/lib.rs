@@ -1,0 +1,36 @@
+//! Bearer-token authentication for the MCP server: JWT verification, token minting and the
+//! API Gateway Lambda REQUEST authorizer.
+//!
+//! The pieces, in the order a request meets them:
+//!
+//! - [`parse_authorization`] takes the `Authorization` header apart (RFC 6750 `Bearer`).
+//! - [`Verifier::verify`] checks the JWT: HS256 keys from Secrets Manager (selected by `kid`,
+//!   several live at once for rotation) and RS256/ES256 keys from a JWKS URL, each key pinned
+//!   to one algorithm; then `iss`, `aud`, `exp`, `nbf`, `sub` and the scopes.
+//! - [`Claims::require`] checks one of the product scopes ([`SCOPE_READ`], [`SCOPE_CALL`],
+//!   [`SCOPE_WRITE`]).
+//! - [`lambda`] turns API Gateway authorizer events into policies / simple responses.
+//! - [`mint`] issues HS256 tokens for development and tests (`mcp-token`).
+
+mod authorization;
+mod error;
+mod jwks;
+mod keys;
+pub mod lambda;
+pub mod mint;
+mod verify;
+
+pub use authorization::parse_authorization;
+pub use error::{AuthError, ConfigError};
+pub use keys::{Hs256Key, MIN_HS256_KEY_BYTES, hs256_keys_from_secret_json};
+pub use verify::{
+    Claims, DEFAULT_JWKS_REFRESH_INTERVAL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Hs256KeyLoader,
+    Verifier, VerifierConfig,
+};
+
+/// Read tools, resources and prompts.
+pub const SCOPE_READ: &str = "mcp:read";
+/// Call tools that act.
+pub const SCOPE_CALL: &str = "mcp:call";
+/// Write state and files.
+pub const SCOPE_WRITE: &str = "mcp:write";

@@ -1,0 +1,313 @@
+//! The authorizer's event → response function, in process, with real API Gateway event JSON.
+
+mod common;
+
+use authorizer::{
+    ConfigError, Verifier,
+    lambda::{AuthorizerError, EnvConfig, KeySource, handle_event},
+};
+use common::*;
+use serde_json::{Value, json};
+
+const METHOD_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/POST/mcp";
+
+fn verifier() -> Verifier {
+    Verifier::new(config(None)).expect("verifier")
+}
+
+fn token(scope: &str) -> String {
+    hs256(Some("k1"), K1.as_bytes(), &claims(json!({"scope": scope})))
+}
+
+/// A REST API REQUEST-authorizer event, as API Gateway sends it.
+fn rest_event(authorization: Option<&str>) -> Value {
+    let mut headers = json!({
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Host": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
+    });
+    if let (Some(value), Some(map)) = (authorization, headers.as_object_mut()) {
+        map.insert("Authorization".into(), json!(value));
+    }
+    json!({
+        "type": "REQUEST",
+        "methodArn": METHOD_ARN,
+        "resource": "/mcp",
+        "path": "/mcp",
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": {},
+        "queryStringParameters": {},
+        "pathParameters": {},
+        "stageVariables": {},
+        "requestContext": {
+            "path": "/prod/mcp",
+            "accountId": "123456789012",
+            "resourceId": "abc123",
+            "stage": "prod",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "test"},
+            "resourcePath": "/mcp",
+            "httpMethod": "POST",
+            "apiId": "abcdef1234"
+        }
+    })
+}
+
+/// An HTTP API (payload 2.0) REQUEST-authorizer event; header names arrive lowercased.
+fn http_v2_event(authorization: Option<&str>) -> Value {
+    let mut headers = json!({"content-type": "application/json"});
+    if let (Some(value), Some(map)) = (authorization, headers.as_object_mut()) {
+        map.insert("authorization".into(), json!(value));
+    }
+    json!({
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/$default/POST/mcp",
+        "identitySource": [authorization.unwrap_or_default()],
+        "routeKey": "POST /mcp",
+        "rawPath": "/mcp",
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abcdef1234",
+            "domainName": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
+            "http": {"method": "POST", "path": "/mcp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "test"},
+            "requestId": "id",
+            "routeKey": "POST /mcp",
+            "stage": "$default",
+            "time": "23/Nov/2026:17:00:00 +0000",
+            "timeEpoch": 1795453200000u64
+        }
+    })
+}
+
+#[tokio::test]
+async fn rest_allows_a_token_with_read() {
+    let header = format!("Bearer {}", token("mcp:read mcp:call"));
+    let response = handle_event(&verifier(), &rest_event(Some(&header)))
+        .await
+        .expect("policy");
+    assert_eq!(
+        response,
+        json!({
+            "principalId": "alice",
+            "policyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": METHOD_ARN}],
+            },
+            "context": {"sub": "alice", "scope": "mcp:call mcp:read"},
+        })
+    );
+}
+
+#[tokio::test]
+async fn rest_header_name_is_case_insensitive() {
+    let mut event = rest_event(None);
+    event["headers"]["aUtHoRiZaTiOn"] = json!(format!("bearer {}", token("mcp:read")));
+    let response = handle_event(&verifier(), &event).await.expect("policy");
+    assert_eq!(
+        response["policyDocument"]["Statement"][0]["Effect"],
+        "Allow"
+    );
+}
+
+#[tokio::test]
+async fn rest_denies_a_valid_token_without_read() {
+    let header = format!("Bearer {}", token("mcp:call"));
+    let response = handle_event(&verifier(), &rest_event(Some(&header)))
+        .await
+        .expect("policy");
+    assert_eq!(response["principalId"], "alice");
+    assert_eq!(response["policyDocument"]["Statement"][0]["Effect"], "Deny");
+    assert_eq!(
+        response["policyDocument"]["Statement"][0]["Resource"],
+        METHOD_ARN
+    );
+    assert_eq!(
+        response["context"],
+        json!({"sub": "alice", "scope": "mcp:call"})
+    );
+}
+
+#[tokio::test]
+async fn rest_refuses_missing_and_invalid_tokens_with_unauthorized() {
+    let expired = hs256(
+        Some("k1"),
+        K1.as_bytes(),
+        &claims(json!({"exp": now() - 3600})),
+    );
+    for header in [
+        None,
+        Some("Basic abc".to_owned()),
+        Some(format!("Bearer {expired}")),
+    ] {
+        let error = handle_event(&verifier(), &rest_event(header.as_deref()))
+            .await
+            .expect_err("refused");
+        assert!(matches!(error, AuthorizerError::Unauthorized(_)));
+        // This exact message makes API Gateway answer 401.
+        assert_eq!(error.to_string(), "Unauthorized");
+        let diagnostic: lambda_http::lambda_runtime::Diagnostic = error.into();
+        assert_eq!(diagnostic.error_message, "Unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn rest_token_authorizer_event() {
+    let event = json!({
+        "type": "TOKEN",
+        "authorizationToken": format!("Bearer {}", token("mcp:read")),
+        "methodArn": METHOD_ARN,
+    });
+    let response = handle_event(&verifier(), &event).await.expect("policy");
+    assert_eq!(
+        response["policyDocument"]["Statement"][0]["Effect"],
+        "Allow"
+    );
+}
+
+#[tokio::test]
+async fn http_v2_simple_responses() {
+    let v = verifier();
+    let header = format!("Bearer {}", token("mcp:read mcp:write"));
+    assert_eq!(
+        handle_event(&v, &http_v2_event(Some(&header)))
+            .await
+            .expect("response"),
+        json!({"isAuthorized": true, "context": {"sub": "alice", "scope": "mcp:read mcp:write"}})
+    );
+    let header = format!("Bearer {}", token("mcp:call"));
+    assert_eq!(
+        handle_event(&v, &http_v2_event(Some(&header)))
+            .await
+            .expect("response"),
+        json!({"isAuthorized": false, "context": {"sub": "alice", "scope": "mcp:call"}})
+    );
+    for header in [None, Some("Bearer garbage")] {
+        assert_eq!(
+            handle_event(&v, &http_v2_event(header))
+                .await
+                .expect("response"),
+            json!({"isAuthorized": false, "context": {}})
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_events_are_errors_but_not_unauthorized() {
+    let v = verifier();
+    for event in [
+        json!("not an object"),
+        json!({"type": "REQUEST"}),
+        json!({"type": "OTHER", "methodArn": METHOD_ARN}),
+        json!({"version": "2.0", "type": "TOKEN"}),
+    ] {
+        let error = handle_event(&v, &event).await.expect_err("bad event");
+        assert!(matches!(error, AuthorizerError::BadEvent(_)), "{event}");
+        assert_ne!(error.to_string(), "Unauthorized");
+    }
+}
+
+fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[tokio::test]
+async fn config_from_environment() {
+    let config = EnvConfig::from_lookup(env(&[
+        ("MCP_AUTH_ISSUER", ISSUER),
+        ("MCP_AUTH_AUDIENCE", AUDIENCE),
+        ("MCP_SIGNING_KEY", K1),
+    ]))
+    .expect("config");
+    assert_eq!(config.keys, KeySource::SigningKey(K1.as_bytes().to_vec()));
+    let verifier = config.verifier().await.expect("verifier");
+    // MCP_SIGNING_KEY has kid `env`; a token without kid uses it as the first key.
+    let header = format!("Bearer {}", hs256(None, K1.as_bytes(), &claims(json!({}))));
+    let response = handle_event(&verifier, &rest_event(Some(&header)))
+        .await
+        .expect("policy");
+    assert_eq!(
+        response["policyDocument"]["Statement"][0]["Effect"],
+        "Allow"
+    );
+
+    let secret = EnvConfig::from_lookup(env(&[
+        ("MCP_AUTH_ISSUER", ISSUER),
+        ("MCP_AUTH_AUDIENCE", AUDIENCE),
+        ("MCP_SECRET_ID", "mcp/signing-keys"),
+        (
+            "MCP_AUTH_JWKS_URL",
+            "https://issuer.example.com/.well-known/jwks.json",
+        ),
+    ]))
+    .expect("config");
+    assert_eq!(secret.keys, KeySource::SecretId("mcp/signing-keys".into()));
+
+    let named = |pairs: &[(&str, &str)]| match EnvConfig::from_lookup(env(pairs)) {
+        Err(ConfigError::Missing { name } | ConfigError::Invalid { name, .. }) => name,
+        other => panic!("expected a named error, got {other:?}"),
+    };
+    assert_eq!(
+        named(&[("MCP_AUTH_AUDIENCE", AUDIENCE), ("MCP_SIGNING_KEY", K1)]),
+        "MCP_AUTH_ISSUER"
+    );
+    assert_eq!(
+        named(&[("MCP_AUTH_ISSUER", ISSUER), ("MCP_SIGNING_KEY", K1)]),
+        "MCP_AUTH_AUDIENCE"
+    );
+    assert_eq!(
+        named(&[
+            ("MCP_AUTH_ISSUER", ISSUER),
+            ("MCP_AUTH_AUDIENCE", "not a url"),
+            ("MCP_SIGNING_KEY", K1)
+        ]),
+        "MCP_AUTH_AUDIENCE"
+    );
+    assert_eq!(
+        named(&[
+            ("MCP_AUTH_ISSUER", ISSUER),
+            ("MCP_AUTH_AUDIENCE", AUDIENCE),
+            ("MCP_SIGNING_KEY", "short")
+        ]),
+        "MCP_SIGNING_KEY"
+    );
+    assert_eq!(
+        named(&[
+            ("MCP_AUTH_ISSUER", ISSUER),
+            ("MCP_AUTH_AUDIENCE", AUDIENCE),
+            ("MCP_SIGNING_KEY", K1),
+            ("MCP_AUTH_JWKS_URL", "jwks.json")
+        ]),
+        "MCP_AUTH_JWKS_URL"
+    );
+    assert_eq!(
+        named(&[
+            ("MCP_AUTH_ISSUER", ISSUER),
+            ("MCP_AUTH_AUDIENCE", AUDIENCE),
+            ("MCP_SIGNING_KEY", K1),
+            ("MCP_SECRET_ID", "x")
+        ]),
+        "MCP_SIGNING_KEY"
+    );
+    assert_eq!(
+        named(&[("MCP_AUTH_ISSUER", ISSUER), ("MCP_AUTH_AUDIENCE", AUDIENCE)]),
+        "MCP_SECRET_ID or MCP_SIGNING_KEY (or MCP_AUTH_JWKS_URL)"
+    );
+    assert_eq!(
+        named(&[
+            ("MCP_AUTH_ISSUER", ISSUER),
+            ("MCP_AUTH_AUDIENCE", AUDIENCE),
+            ("MCP_SIGNING_KEY", K1),
+            ("MCP_AUTH_LEEWAY_SECS", "lots")
+        ]),
+        "MCP_AUTH_LEEWAY_SECS"
+    );
+}
