@@ -148,7 +148,7 @@ wait_for_url "http://127.0.0.1:$port/health/ready" || fail 1 "mcp-server did not
 run_conformance() {
   local label="$1" dir="$2" url="$3" baseline="${4:-}" log="$logs/conformance-$1.log" status
   step "conformance $label"
-  local args=(server --url "$url" --suite all)
+  local args=(server --url "$url" --suite all -o "$logs/results-$label")
   if [[ -n "$baseline" ]]; then args+=(--expected-failures "$baseline"); fi
   set +e
   "$tools/$dir/node_modules/.bin/conformance" "${args[@]}" >"$log" 2>&1
@@ -168,7 +168,32 @@ run_conformance() {
     failed=$((failed + f))
     if [[ "$f" -ne 0 ]]; then printf 'FAILED: conformance %s: %s failed checks\n' "$label" "$f"; fi
   elif [[ "$status" -ne 0 ]]; then
-    fail 1 "conformance $label: failures outside $baseline, or stale entries in it (see $log)"
+    retry_unexpected "$label" "$dir" "$url" "$baseline" "$log"
+  fi
+}
+
+# The emulator runs each instance under `cargo run`, on a loaded 2-core machine: a
+# scenario outside the baseline gets one more run on its own, and is reported by name
+# either way. Stale baseline entries are never retried.
+retry_unexpected() {
+  local label="$1" dir="$2" url="$3" baseline="$4" log="$5" scenario still=()
+  local clean
+  clean="$(sed 's/\x1b\[[0-9;]*m//g' "$log")"
+  if grep -q '^Stale baseline entries' <<<"$clean"; then
+    fail 1 "conformance $label: stale entries in $baseline (see $log)"
+    return
+  fi
+  while read -r scenario; do
+    [[ -z "$scenario" ]] && continue
+    if "$tools/$dir/node_modules/.bin/conformance" server --url "$url" --scenario "${scenario%%:*}" \
+      --expected-failures "$baseline" -o "$logs/retry-$label" >>"$log.retry" 2>&1; then
+      printf 'FLAKY: conformance %s: %s failed in the full run, passed alone (see %s)\n' "$label" "$scenario" "$log"
+    else
+      still+=("$scenario")
+    fi
+  done < <(sed -n '/^Unexpected failures (not in baseline):/,/^$/p' <<<"$clean" | sed -n 's/^  ✗ //p')
+  if [[ ${#still[@]} -gt 0 ]]; then
+    fail "${#still[@]}" "conformance $label: outside $baseline: ${still[*]} (see $log)"
   fi
 }
 run_conformance "0.1.16" "conformance-0.1.16" "http://localhost:$port/mcp"
