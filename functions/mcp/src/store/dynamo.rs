@@ -35,11 +35,11 @@ use aws_sdk_dynamodb::{
         ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
     },
 };
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{
-    Document, Expect, MAX_DOCUMENT_BYTES, MAX_PAGE_SIZE, Page, Put, SessionRecord, SessionRecords,
-    StateStore, StoreError, cursor::CursorCodec, validate_key,
+    Document, Expect, MAX_PAGE_SIZE, Page, Put, SessionRecord, SessionRecords, StateStore,
+    StoreError, cursor::CursorCodec, now_millis, time_of, ttl_millis, validate_key,
 };
 use crate::principal::Principal;
 
@@ -323,23 +323,9 @@ fn session_key(id: &str) -> Item {
     ])
 }
 
-fn now_millis() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
 /// Epoch seconds for DynamoDB's TTL, rounded up so the sweeper never runs ahead of `expires_at`.
 fn ttl_seconds(expires_at_millis: i64) -> i64 {
     expires_at_millis.div_euclid(1000) + i64::from(expires_at_millis.rem_euclid(1000) != 0)
-}
-
-fn ttl_millis(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn time_of(millis: i64) -> Result<DateTime<Utc>, StoreError> {
-    Utc.timestamp_millis_opt(millis)
-        .single()
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {millis} is out of range")))
 }
 
 fn required_string<'a>(item: &'a Item, attribute: &str) -> Result<&'a str, StoreError> {
@@ -533,12 +519,7 @@ impl StateStore for DynamoStore {
     }
 
     async fn put(&self, principal: &Principal, put: Put<'_>) -> Result<Document, StoreError> {
-        validate_key(put.key)?;
-        let json =
-            serde_json::to_string(put.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if json.len() > MAX_DOCUMENT_BYTES {
-            return Err(StoreError::DocumentTooLarge(json.len()));
-        }
+        let json = put.checked_json()?;
         let now = now_millis();
         let fields = Fields {
             key: put.key,

@@ -16,7 +16,7 @@ pub mod sql;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
@@ -75,6 +75,36 @@ pub struct Put<'a> {
     pub expect: Expect,
     /// Expire the document this long after the write.
     pub ttl: Option<Duration>,
+}
+
+impl Put<'_> {
+    /// The document as stored: the key and the serialized size checked against the limits.
+    pub fn checked_json(&self) -> Result<String, StoreError> {
+        validate_key(self.key)?;
+        let json =
+            serde_json::to_string(self.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if json.len() > MAX_DOCUMENT_BYTES {
+            return Err(StoreError::DocumentTooLarge(json.len()));
+        }
+        Ok(json)
+    }
+}
+
+/// Now, in the epoch milliseconds every backend stores.
+pub(crate) fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A stored epoch-milliseconds value as a time; out of range means the row is corrupt.
+pub(crate) fn time_of(millis: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(millis)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {millis} is out of range")))
+}
+
+/// A lifetime in milliseconds, saturating instead of wrapping.
+pub(crate) fn ttl_millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A page of [`StateStore::list`].

@@ -8,7 +8,7 @@
 use std::{borrow::Cow, path::Path, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::{
     AnyPool, Row, SqlSafeStr,
     any::{AnyConnectOptions, AnyPoolOptions, AnyRow},
@@ -16,8 +16,8 @@ use sqlx::{
 };
 
 use super::{
-    Document, Expect, MAX_DOCUMENT_BYTES, MAX_PAGE_SIZE, Page, Put, SessionRecord, SessionRecords,
-    StateStore, StoreError, cursor::CursorCodec, validate_key,
+    Document, Expect, MAX_PAGE_SIZE, Page, Put, SessionRecord, SessionRecords, StateStore,
+    StoreError, cursor::CursorCodec, now_millis, time_of, ttl_millis, validate_key,
 };
 use crate::principal::Principal;
 
@@ -190,16 +190,6 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
-fn now_millis() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn time_of(millis: i64) -> Result<DateTime<Utc>, StoreError> {
-    Utc.timestamp_millis_opt(millis)
-        .single()
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {millis} is out of range")))
-}
-
 fn version_of(row: &AnyRow) -> Result<u64, StoreError> {
     let version: i64 = row.try_get("version")?;
     u64::try_from(version).map_err(|_| StoreError::Corrupt(format!("negative version {version}")))
@@ -231,10 +221,6 @@ fn session_of(row: &AnyRow) -> Result<SessionRecord, StoreError> {
     })
 }
 
-fn ttl_millis(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
-}
-
 #[async_trait]
 impl StateStore for SqlStore {
     async fn get(&self, principal: &Principal, key: &str) -> Result<Option<Document>, StoreError> {
@@ -252,12 +238,7 @@ impl StateStore for SqlStore {
     }
 
     async fn put(&self, principal: &Principal, put: Put<'_>) -> Result<Document, StoreError> {
-        validate_key(put.key)?;
-        let value =
-            serde_json::to_string(put.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if value.len() > MAX_DOCUMENT_BYTES {
-            return Err(StoreError::DocumentTooLarge(value.len()));
-        }
+        let value = put.checked_json()?;
         let now = now_millis();
         let expires_at = put.ttl.map(|ttl| now.saturating_add(ttl_millis(ttl)));
         let statement = match put.expect {
