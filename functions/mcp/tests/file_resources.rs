@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::ACCEPT_BOTH;
+use common::{ACCEPT_BOTH, Reply, send};
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -29,6 +29,12 @@ struct TestApp {
     router: Router,
     blobs: Arc<dyn BlobStore>,
     _dir: tempfile::TempDir,
+}
+
+impl AsRef<Router> for TestApp {
+    fn as_ref(&self) -> &Router {
+        &self.router
+    }
 }
 
 async fn test_app_with(env: &[(&str, &str)], blobs: Option<Arc<dyn BlobStore>>) -> TestApp {
@@ -57,15 +63,7 @@ async fn test_app() -> TestApp {
     test_app_with(&[], None).await
 }
 
-struct Reply {
-    status: StatusCode,
-    body: String,
-}
-
 impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
     fn result(&self) -> Value {
         assert_eq!(self.status, StatusCode::OK, "{}", self.body);
         let json = self.json();
@@ -83,23 +81,6 @@ impl Reply {
                 .unwrap_or_default()
                 .to_owned(),
         )
-    }
-}
-
-async fn send(app: &TestApp, request: Request<Body>) -> Reply {
-    let response = app
-        .router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let bytes = to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    Reply {
-        status,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
 

@@ -3,14 +3,14 @@
 
 mod common;
 
-use common::{META_2026, post};
+use common::{META_2026, post, send};
 
 use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use axum::{
     Router,
-    body::{Body, to_bytes},
+    body::Body,
     http::{Request, StatusCode},
 };
 use chrono::{DateTime, Utc};
@@ -23,12 +23,17 @@ use mcp_function::{
     },
 };
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 struct TestApp {
     router: Router,
     store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
+}
+
+impl AsRef<Router> for TestApp {
+    fn as_ref(&self) -> &Router {
+        &self.router
+    }
 }
 
 fn config(env: &[(&str, &str)]) -> Config {
@@ -57,42 +62,6 @@ async fn test_app_with(env: &[(&str, &str)]) -> TestApp {
 
 async fn test_app() -> TestApp {
     test_app_with(&[]).await
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-    fn error_code(&self) -> i64 {
-        self.json()["error"]["code"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no error code: {}", self.body))
-    }
-}
-
-async fn send(app: &TestApp, request: Request<Body>) -> Reply {
-    let response = app
-        .router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
 }
 
 /// Opens a legacy session and returns its id.

@@ -30,6 +30,49 @@ pub fn post(
         .expect("request")
 }
 
+/// An HTTP answer of the service under test, body read whole.
+pub struct Reply {
+    pub status: axum::http::StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn error_code(&self) -> i64 {
+        self.json()["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no error code: {}", self.body))
+    }
+}
+
+/// Sends `request` through the router with `oneshot`, no socket.
+pub async fn send(
+    app: &impl AsRef<axum::Router>,
+    request: axum::http::Request<axum::body::Body>,
+) -> Reply {
+    use tower::ServiceExt;
+    let response = app
+        .as_ref()
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
 /// Cursor key used by test stores.
 pub const TEST_KEY: &[u8] = b"test-signing-key-of-at-least-32-bytes!!";
 
