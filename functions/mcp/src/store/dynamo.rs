@@ -87,11 +87,6 @@ impl DynamoStore {
         }
     }
 
-    /// The table this store reads and writes.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// Creates the table (on-demand billing) if it is absent and turns on TTL
     /// over `ttl`. For tests and local emulators: deployments create the table
     /// with infrastructure code.
