@@ -6,7 +6,9 @@
 #      through the tower service, Lambda events in process, the mcp-server binary,
 #      the JWT authorizer (bad-token corpus, authorizer events, proptest, mcp-token)
 #   3. the official MCP conformance suite (Node 22, installed locally) against a
-#      freshly started mcp-server built with the `conformance` feature, both the
+#      freshly started mcp-server built with the `conformance` feature, with auth on:
+#      the runner sends no headers of its own, so it goes through `bearer_proxy`
+#      (functions/mcp/examples), which adds a token minted by `mcp-token`; both the
 #      2025-11-25 requirement set (0.1.16) and both wires incl. 2026-07-28 (0.2.0-alpha.12)
 #   4. the Lambda functions: `cargo lambda build --release` of mcp-lambda and the JWT
 #      authorizer, then two `cargo lambda watch` emulators over moto: both conformance
@@ -136,11 +138,37 @@ run_cargo_tests fixture-test cargo test --release -p mcp-function --features con
 cargo build --release -p mcp-function --features conformance --bin mcp-server
 conformance_bin="$logs/mcp-server-conformance"
 cp "$CARGO_TARGET_DIR/release/mcp-server" "$conformance_bin"
+cargo build --release -p mcp-authorizer --bin mcp-token
+cargo build --release -p mcp-function --example bearer_proxy
+bearer_proxy="$CARGO_TARGET_DIR/release/examples/bearer_proxy"
 
+# Mints a token for `aud` with every scope, signed with $1 (kid $2, or none).
+mint_token() {
+  local key="$1" kid="$2" aud="$3" sub="${4:-conformance}" args=()
+  if [[ -n "$kid" ]]; then args=(--kid "$kid"); fi
+  MCP_SIGNING_KEY="$key" "$CARGO_TARGET_DIR/release/mcp-token" --sub "$sub" \
+    --scope "mcp:read mcp:call mcp:write" --iss mcp-dev --aud "$aud" "${args[@]}" 2>/dev/null
+}
+
+# The suite sends hundreds of requests a second as one caller: the per-caller rate
+# limit is off for it (tests/auth_http.rs and the store suite cover the limiter).
+server_key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 port="$(free_port)"
+server_proxy_port="$(free_port)"
 start_background "$logs/server.log" env MCP_BIND="127.0.0.1:$port" MCP_STORE_URL="sqlite://$logs/conformance.db" \
-  MCP_FILES_URL="file://$logs/conformance-files" MCP_LOG_FORMAT=text RUST_LOG=warn "$conformance_bin"
+  MCP_FILES_URL="file://$logs/conformance-files" MCP_LOG_FORMAT=text RUST_LOG=warn \
+  MCP_SIGNING_KEY="$server_key" MCP_AUTH_AUDIENCE="http://localhost:$server_proxy_port/mcp" \
+  MCP_RATE_LIMIT_PER_SEC=0 "$conformance_bin"
 wait_for_url "http://127.0.0.1:$port/health/ready" || fail 1 "mcp-server did not become ready"
+server_token="$(mint_token "$server_key" "" "http://localhost:$server_proxy_port/mcp")"
+start_background "$logs/proxy-server.log" env MCP_PROXY_AUTHORIZATION="Bearer $server_token" \
+  "$bearer_proxy" "127.0.0.1:$server_proxy_port" "http://127.0.0.1:$port"
+wait_for_url "http://127.0.0.1:$server_proxy_port/health/live" || fail 1 "bearer_proxy did not start"
+step "auth on: /mcp without a token is refused, through the proxy it is served"
+unauthenticated="$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+  -H 'accept: application/json, text/event-stream' --data '{"jsonrpc":"2.0","id":1,"method":"ping"}' \
+  "http://127.0.0.1:$port/mcp")"
+if [[ "$unauthenticated" == 401 ]]; then ok 1; else fail 1 "mcp-server answered $unauthenticated without a token"; fi
 
 # Runs one conformance suite against an MCP URL and adds its check counts to the totals.
 # With a baseline file, failures it lists (each with its reason) are expected: they
@@ -196,8 +224,8 @@ retry_unexpected() {
     fail "${#still[@]}" "conformance $label: outside $baseline: ${still[*]} (see $log)"
   fi
 }
-run_conformance "0.1.16" "conformance-0.1.16" "http://localhost:$port/mcp"
-run_conformance "0.2.0-alpha.12" "conformance-0.2.0" "http://localhost:$port/mcp"
+run_conformance "0.1.16" "conformance-0.1.16" "http://localhost:$server_proxy_port/mcp"
+run_conformance "0.2.0-alpha.12" "conformance-0.2.0" "http://localhost:$server_proxy_port/mcp"
 
 # --- the Lambda function ----------------------------------------------------
 step "cargo lambda build --release (the deployable bootstraps)"
@@ -213,13 +241,21 @@ done
 
 # Two emulated functions (`cargo lambda watch`), one with two instances, over one moto.
 step "Lambda emulators over moto"
+lambda_key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 python3 scripts/lib/aws_fixtures.py --endpoint "$MCP_TEST_AWS_ENDPOINT" \
-  --table mcp-e2e --bucket mcp-e2e-files --secret mcp/e2e/keys
+  --table mcp-e2e --bucket mcp-e2e-files --secret mcp/e2e/keys --signing-key "$lambda_key"
+lambda_proxy_port="$(free_port)"
+lambda_audience="http://localhost:$lambda_proxy_port/mcp"
+# Function URLs have no authorizer in front: the function verifies tokens itself.
+# Rate limiting is off for the suites' bursts, as for mcp-server above.
 cat >"$logs/lambda.env" <<EOF
 MCP_STORE_URL=dynamodb://mcp-e2e
 MCP_FILES_URL=s3://mcp-e2e-files
 MCP_SECRET_ID=mcp/e2e/keys
 MCP_ALLOWED_HOSTS=localhost,127.0.0.1
+MCP_AUTH_ISSUER=mcp-dev
+MCP_AUTH_AUDIENCE=$lambda_audience
+MCP_RATE_LIMIT_PER_SEC=0
 AWS_REGION=us-east-1
 AWS_ENDPOINT_URL=$MCP_TEST_AWS_ENDPOINT
 AWS_ACCESS_KEY_ID=test
@@ -247,13 +283,18 @@ first="$(curl -sS -o /dev/null -w '%{time_total}' "$lambda_b/lambda-url/mcp-lamb
 grep -ho '"init_ms":[0-9]*' "$logs"/lambda-*.log | sed 's/^/cold init: /' || true
 printf 'warm /health/live through the emulator: %ss\n' "$first"
 
-run_conformance "lambda-0.1.16" "conformance-0.1.16" "http://localhost:$lambda_a_port/lambda-url/mcp-lambda/mcp" \
+lambda_token="$(mint_token "$lambda_key" e2e-1 "$lambda_audience")"
+start_background "$logs/proxy-lambda.log" env MCP_PROXY_AUTHORIZATION="Bearer $lambda_token" \
+  "$bearer_proxy" "127.0.0.1:$lambda_proxy_port" "$lambda_a/lambda-url/mcp-lambda"
+wait_for_url "http://127.0.0.1:$lambda_proxy_port/health/live" || fail 1 "bearer_proxy (Lambda) did not start"
+run_conformance "lambda-0.1.16" "conformance-0.1.16" "$lambda_audience" \
   "$root/tests/conformance/lambda-expected-failures.yaml"
-run_conformance "lambda-0.2.0-alpha.12" "conformance-0.2.0" "http://localhost:$lambda_a_port/lambda-url/mcp-lambda/mcp" \
+run_conformance "lambda-0.2.0-alpha.12" "conformance-0.2.0" "$lambda_audience" \
   "$root/tests/conformance/lambda-expected-failures.yaml"
 
 step "cross-instance test (two emulated functions, one DynamoDB)"
-MCP_TEST_LAMBDA_A="$lambda_a" MCP_TEST_LAMBDA_B="$lambda_b" \
+MCP_TEST_LAMBDA_AUTHORIZATION="Bearer $(mint_token "$lambda_key" e2e-1 "$lambda_audience" url-user)" \
+  MCP_TEST_LAMBDA_A="$lambda_a" MCP_TEST_LAMBDA_B="$lambda_b" \
   run_cargo_tests lambda-cross-instance cargo test --release -p mcp-function --test lambda_cross_instance -- --ignored
 
 printf '\nlogs: %s\n' "$logs"

@@ -1,4 +1,5 @@
-//! The `Authorization` request header: `Bearer <token>` per RFC 6750 section 2.1.
+//! Where a bearer token may come from: the `Authorization` request header, `Bearer <token>`
+//! per RFC 6750 section 2.1, and nowhere else.
 
 use crate::AuthError;
 
@@ -27,4 +28,21 @@ pub fn parse_authorization(header: Option<&str>) -> Result<&str, AuthError> {
         return Err(AuthError::MalformedAuthorization);
     }
     Ok(rest)
+}
+
+/// Refuses a request whose query string carries `access_token` (RFC 6750 section 2.3).
+///
+/// URLs end up in access logs, browser history and `Referer` headers, so a token sent there is
+/// refused outright rather than ignored, and the caller learns why.
+pub fn reject_query_token(query: Option<&str>) -> Result<(), AuthError> {
+    let carries_token = query.is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("access_token"))
+    });
+    if carries_token {
+        Err(AuthError::TokenInQuery)
+    } else {
+        Ok(())
+    }
 }

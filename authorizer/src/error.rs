@@ -14,6 +14,8 @@ pub enum AuthError {
     EmptyToken,
     #[error("the Authorization header is not `Bearer <token>`")]
     MalformedAuthorization,
+    #[error("tokens in the query string are not accepted; send the Authorization header")]
+    TokenInQuery,
     #[error("the token is longer than {max} bytes")]
     TokenTooLarge { max: usize },
     #[error("the token is not a JWS in compact form")]
@@ -65,7 +67,9 @@ impl AuthError {
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
             Self::MissingAuthorization | Self::WrongScheme => None,
-            Self::EmptyToken | Self::MalformedAuthorization => Some("invalid_request"),
+            Self::EmptyToken | Self::MalformedAuthorization | Self::TokenInQuery => {
+                Some("invalid_request")
+            }
             Self::InsufficientScope { .. } => Some("insufficient_scope"),
             Self::KeysUnavailable => None,
             _ => Some("invalid_token"),

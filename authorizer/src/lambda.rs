@@ -209,6 +209,32 @@ fn header<'a>(event: &'a Value, name: &str) -> Option<&'a str> {
         .and_then(|(_, value)| value.as_str())
 }
 
+/// The REST `REQUEST` event's `queryStringParameters`, or the HTTP API's `rawQueryString`,
+/// as one query string for [`crate::reject_query_token`].
+fn query_string(event: &Value) -> Option<String> {
+    if let Some(raw) = event.get("rawQueryString").and_then(Value::as_str) {
+        return Some(raw.to_owned());
+    }
+    let parameters = event.get("queryStringParameters")?.as_object()?;
+    Some(
+        parameters
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("&"),
+    )
+}
+
+/// Verifies the request's token: query-string tokens refused, then the `Authorization` value.
+async fn verify_request(
+    verifier: &Verifier,
+    event: &Value,
+    authorization: Option<&str>,
+) -> Result<Claims, AuthError> {
+    crate::reject_query_token(query_string(event).as_deref())?;
+    verifier.verify_authorization(authorization).await
+}
+
 fn context(claims: &Claims) -> Value {
     json!({ "sub": claims.sub, "scope": claims.scope_string() })
 }
@@ -238,9 +264,7 @@ pub async fn handle_event(verifier: &Verifier, event: &Value) -> Result<Value, A
                 "payload 2.0 without type REQUEST",
             ));
         }
-        let result = verifier
-            .verify_authorization(header(event, "authorization"))
-            .await;
+        let result = verify_request(verifier, event, header(event, "authorization")).await;
         return match result {
             Ok(claims) => Ok(json!({
                 "isAuthorized": claims.require(SCOPE_READ).is_ok(),
@@ -266,7 +290,7 @@ pub async fn handle_event(verifier: &Verifier, event: &Value) -> Result<Value, A
             ));
         }
     };
-    match verifier.verify_authorization(authorization).await {
+    match verify_request(verifier, event, authorization).await {
         Ok(claims) => {
             let effect = if claims.require(SCOPE_READ).is_ok() {
                 "Allow"

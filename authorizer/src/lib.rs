@@ -3,7 +3,8 @@
 //!
 //! The pieces, in the order a request meets them:
 //!
-//! - [`parse_authorization`] takes the `Authorization` header apart (RFC 6750 `Bearer`).
+//! - [`parse_authorization`] takes the `Authorization` header apart (RFC 6750 `Bearer`);
+//!   [`reject_query_token`] refuses a token in the query string.
 //! - [`Verifier::verify`] checks the JWT: HS256 keys from Secrets Manager (selected by `kid`,
 //!   several live at once for rotation) and RS256/ES256 keys from a JWKS URL, each key pinned
 //!   to one algorithm; then `iss`, `aud`, `exp`, `nbf`, `sub` and the scopes.
@@ -20,7 +21,7 @@ pub mod lambda;
 pub mod mint;
 mod verify;
 
-pub use authorization::parse_authorization;
+pub use authorization::{parse_authorization, reject_query_token};
 pub use error::{AuthError, ConfigError};
 pub use keys::{Hs256Key, MIN_HS256_KEY_BYTES, hs256_keys_from_secret_json};
 pub use verify::{

@@ -311,3 +311,33 @@ async fn config_from_environment() {
         "MCP_AUTH_LEEWAY_SECS"
     );
 }
+
+#[tokio::test]
+async fn a_token_in_the_query_string_is_refused_even_with_a_valid_header() {
+    let header = format!("Bearer {}", token("mcp:read"));
+    let mut rest = rest_event(Some(&header));
+    rest["queryStringParameters"] = json!({"access_token": token("mcp:read")});
+    let refused = handle_event(&verifier(), &rest).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(AuthorizerError::Unauthorized(
+                authorizer::AuthError::TokenInQuery
+            ))
+        ),
+        "{refused:?}"
+    );
+
+    let mut v2 = http_v2_event(Some(&header));
+    v2["rawQueryString"] = json!(format!("x=1&access_token={}", token("mcp:read")));
+    let response = handle_event(&verifier(), &v2)
+        .await
+        .expect("simple response");
+    assert_eq!(response, json!({"isAuthorized": false, "context": {}}));
+
+    // Other parameters are fine.
+    let mut rest = rest_event(Some(&header));
+    rest["queryStringParameters"] = json!({"token_hint": "x"});
+    let allowed = handle_event(&verifier(), &rest).await.expect("policy");
+    assert_eq!(allowed["policyDocument"]["Statement"][0]["Effect"], "Allow");
+}

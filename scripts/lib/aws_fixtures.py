@@ -22,6 +22,11 @@ def main() -> None:
     parser.add_argument("--table", required=True)
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--secret", required=True)
+    parser.add_argument(
+        "--signing-key",
+        default=None,
+        help="the key stored as kid e2e-1 (random when omitted); tests mint tokens with it",
+    )
     args = parser.parse_args()
 
     session = boto3.session.Session(
@@ -47,7 +52,8 @@ def main() -> None:
 
     session.client("s3", endpoint_url=args.endpoint).create_bucket(Bucket=args.bucket)
 
-    keys = {"keys": [{"kid": "e2e-1", "secret": secrets.token_urlsafe(48)}]}
+    signing_key = args.signing_key or secrets.token_urlsafe(48)
+    keys = {"keys": [{"kid": "e2e-1", "secret": signing_key}]}
     session.client("secretsmanager", endpoint_url=args.endpoint).create_secret(
         Name=args.secret, SecretString=json.dumps(keys)
     )

@@ -1,6 +1,8 @@
 //! Shared test fixtures: keys, token builders and a tiny JWKS server on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod corpus;
+
 use std::{
     sync::{
         Arc, Mutex,

@@ -21,8 +21,10 @@ use crate::{
     blob::BlobStore,
     config::Config,
     http::{
-        json_response, jsonrpc_guard, principal,
+        auth::{self, Auth},
+        json_response, jsonrpc_guard,
         protected_resource::{self, ResourceMetadata},
+        rate_limit::{self, RateLimiter},
         session_gate,
     },
     keys::Keyring,
@@ -46,8 +48,15 @@ struct Probes {
     blobs: Arc<dyn BlobStore>,
 }
 
+/// Why the service could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("token verification cannot be set up: {0}")]
+    Auth(#[from] authorizer::ConfigError),
+}
+
 /// Assembles the service over opened backends; `host` is "server" or "lambda".
-pub fn build(config: &Config, backends: &Backends, host: &'static str) -> App {
+pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result<App, BuildError> {
     let store = backends.store.clone();
     let backend = backends.store_backend;
     let shutdown = CancellationToken::new();
@@ -56,6 +65,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> App {
         backend,
         host,
         backends.blobs.clone(),
+        config.tool_timeout,
     ));
     let handler = handler(McpServer::new(context), &backends.keys);
     let sessions = Arc::new(LocalSessionManager::default());
@@ -78,15 +88,37 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> App {
         ttl: config.session_ttl,
         local: sessions,
     };
+    let metadata = ResourceMetadata {
+        resource: config.resource_url.clone(),
+        authorization_servers: config.authorization_servers.clone(),
+        scheme: if host == "lambda" { "https" } else { "http" },
+    };
+    let auth = Auth::new(
+        &config.auth,
+        &backends.keys,
+        metadata.clone(),
+        crate::tools::write_tools(),
+    )?;
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
         .layer(middleware::from_fn(json_response::prefer_json))
         .layer(middleware::from_fn_with_state(gate, session_gate::gate))
         .layer(middleware::from_fn_with_state(
+            auth.clone(),
+            auth::authorize,
+        ))
+        .layer(middleware::from_fn_with_state(
             jsonrpc_guard::BodyLimit(config.max_body_bytes),
             jsonrpc_guard::guard,
-        ))
-        .layer(middleware::from_fn(principal::anonymous));
+        ));
+    let mcp_routes = match config.rate_limit {
+        Some(settings) => mcp_routes.layer(middleware::from_fn_with_state(
+            Arc::new(RateLimiter::new(settings, store.clone())),
+            rate_limit::limit,
+        )),
+        None => mcp_routes,
+    }
+    .layer(middleware::from_fn_with_state(auth, auth::authenticate));
     let router = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",
@@ -96,11 +128,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> App {
             "/.well-known/oauth-protected-resource/mcp",
             get(protected_resource::metadata),
         )
-        .with_state(ResourceMetadata {
-            resource: config.resource_url.clone(),
-            authorization_servers: config.authorization_servers.clone(),
-            scheme: if host == "lambda" { "https" } else { "http" },
-        })
+        .with_state(metadata)
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .with_state(Probes {
@@ -109,7 +137,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> App {
             blobs: backends.blobs.clone(),
         })
         .merge(mcp_routes);
-    App { router, shutdown }
+    Ok(App { router, shutdown })
 }
 
 #[cfg(not(feature = "conformance"))]

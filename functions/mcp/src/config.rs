@@ -34,6 +34,10 @@ pub struct Flags {
     /// Log format, json or text [env: MCP_LOG_FORMAT]
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Serve without authentication: every caller is `anonymous` with every scope.
+    /// Local experiments only [env: MCP_AUTH=off]
+    #[arg(long)]
+    pub no_auth: bool,
 }
 
 /// Which host the configuration is for; it decides the defaults and what is required.
@@ -73,6 +77,37 @@ pub enum KeysTarget {
         secret_id: String,
         refresh: Duration,
     },
+}
+
+/// How callers prove who they are (`MCP_AUTH`, `--no-auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSettings {
+    /// Nobody is asked: every caller is `anonymous` with every scope. Server only, logged loudly.
+    Off,
+    /// Bearer JWTs: HS256 with the signing keys (`MCP_SECRET_ID`/`MCP_SIGNING_KEY`) and, when
+    /// `jwks_url` is set, RS256/ES256 keys of an identity provider.
+    Jwt {
+        /// `MCP_AUTH_ISSUER` (server default `mcp-dev`, as `mcp-token` mints).
+        issuer: String,
+        /// `MCP_AUTH_AUDIENCE`, else `MCP_RESOURCE_URL` (server default `http://127.0.0.1:8080/mcp`).
+        audience: String,
+        /// `MCP_AUTH_JWKS_URL`.
+        jwks_url: Option<String>,
+        /// `MCP_AUTH_LEEWAY_SECS`: clock skew tolerated on `exp`/`nbf`.
+        leeway: Duration,
+    },
+}
+
+/// Per-caller request rate (`MCP_RATE_LIMIT_*`): a token bucket per principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Tokens added per second (`MCP_RATE_LIMIT_PER_SEC`).
+    pub per_second: u32,
+    /// Bucket size: the burst a caller may send at once (`MCP_RATE_LIMIT_BURST`).
+    pub burst: u32,
+    /// Keep the buckets in the store, shared by every instance (`MCP_RATE_LIMIT_STORE=store`),
+    /// rather than in this process's memory (`memory`).
+    pub shared: bool,
 }
 
 /// Output format of the logs.
@@ -116,6 +151,11 @@ pub struct Config {
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    pub auth: AuthSettings,
+    /// `None` when `MCP_RATE_LIMIT_PER_SEC=0`.
+    pub rate_limit: Option<RateLimitSettings>,
+    /// How long one tool call may run before it is cancelled (`MCP_TOOL_TIMEOUT_SECS`).
+    pub tool_timeout: Duration,
 }
 
 /// A setting that could not be used.
@@ -278,6 +318,11 @@ impl Config {
             .map(|url| http_url("MCP_AUTHORIZATION_SERVERS", &url))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let auth = auth_settings(flags.no_auth, env, profile, resource_url.as_deref())?;
+        let rate_limit = rate_limit_settings(env, profile)?;
+        let timeout = lookup("MCP_TOOL_TIMEOUT_SECS").unwrap_or("30");
+        let tool_timeout = parse_seconds("MCP_TOOL_TIMEOUT_SECS", timeout, 1)?;
+
         Ok(Self {
             bind,
             store_url,
@@ -295,6 +340,9 @@ impl Config {
             max_body_bytes,
             shutdown_grace,
             log_format,
+            auth,
+            rate_limit,
+            tool_timeout,
         })
     }
 }
@@ -453,17 +501,145 @@ fn keys_target(env: &HashMap<String, String>, profile: Profile) -> Result<KeysTa
     }
 }
 
+/// `MCP_AUTH` and the `MCP_AUTH_*` settings. Lambda refuses `off` and needs an explicit issuer
+/// and audience: the function verifies tokens itself whenever no API Gateway authorizer did.
+fn auth_settings(
+    no_auth: bool,
+    env: &HashMap<String, String>,
+    profile: Profile,
+    resource_url: Option<&str>,
+) -> Result<AuthSettings, ConfigError> {
+    let lookup = |var: &str| get(env, var);
+    let mode = if no_auth {
+        "off"
+    } else {
+        lookup("MCP_AUTH").unwrap_or("jwt")
+    };
+    match (mode, profile) {
+        ("jwt", _) => {}
+        ("off", Profile::Server) => return Ok(AuthSettings::Off),
+        ("off", Profile::Lambda) => {
+            return Err(invalid(
+                "MCP_AUTH",
+                mode,
+                "is not allowed on Lambda: every deployed request must carry a verified token",
+            ));
+        }
+        _ => return Err(invalid("MCP_AUTH", mode, "expected jwt or off")),
+    }
+    let lambda = profile == Profile::Lambda;
+    let issuer = match lookup("MCP_AUTH_ISSUER") {
+        Some(issuer) => issuer.to_owned(),
+        None if lambda => {
+            return Err(invalid(
+                "MCP_AUTH_ISSUER",
+                "",
+                "is required on Lambda: the `iss` of the tokens this function accepts",
+            ));
+        }
+        None => authorizer::mint::DEFAULT_ISSUER.to_owned(),
+    };
+    let audience = match (lookup("MCP_AUTH_AUDIENCE"), resource_url) {
+        (Some(audience), _) => http_url("MCP_AUTH_AUDIENCE", audience)?,
+        (None, Some(resource)) => resource.to_owned(),
+        (None, None) if lambda => {
+            return Err(invalid(
+                "MCP_AUTH_AUDIENCE",
+                "",
+                "is required on Lambda (or MCP_RESOURCE_URL): this function's MCP URL",
+            ));
+        }
+        (None, None) => authorizer::mint::DEFAULT_AUDIENCE.to_owned(),
+    };
+    let jwks_url = lookup("MCP_AUTH_JWKS_URL")
+        .map(|url| http_url("MCP_AUTH_JWKS_URL", url))
+        .transpose()?;
+    let leeway = lookup("MCP_AUTH_LEEWAY_SECS").unwrap_or("30");
+    let leeway = parse_bounded_seconds("MCP_AUTH_LEEWAY_SECS", leeway, 0, 300)?;
+    Ok(AuthSettings::Jwt {
+        issuer,
+        audience,
+        jwks_url,
+        leeway,
+    })
+}
+
+/// `MCP_RATE_LIMIT_PER_SEC` (default 20; 0 turns limiting off), `MCP_RATE_LIMIT_BURST`
+/// (default 3 × the rate) and `MCP_RATE_LIMIT_STORE` (`memory`, the server default, or `store`,
+/// the Lambda default: instances come and go, so only the store sees every request).
+fn rate_limit_settings(
+    env: &HashMap<String, String>,
+    profile: Profile,
+) -> Result<Option<RateLimitSettings>, ConfigError> {
+    let lookup = |var: &str| get(env, var);
+    let count = |var: &'static str, value: &str| {
+        value
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 100_000)
+            .ok_or_else(|| invalid(var, value, "expected a whole number from 0 to 100000"))
+    };
+    let per_second = count(
+        "MCP_RATE_LIMIT_PER_SEC",
+        lookup("MCP_RATE_LIMIT_PER_SEC").unwrap_or("20"),
+    )?;
+    if per_second == 0 {
+        return Ok(None);
+    }
+    let burst = match lookup("MCP_RATE_LIMIT_BURST") {
+        Some(value) => count("MCP_RATE_LIMIT_BURST", value)?,
+        None => per_second.saturating_mul(3),
+    };
+    if burst == 0 {
+        return Err(invalid(
+            "MCP_RATE_LIMIT_BURST",
+            "0",
+            "must be at least 1 while MCP_RATE_LIMIT_PER_SEC is above 0",
+        ));
+    }
+    let default_store = if profile == Profile::Lambda {
+        "store"
+    } else {
+        "memory"
+    };
+    let shared = match lookup("MCP_RATE_LIMIT_STORE").unwrap_or(default_store) {
+        "memory" => false,
+        "store" => true,
+        other => {
+            return Err(invalid(
+                "MCP_RATE_LIMIT_STORE",
+                other,
+                "expected memory or store",
+            ));
+        }
+    };
+    Ok(Some(RateLimitSettings {
+        per_second,
+        burst,
+        shared,
+    }))
+}
+
 fn parse_seconds(var: &'static str, value: &str, minimum: u64) -> Result<Duration, ConfigError> {
+    parse_bounded_seconds(var, value, minimum, 365 * 24 * 3600)
+}
+
+fn parse_bounded_seconds(
+    var: &'static str,
+    value: &str,
+    minimum: u64,
+    maximum: u64,
+) -> Result<Duration, ConfigError> {
     value
         .parse::<u64>()
         .ok()
-        .filter(|secs| *secs >= minimum && *secs <= 365 * 24 * 3600)
+        .filter(|secs| *secs >= minimum && *secs <= maximum)
         .map(Duration::from_secs)
         .ok_or_else(|| {
             invalid(
                 var,
                 value,
-                format!("expected whole seconds from {minimum} to 31536000"),
+                format!("expected whole seconds from {minimum} to {maximum}"),
             )
         })
 }
@@ -517,11 +693,13 @@ mod tests {
         Config::for_profile(Profile::Lambda, Flags::default(), &env)
     }
 
-    const LAMBDA_ENV: [(&str, &str); 4] = [
+    const LAMBDA_ENV: [(&str, &str); 6] = [
         ("MCP_STORE_URL", "dynamodb://mcp-dev"),
         ("MCP_FILES_URL", "s3://mcp-dev-files/tenant-a/"),
         ("MCP_SECRET_ID", "mcp/dev/keys"),
         ("AWS_REGION", "eu-west-1"),
+        ("MCP_AUTH_ISSUER", "https://auth.example.com"),
+        ("MCP_RESOURCE_URL", "https://api.example.com/mcp"),
     ];
 
     #[test]
@@ -548,6 +726,47 @@ mod tests {
             }
         );
         assert!(config.allowed_hosts.is_empty(), "any host on Lambda");
+        assert_eq!(
+            config.auth,
+            AuthSettings::Jwt {
+                issuer: "https://auth.example.com".into(),
+                audience: "https://api.example.com/mcp".into(),
+                jwks_url: None,
+                leeway: Duration::from_secs(30),
+            }
+        );
+        assert_eq!(
+            config.rate_limit,
+            Some(RateLimitSettings {
+                per_second: 20,
+                burst: 60,
+                shared: true
+            })
+        );
+    }
+
+    #[test]
+    fn the_server_authenticates_by_default_with_the_mcp_token_defaults() {
+        let config = config(&[]).expect("defaults");
+        assert_eq!(
+            config.auth,
+            AuthSettings::Jwt {
+                issuer: "mcp-dev".into(),
+                audience: "http://127.0.0.1:8080/mcp".into(),
+                jwks_url: None,
+                leeway: Duration::from_secs(30),
+            }
+        );
+        assert_eq!(config.rate_limit.map(|limit| limit.shared), Some(false));
+        assert_eq!(config.tool_timeout, Duration::from_secs(30));
+        let flags = Flags {
+            no_auth: true,
+            ..Flags::default()
+        };
+        let off = Config::from_sources(flags, &HashMap::new()).expect("no auth");
+        assert_eq!(off.auth, AuthSettings::Off);
+        let unlimited = super::tests::config(&[("MCP_RATE_LIMIT_PER_SEC", "0")]).expect("valid");
+        assert_eq!(unlimited.rate_limit, None);
     }
 
     #[test]
@@ -625,6 +844,21 @@ mod tests {
                 "MCP_BASE_PATH",
                 "expected a path starting with /, e.g. /v1",
             ),
+            (
+                with("MCP_AUTH", "off"),
+                "MCP_AUTH",
+                "is not allowed on Lambda: every deployed request must carry a verified token",
+            ),
+            (
+                without("MCP_AUTH_ISSUER"),
+                "MCP_AUTH_ISSUER",
+                "is required on Lambda: the `iss` of the tokens this function accepts",
+            ),
+            (
+                without("MCP_RESOURCE_URL"),
+                "MCP_AUTH_AUDIENCE",
+                "is required on Lambda (or MCP_RESOURCE_URL): this function's MCP URL",
+            ),
         ];
         for (env, var, reason) in cases {
             let error = lambda(&env).expect_err(var);
@@ -691,6 +925,38 @@ mod tests {
                 "MCP_AUTHORIZATION_SERVERS",
                 "https://auth.example.com,auth.example.org",
                 "expected an absolute http:// or https:// URL",
+            ),
+            ("MCP_AUTH", "maybe", "expected jwt or off"),
+            (
+                "MCP_AUTH_AUDIENCE",
+                "api.example.com/mcp",
+                "expected an absolute http:// or https:// URL",
+            ),
+            (
+                "MCP_AUTH_JWKS_URL",
+                "file:///jwks.json",
+                "expected an absolute http:// or https:// URL",
+            ),
+            (
+                "MCP_AUTH_LEEWAY_SECS",
+                "301",
+                "expected whole seconds from 0 to 300",
+            ),
+            (
+                "MCP_RATE_LIMIT_PER_SEC",
+                "-5",
+                "expected a whole number from 0 to 100000",
+            ),
+            (
+                "MCP_RATE_LIMIT_BURST",
+                "0",
+                "must be at least 1 while MCP_RATE_LIMIT_PER_SEC is above 0",
+            ),
+            ("MCP_RATE_LIMIT_STORE", "redis", "expected memory or store"),
+            (
+                "MCP_TOOL_TIMEOUT_SECS",
+                "0",
+                "expected whole seconds from 1 to 31536000",
             ),
         ];
         for (var, value, reason) in cases {

@@ -12,8 +12,9 @@
 //!    are the same as on `mcp-server`;
 //! 4. answers `GET /mcp` with 405: a buffered Lambda response cannot hold the
 //!    standalone SSE stream open, and a held stream would block the instance;
-//! 5. takes the principal from the API Gateway authorizer's context (`sub`, set
-//!    by the JWT authorizer after it verified the token), anonymous without one;
+//! 5. takes the principal and its scopes from the API Gateway authorizer's context
+//!    (`sub` and `scope`, set by the JWT authorizer after it verified the token);
+//!    without an authorizer (a function URL) the service verifies the token itself;
 //! 6. logs inside a span carrying the Lambda request id.
 
 use std::convert::Infallible;
@@ -35,7 +36,10 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tracing::Instrument;
 
-use crate::{http::jsonrpc_error, principal::Principal};
+use crate::{
+    http::{auth::Grant, jsonrpc_error},
+    principal::Principal,
+};
 
 /// Serves Lambda events until the runtime stops the instance.
 pub async fn run(handler: LambdaHandler) -> Result<(), lambda_runtime::Error> {
@@ -192,21 +196,30 @@ async fn no_standalone_stream(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// The subject the API Gateway authorizer vouched for: its context's `sub`, or a JWT authorizer's claim.
-fn authorizer_subject(request: &Request) -> Option<String> {
+/// The subject and scope string the API Gateway authorizer vouched for: its context's `sub`
+/// and `scope`, or an HTTP API JWT authorizer's claims. No scope means none granted.
+fn authorizer_identity(request: &Request) -> Option<(String, String)> {
     let authorizer = request.request_context_ref()?.authorizer()?;
-    let from_context = ["sub", "principalId"]
-        .iter()
-        .find_map(|field| authorizer.fields.get(*field)?.as_str().map(str::to_owned));
-    from_context.or_else(|| authorizer.jwt.as_ref()?.claims.get("sub").cloned())
+    let field = |name: &str| authorizer.fields.get(name)?.as_str().map(str::to_owned);
+    let claim = |name: &str| authorizer.jwt.as_ref()?.claims.get(name).cloned();
+    let subject = field("sub")
+        .or_else(|| field("principalId"))
+        .or_else(|| claim("sub"))?;
+    let scope = field("scope")
+        .or_else(|| claim("scope"))
+        .unwrap_or_default();
+    Some((subject, scope))
 }
 
-/// Inserts the authorizer's principal; a subject that is not a valid principal is refused.
+/// Inserts the authorizer's principal and grant; a subject that is not a valid principal is refused.
 async fn authorizer_principal(mut request: Request, next: Next) -> Response {
-    if let Some(subject) = authorizer_subject(&request) {
+    if let Some((subject, scope)) = authorizer_identity(&request) {
         match Principal::new(&subject) {
             Ok(principal) => {
                 request.extensions_mut().insert(principal);
+                request
+                    .extensions_mut()
+                    .insert(Grant::from_scope_string(&scope));
             }
             Err(error) => {
                 tracing::warn!(%error, "authorizer context carries an unusable subject");

@@ -23,11 +23,11 @@ use rmcp::{
         tool::ToolCallContext,
     },
     model::{
-        CacheScope, CallToolRequestParams, CallToolResponse, GetPromptRequestParams,
-        GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
-        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-        ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
-        ServerCapabilities, ServerConfig, Tool,
+        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+        GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+        ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, Tool,
     },
     service::RequestContext,
 };
@@ -56,6 +56,8 @@ pub struct ServerContext {
     pub host: &'static str,
     pub region: Option<String>,
     pub started: Instant,
+    /// How long one tool call may run (`MCP_TOOL_TIMEOUT_SECS`); then it is cancelled.
+    pub tool_timeout: std::time::Duration,
     /// Set until the first `health_check`, so callers can tell a cold start.
     cold: AtomicBool,
 }
@@ -66,12 +68,14 @@ impl ServerContext {
         store_backend: &'static str,
         host: &'static str,
         blobs: Arc<dyn BlobStore>,
+        tool_timeout: std::time::Duration,
     ) -> Self {
         Self {
             store,
             store_backend,
             blobs,
             host,
+            tool_timeout,
             region: std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()),
             started: Instant::now(),
             cold: AtomicBool::new(true),
@@ -164,10 +168,23 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         if self.tools.has_route(&request.name) {
-            return self
+            let name = request.name.clone();
+            let call = self
                 .tools
-                .call(ToolCallContext::new(self, request, context))
-                .await;
+                .call(ToolCallContext::new(self, request, context));
+            let limit = self.context.tool_timeout;
+            return match tokio::time::timeout(limit, call).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(tool = %name, limit_secs = limit.as_secs(), "tool call timed out");
+                    Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                        "the tool `{name}` did not finish within {} s and was cancelled; \
+                         nothing more will happen for this call, retry it later",
+                        limit.as_secs()
+                    ))])
+                    .into())
+                }
+            };
         }
         Err(ErrorData::invalid_params(
             format!(

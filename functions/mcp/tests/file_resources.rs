@@ -37,9 +37,12 @@ impl AsRef<Router> for TestApp {
     }
 }
 
+/// The service over `env` with authentication off: requests either act as `anonymous` or carry
+/// a principal a host would have set (tests/auth_http.rs covers tokens).
 async fn test_app_with(env: &[(&str, &str)], blobs: Option<Arc<dyn BlobStore>>) -> TestApp {
-    let env: HashMap<String, String> = env
+    let env: HashMap<String, String> = [("MCP_AUTH", "off")]
         .iter()
+        .chain(env)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let config = Config::from_sources(Flags::default(), &env).expect("valid config");
@@ -51,6 +54,7 @@ async fn test_app_with(env: &[(&str, &str)], blobs: Option<Arc<dyn BlobStore>>) 
         &common::backends(store, "sqlite", blobs.clone()),
         "server",
     )
+    .expect("service builds")
     .router;
     TestApp {
         router,

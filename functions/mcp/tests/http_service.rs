@@ -19,7 +19,8 @@ use mcp_function::{
     config::{Config, Flags},
     principal::Principal,
     store::{
-        Document, Expect, Page, Put, SessionRecord, SessionRecords, StateStore, Store, StoreError,
+        Admission, Document, Expect, Gcra, Page, Put, RateBuckets, SessionRecord, SessionRecords,
+        StateStore, Store, StoreError,
     },
 };
 use serde_json::{Value, json};
@@ -36,9 +37,12 @@ impl AsRef<Router> for TestApp {
     }
 }
 
+/// A server config over `env`, authentication off: these tests are about the layers below it
+/// (tests/auth_http.rs covers authentication and scopes).
 fn config(env: &[(&str, &str)]) -> Config {
-    let env: HashMap<String, String> = env
+    let env: HashMap<String, String> = [("MCP_AUTH", "off")]
         .iter()
+        .chain(env)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     Config::from_sources(Flags::default(), &env).expect("valid config")
@@ -52,6 +56,7 @@ async fn test_app_with(env: &[(&str, &str)]) -> TestApp {
         &common::backends(store.clone(), "sqlite", common::local_blobs(dir.path())),
         "server",
     )
+    .expect("service builds")
     .router;
     TestApp {
         router,
@@ -517,23 +522,31 @@ async fn dns_rebinding_is_refused() {
     assert_eq!(send(&allowed, public).await.status, StatusCode::OK);
 }
 
-/// A store whose backend is down: every call fails as a dead connection would.
-struct DownStore;
+/// A store whose backend is down: every call fails as a dead connection would, or, when
+/// `hangs`, never answers (a stuck connection).
+struct DownStore {
+    hangs: bool,
+}
 
-fn down() -> StoreError {
-    StoreError::Backend(sqlx::Error::PoolTimedOut)
+impl DownStore {
+    async fn down<T>(&self) -> Result<T, StoreError> {
+        if self.hangs {
+            std::future::pending::<()>().await;
+        }
+        Err(StoreError::Backend(sqlx::Error::PoolTimedOut))
+    }
 }
 
 #[async_trait]
 impl StateStore for DownStore {
     async fn get(&self, _: &Principal, _: &str) -> Result<Option<Document>, StoreError> {
-        Err(down())
+        self.down().await
     }
     async fn put(&self, _: &Principal, _: Put<'_>) -> Result<Document, StoreError> {
-        Err(down())
+        self.down().await
     }
     async fn delete(&self, _: &Principal, _: &str, _: Expect) -> Result<bool, StoreError> {
-        Err(down())
+        self.down().await
     }
     async fn list(
         &self,
@@ -542,23 +555,23 @@ impl StateStore for DownStore {
         _: Option<&str>,
         _: u32,
     ) -> Result<Page, StoreError> {
-        Err(down())
+        self.down().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        Err(down())
+        self.down().await
     }
     async fn purge_expired(&self) -> Result<u64, StoreError> {
-        Err(down())
+        self.down().await
     }
 }
 
 #[async_trait]
 impl SessionRecords for DownStore {
     async fn save_session(&self, _: &SessionRecord) -> Result<(), StoreError> {
-        Err(down())
+        self.down().await
     }
     async fn load_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        Err(down())
+        self.down().await
     }
     async fn touch_session(
         &self,
@@ -566,10 +579,17 @@ impl SessionRecords for DownStore {
         _: DateTime<Utc>,
         _: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        Err(down())
+        self.down().await
     }
     async fn delete_session(&self, _: &str) -> Result<(), StoreError> {
-        Err(down())
+        self.down().await
+    }
+}
+
+#[async_trait]
+impl RateBuckets for DownStore {
+    async fn admit(&self, _: &Principal, _: Gcra, _: i64) -> Result<Admission, StoreError> {
+        self.down().await
     }
 }
 
@@ -591,16 +611,17 @@ async fn probes_report_the_store() {
     let router = app::build(
         &config(&[]),
         &common::backends(
-            Arc::new(DownStore),
+            Arc::new(DownStore { hangs: false }),
             "sqlite",
             common::local_blobs(dir.path()),
         ),
         "server",
     )
+    .expect("service builds")
     .router;
     let down_app = TestApp {
         router,
-        store: Arc::new(DownStore),
+        store: Arc::new(DownStore { hangs: false }),
         _dir: dir,
     };
     let ready = send(&down_app, get("/health/ready")).await;
@@ -682,5 +703,51 @@ async fn protected_resource_metadata_names_the_resource_and_its_scopes() {
             "https://auth.example.com",
             "https://login.example.org/tenant"
         ])
+    );
+}
+
+#[tokio::test]
+async fn a_tool_call_that_outlives_its_timeout_is_cancelled_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let router = app::build(
+        &config(&[("MCP_TOOL_TIMEOUT_SECS", "1")]),
+        &common::backends(
+            Arc::new(DownStore { hangs: true }),
+            "sqlite",
+            common::local_blobs(dir.path()),
+        ),
+        "server",
+    )
+    .expect("service builds")
+    .router;
+    let app = TestApp {
+        router,
+        store: Arc::new(DownStore { hangs: true }),
+        _dir: dir,
+    };
+    let started = std::time::Instant::now();
+    let reply = send(
+        &app,
+        post(
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+                "name":"state_get","arguments":{"key":"k"},
+                "_meta": serde_json::from_str::<Value>(META_2026).expect("meta")}})
+            .to_string(),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "state_get"),
+            ],
+        ),
+    )
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let result = &reply.json()["result"];
+    assert_eq!(result["isError"], true, "{result}");
+    assert_eq!(
+        result["content"][0]["text"],
+        "the tool `state_get` did not finish within 1 s and was cancelled; \
+         nothing more will happen for this call, retry it later"
     );
 }

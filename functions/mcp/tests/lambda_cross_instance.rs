@@ -3,9 +3,11 @@
 //! Needs two `cargo lambda watch` emulators of `mcp-lambda` sharing one moto
 //! server; `scripts/test.sh` starts them and runs this file with `--ignored`,
 //! passing their addresses in `MCP_TEST_LAMBDA_A` and `MCP_TEST_LAMBDA_B`
-//! (e.g. `http://127.0.0.1:9001`). Requests go through each emulator's
-//! function URL path, and, to act as a given principal, through its Invoke API
-//! with an API Gateway event whose authorizer context names the subject.
+//! (e.g. `http://127.0.0.1:9001`), and a bearer token the functions accept in
+//! `MCP_TEST_LAMBDA_AUTHORIZATION`. Requests go through each emulator's
+//! function URL path with that token (the function verifies it itself: no
+//! authorizer in front), and, to act as a given principal, through its Invoke
+//! API with an API Gateway event whose authorizer context names the subject.
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -14,6 +16,8 @@ const FUNCTION: &str = "mcp-lambda";
 
 struct Instance {
     base: String,
+    /// `Bearer …` of the function-URL caller.
+    authorization: String,
     http: Client,
 }
 
@@ -23,8 +27,11 @@ fn instance(var: &str) -> Instance {
             "{var} is not set: run scripts/test.sh, which starts two `cargo lambda watch` emulators"
         )
     });
+    let authorization = std::env::var("MCP_TEST_LAMBDA_AUTHORIZATION")
+        .expect("MCP_TEST_LAMBDA_AUTHORIZATION is not set: run scripts/test.sh, which mints it");
     Instance {
         base,
+        authorization,
         http: Client::new(),
     }
 }
@@ -36,15 +43,30 @@ struct Reply {
 }
 
 impl Instance {
-    /// A POST or DELETE to /mcp through the function URL path, as the anonymous principal.
+    /// A POST or DELETE to /mcp through the function URL path, with the test token.
     async fn url(&self, method: &str, session: Option<&str>, body: Option<Value>) -> Reply {
+        self.url_with(Some(&self.authorization), method, session, body)
+            .await
+    }
+
+    async fn url_with(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let url = format!("{}/lambda-url/{FUNCTION}/mcp", self.base);
         let mut request = match method {
             "DELETE" => self.http.delete(&url),
             _ => self.http.post(&url),
+        };
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
         }
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
+        let mut request = request
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
         if let Some(session) = session {
             request = request
                 .header("mcp-session-id", session)
@@ -94,7 +116,11 @@ impl Instance {
                 "path": "/mcp",
                 "resourcePath": "/mcp",
                 "identity": { "sourceIp": "203.0.113.7" },
-                "authorizer": { "principalId": subject, "sub": subject },
+                "authorizer": {
+                    "principalId": subject,
+                    "sub": subject,
+                    "scope": "mcp:read mcp:call mcp:write"
+                },
                 "apiId": "api"
             },
             "body": body.to_string(),
@@ -231,10 +257,15 @@ async fn a_session_is_404_for_another_principal_on_any_instance() {
             .await;
         assert_eq!(foreign.status, 404, "{}", foreign.body);
         assert_eq!(foreign.body["error"]["code"], -32001);
-        let anonymous = instance
+        // The function-URL caller's token names someone else: the same 404.
+        let other_token = instance
             .url("POST", Some(&session), Some(call.clone()))
             .await;
-        assert_eq!(anonymous.status, 404, "{}", anonymous.body);
+        assert_eq!(other_token.status, 404, "{}", other_token.body);
+        let no_token = instance
+            .url_with(None, "POST", Some(&session), Some(call.clone()))
+            .await;
+        assert_eq!(no_token.status, 401, "{}", no_token.body);
     }
     let owner = b.invoke_as("xavier", Some(&session), call).await;
     assert_eq!(owner.status, 200, "{}", owner.body);

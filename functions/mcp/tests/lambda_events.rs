@@ -34,6 +34,8 @@ fn lambda_config(extra: &[(&str, &str)]) -> Config {
             "lambda-test-signing-key-0123456789abcdef",
         ),
         ("AWS_REGION", "us-east-1"),
+        ("MCP_AUTH_ISSUER", authorizer::mint::DEFAULT_ISSUER),
+        ("MCP_AUTH_AUDIENCE", authorizer::mint::DEFAULT_AUDIENCE),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -58,7 +60,8 @@ fn lambda_over(
         &config,
         &common::backends(store, backend, common::local_blobs(dir.path())),
         "lambda",
-    );
+    )
+    .expect("service builds");
     Lambda {
         handler: LambdaHandler::new(app.router, config.base_path.clone()),
         _dir: dir,
@@ -79,6 +82,8 @@ impl Lambda {
     }
 }
 
+/// A well-behaved client's headers with alice's token (every scope), plus `extra`; without an
+/// authorizer context the function verifies that token itself.
 fn mcp_headers(extra: &[(&str, &str)]) -> HashMap<String, String> {
     let mut headers: HashMap<String, String> = [
         ("host", "abc123.execute-api.us-east-1.amazonaws.com"),
@@ -88,6 +93,10 @@ fn mcp_headers(extra: &[(&str, &str)]) -> HashMap<String, String> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    headers.insert(
+        "authorization".into(),
+        common::bearer("alice", common::ALL_SCOPES),
+    );
     headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     headers
 }
@@ -424,11 +433,22 @@ async fn a_missing_or_huge_body_gets_a_clear_4xx() {
     assert_eq!(status(&response), 413, "{response}");
 }
 
-/// A REST event as the JWT authorizer leaves it: the verified subject in the authorizer context.
-fn as_subject(mut event: Value, subject: &str) -> Value {
+/// A REST event as the JWT authorizer leaves it: the verified subject and scopes in the
+/// authorizer context, and the token gone (so the context alone must carry the identity).
+fn as_subject_with(mut event: Value, subject: &str, scope: &str) -> Value {
     event["requestContext"]["authorizer"] =
-        json!({ "principalId": subject, "sub": subject, "scope": "mcp:call" });
+        json!({ "principalId": subject, "sub": subject, "scope": scope });
+    if let Some(headers) = event["headers"].as_object_mut() {
+        headers.remove("authorization");
+    }
+    if let Some(headers) = event["multiValueHeaders"].as_object_mut() {
+        headers.remove("authorization");
+    }
     event
+}
+
+fn as_subject(event: Value, subject: &str) -> Value {
+    as_subject_with(event, subject, common::ALL_SCOPES)
 }
 
 fn state_call_2026(tool: &str, arguments: Value) -> (HashMap<String, String>, String) {
@@ -477,14 +497,12 @@ async fn the_authorizer_subject_is_the_principal() {
         body_json(&bob)["result"]["content"][0]["text"],
         "no document under key \"plan\"; use state_list to see your keys"
     );
+    let mut unauthenticated = headers.clone();
+    unauthenticated.remove("authorization");
     let anonymous = lambda
-        .invoke(rest_event("POST", "/mcp", &headers, Some(&body)))
+        .invoke(rest_event("POST", "/mcp", &unauthenticated, Some(&body)))
         .await;
-    assert_eq!(
-        body_json(&anonymous)["result"]["isError"],
-        true,
-        "{anonymous}"
-    );
+    assert_eq!(status(&anonymous), 401, "{anonymous}");
 
     let unusable = lambda
         .invoke(as_subject(

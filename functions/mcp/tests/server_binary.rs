@@ -12,7 +12,9 @@ use std::{
 use rmcp::{
     ServiceExt,
     model::{CallToolRequestParams, ClientConfig},
-    transport::StreamableHttpClientTransport,
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
 };
 use serde_json::{Value, json};
 
@@ -102,6 +104,19 @@ fn answers_200(url: &str) -> bool {
     response.starts_with("HTTP/1.1 200")
 }
 
+/// A token the server accepts with its default settings, as `mcp-token --sub alice` mints it.
+fn dev_token() -> String {
+    let request = authorizer::mint::MintRequest {
+        sub: "alice".into(),
+        scope: "mcp:read mcp:call mcp:write".into(),
+        ttl: std::time::Duration::from_secs(600),
+        kid: None,
+        issuer: authorizer::mint::DEFAULT_ISSUER.into(),
+        audience: authorizer::mint::DEFAULT_AUDIENCE.into(),
+    };
+    authorizer::mint::mint(&request, authorizer::mint::DEV_SIGNING_KEY.as_bytes()).expect("mint")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -119,6 +134,7 @@ async fn post(
         .post(format!("{base}/mcp"))
         .header("content-type", "application/json")
         .header("accept", ACCEPT_BOTH)
+        .bearer_auth(dev_token())
         .json(&body);
     if let Some(id) = session {
         request = request
@@ -197,7 +213,25 @@ async fn a_restart_keeps_sessions_and_state() {
 async fn the_rust_sdk_client_lists_and_calls_tools() {
     let dir = tempfile::tempdir().expect("dir");
     let server = Server::start(&dir.path().join("mcp.db"), free_port());
-    let transport = StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base));
+    let anonymous = StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base));
+    let refused = ClientConfig::default()
+        .serve(anonymous)
+        .await
+        .expect_err("no token, no session");
+    // The SDK surfaces the challenge that leads it to the RFC 9728 metadata.
+    let refused = format!("{refused:?}");
+    assert!(refused.contains("AuthRequired"), "{refused}");
+    assert!(
+        refused.contains(&format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            server.base
+        )),
+        "{refused}"
+    );
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", server.base))
+            .auth_header(dev_token()),
+    );
     let client = ClientConfig::default()
         .serve(transport)
         .await

@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use mcp_function::{
     principal::Principal,
-    store::{Expect, MAX_DOCUMENT_BYTES, Put, SessionRecord, Store, StoreError},
+    store::{Admission, Expect, Gcra, MAX_DOCUMENT_BYTES, Put, SessionRecord, Store, StoreError},
 };
 use serde_json::{Value, json};
 
@@ -44,7 +44,87 @@ async fn run_suite(store: &dyn Store) {
     listing_skips_expired_documents_across_pages(store).await;
     deletes_honour_versions(store).await;
     sessions_round_trip_and_expire(store).await;
+    rate_buckets_admit_a_burst_then_the_rate(store).await;
     store.ping().await.expect("ping");
+}
+
+/// 10 per second, bursts of 3: times are chosen, not read from the clock.
+const GCRA: Gcra = Gcra {
+    interval_us: 100_000,
+    tolerance_us: 300_000,
+};
+
+async fn rate_buckets_admit_a_burst_then_the_rate(store: &dyn Store) {
+    let t0 = Utc::now().timestamp_micros();
+    for _ in 0..3 {
+        let admitted = store.admit(&alice(), GCRA, t0).await.expect("admit");
+        assert_eq!(admitted, Admission::Admitted);
+    }
+    assert_eq!(
+        store.admit(&alice(), GCRA, t0).await.expect("admit"),
+        Admission::Refused {
+            retry_after_us: 100_000
+        }
+    );
+    // A refusal takes nothing: one interval later exactly one more fits.
+    assert_eq!(
+        store
+            .admit(&alice(), GCRA, t0 + 100_000)
+            .await
+            .expect("admit"),
+        Admission::Admitted
+    );
+    assert!(matches!(
+        store
+            .admit(&alice(), GCRA, t0 + 100_000)
+            .await
+            .expect("admit"),
+        Admission::Refused { .. }
+    ));
+    // Bob's bucket is his own.
+    assert_eq!(
+        store.admit(&bob(), GCRA, t0).await.expect("admit"),
+        Admission::Admitted
+    );
+    // After a pause the bucket is full again, and not fuller than the burst.
+    let later = t0 + 60_000_000;
+    for _ in 0..3 {
+        assert_eq!(
+            store.admit(&alice(), GCRA, later).await.expect("admit"),
+            Admission::Admitted
+        );
+    }
+    assert!(matches!(
+        store.admit(&alice(), GCRA, later).await.expect("admit"),
+        Admission::Refused { .. }
+    ));
+}
+
+/// Eight requests of one caller at the same instant against a burst of 3: exactly 3 pass.
+async fn race_rate_bucket(store: Arc<dyn Store>) {
+    let principal = Principal::new("racer").expect("subject");
+    let now = Utc::now().timestamp_micros();
+    let attempts = (0..8).map(|_| {
+        let store = store.clone();
+        let principal = principal.clone();
+        tokio::spawn(async move { store.admit(&principal, GCRA, now).await })
+    });
+    let mut admitted = 0;
+    for attempt in attempts {
+        let admission = attempt.await.expect("task").expect("admit");
+        admitted += usize::from(admission == Admission::Admitted);
+    }
+    assert_eq!(admitted, 3);
+}
+
+#[tokio::test]
+async fn concurrent_requests_never_overdraw_a_rate_bucket() {
+    let (sqlite, _dir) = common::sqlite_store().await;
+    let (postgres, _schema) = common::postgres_store().await;
+    let dynamo: Arc<dyn Store> = Arc::new(common::dynamo_store().await);
+    for store in [common::shared(sqlite), common::shared(postgres), dynamo] {
+        race_rate_bucket(store).await;
+    }
 }
 
 async fn versions_start_at_one_and_grow(store: &dyn Store) {

@@ -25,7 +25,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = app::build(&config, &backends, "lambda");
+    let app = match app::build(&config, &backends, "lambda") {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
     let handler = lambda_host::LambdaHandler::new(app.router, config.base_path.clone());
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,

@@ -21,7 +21,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = app::build(&config, &backends, "server");
+    let app = match app::build(&config, &backends, "server") {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
     match server_host::serve(&config, app, backends.store).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

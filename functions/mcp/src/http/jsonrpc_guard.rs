@@ -4,7 +4,8 @@
 //! JSON-RPC errors the spec names, and the store deserves not to be asked
 //! about junk. So a POST body that is too large gets 413, one that is not JSON
 //! gets 400 with -32700 (parse error), and a batch or a non-object gets 400
-//! with -32600 (invalid request). A good body is handed on, already buffered.
+//! with -32600 (invalid request). A good body is handed on, already buffered,
+//! with its [`RpcMessage`] summary in the request extensions for the scope check.
 
 use axum::{
     body::{Body, to_bytes},
@@ -19,6 +20,15 @@ use super::jsonrpc_error;
 
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
+
+/// What the later layers need to know of a POSTed message, without parsing it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcMessage {
+    /// `None` for a response to a server request.
+    pub method: Option<String>,
+    /// `params.name` of a `tools/call`.
+    pub tool: Option<String>,
+}
 
 /// The largest body accepted, in bytes.
 #[derive(Clone, Copy)]
@@ -41,20 +51,26 @@ pub async fn guard(
             &format!("Request body exceeds the {limit}-byte limit"),
         );
     };
-    if let Some(rejection) = rejection(&bytes) {
-        return rejection;
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let summary = match summarize(&bytes) {
+        Ok(summary) => summary,
+        Err(rejection) => return *rejection,
+    };
+    let mut request = Request::from_parts(parts, Body::from(bytes));
+    request.extensions_mut().insert(summary);
+    next.run(request).await
 }
 
-/// The error response for a body that is not one JSON-RPC message, if it is not.
-fn rejection(bytes: &[u8]) -> Option<Response> {
+/// The message's summary, or the error response for a body that is not one JSON-RPC message.
+fn summarize(bytes: &[u8]) -> Result<RpcMessage, Box<Response>> {
     let message: Value = match serde_json::from_slice(bytes) {
         Ok(message) => message,
         Err(error) => {
             let why = format!("Parse error: body is not valid JSON ({error})");
-            return Some(jsonrpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, &why));
+            return Err(Box::new(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                PARSE_ERROR,
+                &why,
+            )));
         }
     };
     let why = match &message {
@@ -62,13 +78,19 @@ fn rejection(bytes: &[u8]) -> Option<Response> {
         Value::Object(object) if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") => {
             "the \"jsonrpc\" member must be \"2.0\""
         }
-        Value::Object(_) => return None,
+        Value::Object(object) => {
+            let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+            return Ok(RpcMessage {
+                method: text(object.get("method")),
+                tool: text(object.get("params").and_then(|params| params.get("name"))),
+            });
+        }
         _ => "a JSON-RPC message is a JSON object",
     };
     let message = format!("Invalid Request: {why}");
-    Some(jsonrpc_error(
+    Err(Box::new(jsonrpc_error(
         StatusCode::BAD_REQUEST,
         INVALID_REQUEST,
         &message,
-    ))
+    )))
 }

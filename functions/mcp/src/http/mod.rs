@@ -1,18 +1,22 @@
 //! Tower layers around rmcp's Streamable HTTP service, outermost first:
 //!
-//! 1. [`principal`]: decides who the request acts for and stores it in the request.
-//! 2. [`jsonrpc_guard`]: 413 for oversize bodies, JSON-RPC errors for non-JSON and batches.
-//! 3. [`session_gate`]: checks a legacy `Mcp-Session-Id` against the store (404 if
+//! 1. [`auth::authenticate`]: verifies the bearer token (401) and stores the caller's
+//!    principal and scopes in the request.
+//! 2. [`rate_limit`]: 429 with `Retry-After` when the caller's bucket is empty.
+//! 3. [`jsonrpc_guard`]: 413 for oversize bodies, JSON-RPC errors for non-JSON and batches.
+//! 4. [`auth::authorize`]: 403 when the token lacks the scope the message needs.
+//! 5. [`session_gate`]: checks a legacy `Mcp-Session-Id` against the store (404 if
 //!    unknown, expired or another principal's) and slides its expiry.
-//! 4. [`json_response`]: answers a single-response SSE body as plain JSON.
+//! 6. [`json_response`]: answers a single-response SSE body as plain JSON.
 //!
 //! Each is an axum `from_fn` middleware, so tests drive them with `oneshot`.
 //! Beside them, [`protected_resource`] serves the RFC 9728 metadata documents.
 
+pub mod auth;
 pub mod json_response;
 pub mod jsonrpc_guard;
-pub mod principal;
 pub mod protected_resource;
+pub mod rate_limit;
 pub mod session_gate;
 
 use axum::{

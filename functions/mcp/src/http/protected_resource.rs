@@ -14,7 +14,11 @@ use axum::{
 use serde::Serialize;
 
 /// The product's scopes: list/read/get, tools/call, and the tools that write.
-pub const SCOPES: [&str; 3] = ["mcp:read", "mcp:call", "mcp:write"];
+pub const SCOPES: [&str; 3] = [
+    authorizer::SCOPE_READ,
+    authorizer::SCOPE_CALL,
+    authorizer::SCOPE_WRITE,
+];
 
 /// What the metadata documents say; built once from the configuration.
 #[derive(Debug, Clone)]
@@ -48,6 +52,14 @@ impl ResourceMetadata {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
         plausible.then(|| format!("{}://{host}/mcp", self.scheme))
+    }
+
+    /// The metadata document's URL for `WWW-Authenticate`: the `/mcp` form served beside this
+    /// resource, so it keeps any stage or base path in front of `/mcp`.
+    pub fn metadata_url(&self, headers: &HeaderMap) -> Option<String> {
+        let resource = self.resource(headers)?;
+        let base = resource.strip_suffix("/mcp").unwrap_or(&resource);
+        Some(format!("{base}/.well-known/oauth-protected-resource/mcp"))
     }
 }
 

@@ -38,8 +38,9 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Utc};
 
 use super::{
-    Document, Expect, MAX_PAGE_SIZE, Page, Put, SessionRecord, SessionRecords, StateStore,
-    StoreError, cursor::CursorCodec, now_millis, time_of, ttl_millis, validate_key,
+    Admission, Document, Expect, Gcra, MAX_PAGE_SIZE, Page, Put, RateBuckets, SessionRecord,
+    SessionRecords, StateStore, StoreError, cursor::CursorCodec, now_millis, time_of, ttl_millis,
+    validate_key,
 };
 use crate::principal::Principal;
 
@@ -52,6 +53,8 @@ const STATE_PREFIX: &str = "STATE#";
 const DOC_PREFIX: &str = "DOC#";
 const SESSION_PREFIX: &str = "SESSION#";
 const SESSION_SK: &str = "SESSION";
+const RATE_PREFIX: &str = "RATE#";
+const RATE_SK: &str = "RATE";
 /// The fixed key [`StateStore::ping`] reads; it never exists.
 const HEALTH_KEY: &str = "HEALTH";
 
@@ -62,6 +65,7 @@ const UPDATED_AT: (&str, &str) = ("#updated", "updated_at");
 const EXPIRES_AT: (&str, &str) = ("#expires", "expires_at");
 const TTL: (&str, &str) = ("#ttl", "ttl");
 const LAST_SEEN_AT: (&str, &str) = ("#seen", "last_seen_at");
+const TAT: (&str, &str) = ("#tat", "tat_us");
 
 /// How often [`Expect::Any`] retries when concurrent writers keep expiring and
 /// recreating the document between its two conditional writes.
@@ -308,6 +312,16 @@ fn document_key(principal: &Principal, key: &str) -> Item {
             string(format!("{STATE_PREFIX}{}", principal.as_str())),
         ),
         (SK.to_owned(), string(format!("{DOC_PREFIX}{key}"))),
+    ])
+}
+
+fn rate_key(principal: &Principal) -> Item {
+    HashMap::from([
+        (
+            PK.to_owned(),
+            string(format!("{RATE_PREFIX}{}", principal.as_str())),
+        ),
+        (SK.to_owned(), string(RATE_SK)),
     ])
 }
 
@@ -702,6 +716,81 @@ impl StateStore for DynamoStore {
         // capacity) from the `ttl` attribute; a scan-and-delete here would read
         // the whole table. Reads already hide expired items.
         Ok(0)
+    }
+}
+
+/// How often [`RateBuckets::admit`] goes round when other requests of the same caller keep
+/// moving the bucket between its two conditional updates.
+const MAX_ADMIT_ATTEMPTS: usize = 3;
+
+#[async_trait]
+impl RateBuckets for DynamoStore {
+    /// DynamoDB cannot take a maximum inside an update, so the GCRA step is two conditional
+    /// updates: a busy bucket (`tat` ahead of now) advances by one interval if it stays within
+    /// the tolerance; an idle or new one restarts at now + interval. The busy form is tried
+    /// first; when its condition fails, the returned bucket says whether the caller is over the
+    /// limit (answered without another call) or idle (the restart follows). A caller sending
+    /// steadily costs one UpdateItem per request, one after a pause two.
+    async fn admit(
+        &self,
+        principal: &Principal,
+        gcra: Gcra,
+        now_us: i64,
+    ) -> Result<Admission, StoreError> {
+        let ttl = ttl_seconds((now_us + gcra.interval_us + gcra.idle_expiry_us()) / 1000);
+        for _ in 0..MAX_ADMIT_ATTEMPTS {
+            let busy = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(rate_key(principal)))
+                .update_expression("SET #tat = #tat + :interval, #ttl = :ttl")
+                .condition_expression("#tat > :now AND #tat <= :latest")
+                .expression_attribute_names(TAT.0, TAT.1)
+                .expression_attribute_names(TTL.0, TTL.1)
+                .expression_attribute_values(":interval", number(gcra.interval_us))
+                .expression_attribute_values(":ttl", number(ttl))
+                .expression_attribute_values(":now", number(now_us))
+                .expression_attribute_values(
+                    ":latest",
+                    number(now_us + gcra.tolerance_us - gcra.interval_us),
+                )
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let tat = match conditional("UpdateItem", busy)? {
+                Ok(_) => return Ok(Admission::Admitted),
+                Err(old) => old.as_ref().and_then(|item| match item.get(TAT.1) {
+                    Some(AttributeValue::N(tat)) => tat.parse::<i64>().ok(),
+                    _ => None,
+                }),
+            };
+            if let Some(tat) = tat.filter(|tat| *tat > now_us) {
+                return Ok(gcra.step(Some(tat), now_us).0);
+            }
+            let idle = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(rate_key(principal)))
+                .update_expression("SET #tat = :next, #ttl = :ttl")
+                .condition_expression("attribute_not_exists(#tat) OR #tat <= :now")
+                .expression_attribute_names(TAT.0, TAT.1)
+                .expression_attribute_names(TTL.0, TTL.1)
+                .expression_attribute_values(":next", number(now_us + gcra.interval_us))
+                .expression_attribute_values(":ttl", number(ttl))
+                .expression_attribute_values(":now", number(now_us))
+                .send()
+                .await;
+            if conditional("UpdateItem", idle)?.is_ok() {
+                return Ok(Admission::Admitted);
+            }
+        }
+        Ok(Admission::Refused {
+            retry_after_us: gcra.interval_us,
+        })
     }
 }
 

@@ -308,6 +308,61 @@ pub trait SessionRecords: Send + Sync + 'static {
     async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
 }
 
+/// One caller's request budget as GCRA (the generic cell rate algorithm, a token bucket
+/// kept as a single number): the bucket's state is its theoretical arrival time `tat`.
+///
+/// A request is admitted when `max(tat, now) + interval <= now + tolerance`; admitting it
+/// moves `tat` to that sum. `interval` is 1/rate and `tolerance` burst × interval, so a
+/// caller may send `burst` requests at once and `rate` per second after that. All times
+/// are Unix microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
+    pub interval_us: i64,
+    pub tolerance_us: i64,
+}
+
+/// What a [`RateBuckets::admit`] call decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// Over the limit; the earliest time a retry can succeed is `retry_after_us` from now.
+    Refused {
+        retry_after_us: i64,
+    },
+}
+
+impl Gcra {
+    /// The decision for a bucket at `tat` (`None`: never used), and its new `tat` if admitted.
+    pub fn step(&self, tat: Option<i64>, now_us: i64) -> (Admission, Option<i64>) {
+        let next = tat.unwrap_or(now_us).max(now_us) + self.interval_us;
+        let limit = now_us + self.tolerance_us;
+        if next <= limit {
+            (Admission::Admitted, Some(next))
+        } else {
+            let retry_after_us = next - limit;
+            (Admission::Refused { retry_after_us }, None)
+        }
+    }
+
+    /// How long an untouched bucket must be kept: after that it is full again anyway.
+    pub fn idle_expiry_us(&self) -> i64 {
+        self.tolerance_us + self.interval_us
+    }
+}
+
+/// Per-principal rate buckets shared by every instance over one store: one atomic,
+/// conditional update per request (see each backend for its statement).
+#[async_trait]
+pub trait RateBuckets: Send + Sync + 'static {
+    /// Admits one request of `principal` under `gcra` at `now_us`, or says when to retry.
+    async fn admit(
+        &self,
+        principal: &Principal,
+        gcra: Gcra,
+        now_us: i64,
+    ) -> Result<Admission, StoreError>;
+}
+
 /// How long a health probe waits for a dependency (store, file store) before calling it down.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -358,6 +413,36 @@ pub async fn timed_probe<E: std::fmt::Display>(
     }
 }
 
-/// A backend that keeps both documents and sessions.
-pub trait Store: StateStore + SessionRecords {}
-impl<T: StateStore + SessionRecords> Store for T {}
+/// A backend that keeps documents, sessions and rate buckets.
+pub trait Store: StateStore + SessionRecords + RateBuckets {}
+impl<T: StateStore + SessionRecords + RateBuckets> Store for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_admits_a_burst_then_the_rate() {
+        // 10 per second (100 ms apart), burst 3.
+        let gcra = Gcra {
+            interval_us: 100_000,
+            tolerance_us: 300_000,
+        };
+        let mut tat = None;
+        for _ in 0..3 {
+            let (admission, next) = gcra.step(tat, 0);
+            assert_eq!(admission, Admission::Admitted);
+            tat = next;
+        }
+        assert_eq!(
+            gcra.step(tat, 0).0,
+            Admission::Refused {
+                retry_after_us: 100_000
+            }
+        );
+        assert_eq!(gcra.step(tat, 100_000).0, Admission::Admitted);
+        // After a long pause the bucket is full again, not over-full.
+        let (_, later) = gcra.step(tat, 10_000_000);
+        assert_eq!(later, Some(10_100_000));
+    }
+}

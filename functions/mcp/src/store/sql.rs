@@ -16,24 +16,39 @@ use sqlx::{
 };
 
 use super::{
-    Document, Expect, MAX_PAGE_SIZE, Page, Put, SessionRecord, SessionRecords, StateStore,
-    StoreError, cursor::CursorCodec, now_millis, time_of, ttl_millis, validate_key,
+    Admission, Document, Expect, Gcra, MAX_PAGE_SIZE, Page, Put, RateBuckets, SessionRecord,
+    SessionRecords, StateStore, StoreError, cursor::CursorCodec, now_millis, time_of, ttl_millis,
+    validate_key,
 };
 use crate::principal::Principal;
 
 /// The schema migrations of each backend, embedded in the binary, oldest first.
 fn migrator(backend: Backend) -> Migrator {
     let migrations: &[(i64, &str, &'static str)] = match backend {
-        Backend::Sqlite => &[(
-            1,
-            "init",
-            include_str!("../../migrations/sqlite/0001_init.sql"),
-        )],
-        Backend::Postgres => &[(
-            1,
-            "init",
-            include_str!("../../migrations/postgres/0001_init.sql"),
-        )],
+        Backend::Sqlite => &[
+            (
+                1,
+                "init",
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+            ),
+            (
+                2,
+                "rate_limits",
+                include_str!("../../migrations/sqlite/0002_rate_limits.sql"),
+            ),
+        ],
+        Backend::Postgres => &[
+            (
+                1,
+                "init",
+                include_str!("../../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "rate_limits",
+                include_str!("../../migrations/postgres/0002_rate_limits.sql"),
+            ),
+        ],
     };
     Migrator::with_migrations(
         migrations
@@ -384,7 +399,52 @@ impl StateStore for SqlStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(state + sessions)
+        let buckets = sqlx::query("DELETE FROM mcp_rate_limits WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(state + sessions + buckets)
+    }
+}
+
+#[async_trait]
+impl RateBuckets for SqlStore {
+    /// One upsert: a new bucket is inserted admitted; an existing one moves only when the
+    /// request fits (the `WHERE` of `DO UPDATE`), and `RETURNING` says whether it did. Only a
+    /// refusal reads the bucket again, to tell the caller when to retry.
+    async fn admit(
+        &self,
+        principal: &Principal,
+        gcra: Gcra,
+        now_us: i64,
+    ) -> Result<Admission, StoreError> {
+        let expires_at = (now_us + gcra.interval_us + gcra.idle_expiry_us()) / 1000;
+        let admitted = sqlx::query(
+            "INSERT INTO mcp_rate_limits (principal, tat_us, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (principal) DO UPDATE SET \
+             tat_us = (CASE WHEN mcp_rate_limits.tat_us > $4 THEN mcp_rate_limits.tat_us ELSE $4 END) + $5, \
+             expires_at = $3 \
+             WHERE (CASE WHEN mcp_rate_limits.tat_us > $4 THEN mcp_rate_limits.tat_us ELSE $4 END) + $5 <= $6 \
+             RETURNING tat_us",
+        )
+        .bind(principal.as_str())
+        .bind(now_us + gcra.interval_us)
+        .bind(expires_at)
+        .bind(now_us)
+        .bind(gcra.interval_us)
+        .bind(now_us + gcra.tolerance_us)
+        .fetch_optional(&self.pool)
+        .await?;
+        if admitted.is_some() {
+            return Ok(Admission::Admitted);
+        }
+        let tat: Option<i64> =
+            sqlx::query_scalar("SELECT tat_us FROM mcp_rate_limits WHERE principal = $1")
+                .bind(principal.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(gcra.step(tat, now_us).0)
     }
 }
 

@@ -40,6 +40,24 @@ pub(crate) fn product_tools() -> ToolRouter<McpServer> {
         + McpServer::file_write_router()
 }
 
+/// The product tools not marked `read_only_hint = true`: calling them needs `mcp:write`.
+///
+/// The annotation on each tool is the one place this is decided, so a new writing tool is
+/// guarded the moment it is registered (and a tool without the annotation counts as writing).
+pub(crate) fn write_tools() -> std::collections::HashSet<String> {
+    product_tools()
+        .list_all()
+        .into_iter()
+        .filter(|tool| {
+            tool.annotations
+                .as_ref()
+                .and_then(|annotations| annotations.read_only_hint)
+                != Some(true)
+        })
+        .map(|tool| tool.name.into_owned())
+        .collect()
+}
+
 /// A tool failure the caller can act on; shown to the client as `isError: true`.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -112,6 +130,13 @@ pub(crate) fn request_principal(extensions: &Extensions) -> Result<Principal, Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writing_tools_are_the_ones_that_change_state_or_files() {
+        let mut tools: Vec<String> = write_tools().into_iter().collect();
+        tools.sort();
+        assert_eq!(tools, ["file_write", "state_delete", "state_set"]);
+    }
 
     #[test]
     fn a_request_without_a_principal_is_refused() {

@@ -73,8 +73,26 @@ pub async fn send(
     }
 }
 
-/// Cursor key used by test stores.
+/// Cursor key used by test stores; the services under test also verify tokens with it.
 pub const TEST_KEY: &[u8] = b"test-signing-key-of-at-least-32-bytes!!";
+
+/// Every product scope.
+pub const ALL_SCOPES: &str = "mcp:read mcp:call mcp:write";
+
+/// `Bearer <token>` naming `sub` with `scope`, as `mcp-token` mints it with [`TEST_KEY`]
+/// (issuer `mcp-dev`, audience `http://127.0.0.1:8080/mcp`: the server defaults).
+pub fn bearer(sub: &str, scope: &str) -> String {
+    let request = authorizer::mint::MintRequest {
+        sub: sub.to_owned(),
+        scope: scope.to_owned(),
+        ttl: std::time::Duration::from_secs(600),
+        kid: None,
+        issuer: authorizer::mint::DEFAULT_ISSUER.to_owned(),
+        audience: authorizer::mint::DEFAULT_AUDIENCE.to_owned(),
+    };
+    let token = authorizer::mint::mint(&request, TEST_KEY).expect("test token");
+    format!("Bearer {token}")
+}
 
 /// What `app::build` serves over: `store` and `blobs` with the test keys.
 pub fn backends(

@@ -1,0 +1,351 @@
+//! Who is calling and what they may do: bearer tokens in, a [`Principal`] and a [`Grant`] out.
+//!
+//! Two middlewares around `/mcp`:
+//!
+//! - [`authenticate`] (outermost) verifies the `Authorization: Bearer` JWT with the
+//!   [`authorizer`] crate's verifier, the same code the API Gateway authorizer runs, and stores
+//!   the token's subject and scopes in the request. A host may have done this already (the
+//!   Lambda host takes both from the API Gateway authorizer's context); then it trusts them.
+//!   Failures are 401 (403 for a subject that cannot be a principal) with
+//!   `WWW-Authenticate: Bearer resource_metadata="…"` pointing at the RFC 9728 document.
+//! - [`authorize`] (after the JSON-RPC guard has parsed the body) checks the scopes the message
+//!   needs: `mcp:read` for everything, plus `mcp:call` for `tools/call`, plus `mcp:write` when
+//!   the tool is not marked read-only. Missing scope is 403 `insufficient_scope` naming every
+//!   scope the call needs (RFC 6750 section 3.1, the MCP step-up flow).
+//!
+//! Tokens are only read here; they are never logged, stored or sent anywhere.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::{Arc, Mutex},
+};
+
+use authorizer::{
+    AuthError, Claims, Hs256KeyLoader, SCOPE_CALL, SCOPE_READ, SCOPE_WRITE, Verifier,
+    VerifierConfig,
+};
+use axum::{
+    Json,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use super::{jsonrpc_guard::RpcMessage, protected_resource::ResourceMetadata};
+use crate::{
+    config::AuthSettings,
+    keys::{KeySet, Keyring},
+    principal::Principal,
+};
+
+/// The scopes a request carries; `Everything` when authentication is off.
+#[derive(Debug, Clone)]
+pub enum Grant {
+    Everything,
+    Scopes(Arc<BTreeSet<String>>),
+}
+
+impl Grant {
+    /// The scopes of an OAuth `scope` string (space-separated).
+    pub fn from_scope_string(scope: &str) -> Self {
+        Self::Scopes(Arc::new(
+            scope.split_whitespace().map(str::to_owned).collect(),
+        ))
+    }
+
+    fn allows(&self, scope: &str) -> bool {
+        match self {
+            Self::Everything => true,
+            Self::Scopes(scopes) => scopes.contains(scope),
+        }
+    }
+}
+
+/// The state both middlewares share: how to verify, and where the metadata lives.
+#[derive(Clone)]
+pub struct Auth {
+    bearer: Option<Arc<Bearer>>,
+    metadata: ResourceMetadata,
+    write_tools: Arc<HashSet<String>>,
+}
+
+/// A verifier whose HS256 keys follow the keyring (rotation in the secret reaches it).
+struct Bearer {
+    verifier: Verifier,
+    keyring: Keyring,
+    synced: Mutex<Arc<KeySet>>,
+}
+
+impl Auth {
+    /// Builds the verifier for `settings` over the keyring's keys; `write_tools` names the
+    /// tools that need `mcp:write`.
+    pub fn new(
+        settings: &AuthSettings,
+        keyring: &Keyring,
+        metadata: ResourceMetadata,
+        write_tools: HashSet<String>,
+    ) -> Result<Self, authorizer::ConfigError> {
+        let bearer = match settings {
+            AuthSettings::Off => {
+                tracing::warn!(
+                    "AUTHENTICATION IS OFF (--no-auth / MCP_AUTH=off): every caller acts as \
+                     `anonymous` with every scope. Never expose this server to a network."
+                );
+                None
+            }
+            AuthSettings::Jwt {
+                issuer,
+                audience,
+                jwks_url,
+                leeway,
+            } => {
+                let keys = keyring.keys();
+                let mut config = VerifierConfig::new(issuer.clone(), audience.clone());
+                config.hs256_keys = keys.all().to_vec();
+                config.jwks_url = jwks_url.clone();
+                config.leeway = *leeway;
+                let verifier = Verifier::with_hs256_reload(config, reload_from(keyring.clone()))?;
+                Some(Arc::new(Bearer {
+                    verifier,
+                    keyring: keyring.clone(),
+                    synced: Mutex::new(keys),
+                }))
+            }
+        };
+        Ok(Self {
+            bearer,
+            metadata,
+            write_tools: Arc::new(write_tools),
+        })
+    }
+
+    /// The challenge and body for a refused request.
+    fn refusal(&self, headers: &HeaderMap, error: &AuthError) -> Response {
+        let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let code = error.error_code();
+        let body = json!({
+            "error": code.unwrap_or(if status == StatusCode::SERVICE_UNAVAILABLE {
+                "temporarily_unavailable"
+            } else {
+                "unauthorized"
+            }),
+            "error_description": error.error_description(),
+        });
+        let mut response = (status, Json(body)).into_response();
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            let challenge = challenge(self.metadata.metadata_url(headers).as_deref(), error);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
+/// Reloads the keyring (at most once a minute, the verifier's limit) when a token names an
+/// unknown `kid`: a key just added to the secret works before the next scheduled refresh.
+fn reload_from(keyring: Keyring) -> Hs256KeyLoader {
+    Arc::new(move || {
+        let keyring = keyring.clone();
+        Box::pin(async move {
+            keyring
+                .refresh()
+                .await
+                .map_err(|error| authorizer::ConfigError::SecretFetch {
+                    secret_id: "signing keys".into(),
+                    message: error.to_string(),
+                })?;
+            Ok(keyring.keys().all().to_vec())
+        })
+    })
+}
+
+impl Bearer {
+    /// Hands the verifier the keyring's keys if they changed since the last request, so a key
+    /// removed from the secret stops verifying after the keyring's next refresh.
+    fn sync_keys(&self) {
+        let current = self.keyring.keys();
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(&current, &synced) {
+            if let Err(error) = self.verifier.replace_hs256_keys(current.all()) {
+                tracing::error!(%error, "refreshed signing keys are not usable for tokens");
+            }
+            *synced = current;
+        }
+    }
+
+    async fn verify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Claims, AuthError> {
+        authorizer::reject_query_token(query)?;
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let authorization = match (values.next(), values.next()) {
+            (None, _) => None,
+            (Some(value), None) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| AuthError::MalformedAuthorization)?,
+            ),
+            (Some(_), Some(_)) => return Err(AuthError::MalformedAuthorization),
+        };
+        self.sync_keys();
+        self.verifier.verify_authorization(authorization).await
+    }
+}
+
+/// `WWW-Authenticate: Bearer resource_metadata="…", error="…", error_description="…"[, scope="…"]`.
+fn challenge(metadata_url: Option<&str>, error: &AuthError) -> HeaderValue {
+    let mut params = Vec::new();
+    if let Some(url) = metadata_url {
+        params.push(format!("resource_metadata=\"{url}\""));
+    }
+    if let Some(code) = error.error_code() {
+        params.push(format!("error=\"{code}\""));
+        params.push(format!(
+            "error_description=\"{}\"",
+            error.error_description().replace(['"', '\\'], "'")
+        ));
+    }
+    if let AuthError::InsufficientScope { required } = error {
+        params.push(format!("scope=\"{required}\""));
+    }
+    let value = if params.is_empty() {
+        "Bearer".to_owned()
+    } else {
+        format!("Bearer {}", params.join(", "))
+    };
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+}
+
+/// Verifies the caller (unless the host already did) and stores its principal and grant.
+pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
+    if request.extensions().get::<Principal>().is_some() {
+        // The host vouched for the caller. It also sets the grant; with authentication off,
+        // every caller has every scope, whoever the host named.
+        if auth.bearer.is_none() && request.extensions().get::<Grant>().is_none() {
+            request.extensions_mut().insert(Grant::Everything);
+        }
+        return next.run(request).await;
+    }
+    let Some(bearer) = &auth.bearer else {
+        request.extensions_mut().insert(Principal::anonymous());
+        request.extensions_mut().insert(Grant::Everything);
+        return next.run(request).await;
+    };
+    let claims = match bearer
+        .verify(request.headers(), request.uri().query())
+        .await
+    {
+        Ok(claims) => claims,
+        Err(error) => {
+            tracing::info!(reason = %error, "request refused: authentication");
+            return auth.refusal(request.headers(), &error);
+        }
+    };
+    let principal = match Principal::new(&claims.sub) {
+        Ok(principal) => principal,
+        Err(error) => {
+            tracing::info!(%error, "request refused: unusable subject");
+            let error = AuthError::InvalidClaim {
+                claim: "sub".into(),
+            };
+            return auth.refusal(request.headers(), &error);
+        }
+    };
+    let grant = Grant::Scopes(Arc::new(claims.scopes));
+    request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(grant);
+    next.run(request).await
+}
+
+/// The scopes one message needs, in the order they are checked.
+fn required_scopes(
+    message: Option<&RpcMessage>,
+    write_tools: &HashSet<String>,
+) -> Vec<&'static str> {
+    let mut scopes = vec![SCOPE_READ];
+    if let Some(message) = message
+        && message.method.as_deref() == Some("tools/call")
+    {
+        scopes.push(SCOPE_CALL);
+        if message
+            .tool
+            .as_deref()
+            .is_some_and(|tool| write_tools.contains(tool))
+        {
+            scopes.push(SCOPE_WRITE);
+        }
+    }
+    scopes
+}
+
+/// Refuses, with 403 `insufficient_scope`, a message the caller's grant does not cover.
+pub async fn authorize(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+    let grant = request
+        .extensions()
+        .get::<Grant>()
+        .cloned()
+        .unwrap_or_else(|| Grant::Scopes(Arc::default()));
+    let needed = required_scopes(request.extensions().get::<RpcMessage>(), &auth.write_tools);
+    if let Some(missing) = needed.iter().find(|scope| !grant.allows(scope)) {
+        tracing::info!(scope = missing, "request refused: insufficient scope");
+        // The challenge names every scope the call needs, so a client steps up once.
+        let error = AuthError::InsufficientScope {
+            required: needed.join(" "),
+        };
+        return auth.refusal(request.headers(), &error);
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(method: &str, tool: Option<&str>) -> RpcMessage {
+        RpcMessage {
+            method: Some(method.into()),
+            tool: tool.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn scopes_follow_the_method_and_the_tool() {
+        let write = HashSet::from(["state_set".to_owned()]);
+        assert_eq!(required_scopes(None, &write), [SCOPE_READ]);
+        assert_eq!(
+            required_scopes(Some(&message("tools/list", None)), &write),
+            [SCOPE_READ]
+        );
+        assert_eq!(
+            required_scopes(Some(&message("tools/call", Some("echo"))), &write),
+            [SCOPE_READ, SCOPE_CALL]
+        );
+        assert_eq!(
+            required_scopes(Some(&message("tools/call", Some("state_set"))), &write),
+            [SCOPE_READ, SCOPE_CALL, SCOPE_WRITE]
+        );
+    }
+
+    #[test]
+    fn challenges_name_the_metadata_error_and_scope() {
+        let url = Some("https://api.example.com/.well-known/oauth-protected-resource/mcp");
+        assert_eq!(
+            challenge(url, &AuthError::MissingAuthorization),
+            "Bearer resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource/mcp\""
+        );
+        assert_eq!(
+            challenge(None, &AuthError::Expired),
+            "Bearer error=\"invalid_token\", error_description=\"the token has expired\""
+        );
+        assert_eq!(
+            challenge(
+                None,
+                &AuthError::InsufficientScope {
+                    required: "mcp:write".into()
+                }
+            ),
+            "Bearer error=\"insufficient_scope\", error_description=\"the token lacks the `mcp:write` scope\", scope=\"mcp:write\""
+        );
+    }
+}

@@ -1,0 +1,667 @@
+//! Authentication, scopes and tenant isolation through the HTTP service, with real tokens.
+//!
+//! The server verifies bearer tokens itself (auth is on by default); these tests send the
+//! shared bad-token corpus, check the RFC 6750 / RFC 9728 challenge, the scope each JSON-RPC
+//! method needs, and that one user's token never reaches another user's session, state or files.
+
+mod common;
+#[path = "../../../authorizer/tests/common/mod.rs"]
+mod tokens;
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode},
+};
+use common::{ACCEPT_BOTH, ALL_SCOPES, META_2026, Reply, bearer, send};
+use mcp_function::{
+    app,
+    backends::Backends,
+    config::{Config, Flags},
+    keys::{KeyError, KeySet, KeySource, Keyring},
+};
+use serde_json::{Value, json};
+use tokens::corpus::{Expect, cases};
+
+struct TestApp {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+impl AsRef<Router> for TestApp {
+    fn as_ref(&self) -> &Router {
+        &self.router
+    }
+}
+
+fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn app_with(flags: Flags, vars: &[(&str, &str)], keys: Keyring) -> TestApp {
+    let config = Config::from_sources(flags, &env(vars)).expect("valid config");
+    let (store, dir) = common::sqlite_store().await;
+    let backends = Backends {
+        keys,
+        ..common::backends(Arc::new(store), "sqlite", common::local_blobs(dir.path()))
+    };
+    let router = app::build(&config, &backends, "server")
+        .expect("service builds")
+        .router;
+    TestApp { router, _dir: dir }
+}
+
+/// The server as it starts with no settings: auth on, tokens from `mcp-token`'s defaults.
+async fn default_app() -> TestApp {
+    app_with(Flags::default(), &[], common::test_keys()).await
+}
+
+/// A 2026-07-28 request for `method` with `authorization` (none when `None`).
+fn request(authorization: Option<&str>, method: &str, mut params: Value) -> Request<Body> {
+    params["_meta"] = serde_json::from_str(META_2026).expect("meta");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut builder = Request::post("/mcp")
+        .header("host", "localhost:8080")
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = params["name"].as_str().or(params["uri"].as_str()) {
+        builder = builder.header("mcp-name", name);
+    }
+    if let Some(authorization) = authorization {
+        builder = builder.header("authorization", authorization);
+    }
+    builder.body(Body::from(body.to_string())).expect("request")
+}
+
+async fn rpc(app: &TestApp, authorization: &str, method: &str, params: Value) -> Reply {
+    send(app, request(Some(authorization), method, params)).await
+}
+
+async fn call(app: &TestApp, authorization: &str, tool: &str, arguments: Value) -> Value {
+    let reply = rpc(
+        app,
+        authorization,
+        "tools/call",
+        json!({"name": tool, "arguments": arguments}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{tool}: {}", reply.body);
+    reply.json()["result"].clone()
+}
+
+fn header(reply: &Reply, name: &str) -> String {
+    reply
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+// ─── The bad-token corpus, in server mode ───────────────────────────────────
+
+#[tokio::test]
+async fn the_token_corpus_is_refused_or_accepted_exactly_as_by_the_authorizer() {
+    let jwks = tokens::JwksServer::start(tokens::JWKS).await;
+    let secret = json!({"keys": [
+        {"kid": "k2", "secret": tokens::K2},
+        {"kid": "k1", "secret": tokens::K1},
+    ]});
+    let keys = Keyring::fixed(KeySet::from_secret_json(&secret.to_string()).expect("keys"));
+    let app = app_with(
+        Flags::default(),
+        &[
+            ("MCP_AUTH_ISSUER", tokens::ISSUER),
+            ("MCP_AUTH_AUDIENCE", tokens::AUDIENCE),
+            ("MCP_AUTH_JWKS_URL", &jwks.url),
+        ],
+        keys,
+    )
+    .await;
+    let cases = cases();
+    assert!(cases.len() >= 25, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let authorization = case.header.as_deref();
+        let reply = match &case.expect {
+            Expect::Forbidden(scope) if *scope == authorizer::SCOPE_WRITE => {
+                let params = json!({"name": "state_set", "arguments": {"key": "k", "value": 1}});
+                send(&app, request(authorization, "tools/call", params)).await
+            }
+            Expect::Forbidden(scope) if *scope == authorizer::SCOPE_CALL => {
+                let params = json!({"name": "echo", "arguments": {"message": "hi"}});
+                send(&app, request(authorization, "tools/call", params)).await
+            }
+            _ => send(&app, request(authorization, "tools/list", json!({}))).await,
+        };
+        let challenge = header(&reply, "www-authenticate");
+        let ok = match &case.expect {
+            Expect::Err(error, status) => {
+                let body = reply.json();
+                reply.status.as_u16() == *status
+                    && challenge.starts_with("Bearer ")
+                    && challenge.contains("resource_metadata=\"http://localhost:8080/.well-known/oauth-protected-resource/mcp\"")
+                    && error
+                        .error_code()
+                        .is_none_or(|code| challenge.contains(&format!("error=\"{code}\"")))
+                    && body["error_description"] == error.error_description()
+            }
+            Expect::Ok(..) => reply.status == StatusCode::OK && challenge.is_empty(),
+            Expect::Forbidden(scope) => {
+                reply.status == StatusCode::FORBIDDEN
+                    && challenge.contains("error=\"insufficient_scope\"")
+                    && challenge.contains("scope=\"")
+                    && challenge.contains(scope)
+                    && reply.json()["error"] == "insufficient_scope"
+            }
+        };
+        if !ok {
+            failures.push(format!(
+                "{}: {} {} [{challenge}]",
+                case.name, reply.status, reply.body
+            ));
+        }
+        // Nothing of the token comes back.
+        if let Some(token) = authorization.and_then(|h| h.split(' ').nth(1))
+            && token.len() > 8
+        {
+            assert!(!reply.body.contains(token), "{}", case.name);
+            assert!(!challenge.contains(token), "{}", case.name);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failed cases:\n{}",
+        failures.join("\n")
+    );
+}
+
+// ─── The challenge and what stays open ──────────────────────────────────────
+
+#[tokio::test]
+async fn a_request_without_a_token_gets_401_with_the_metadata_url() {
+    let app = default_app().await;
+    let reply = send(&app, request(None, "tools/list", json!({}))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    assert_eq!(
+        header(&reply, "www-authenticate"),
+        "Bearer resource_metadata=\"http://localhost:8080/.well-known/oauth-protected-resource/mcp\""
+    );
+    assert_eq!(
+        reply.json(),
+        json!({"error": "unauthorized", "error_description": "no Authorization header"})
+    );
+
+    // The metadata, health and liveness need no token.
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+        "/health/live",
+        "/health/ready",
+    ] {
+        let get = Request::get(path)
+            .header("host", "localhost:8080")
+            .body(Body::empty())
+            .expect("request");
+        let reply = send(&app, get).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+    }
+
+    // DELETE and GET on /mcp are guarded too.
+    for method in ["DELETE", "GET"] {
+        let unauthenticated = Request::builder()
+            .method(method)
+            .uri("/mcp")
+            .header("host", "localhost:8080")
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", "whatever")
+            .body(Body::empty())
+            .expect("request");
+        let reply = send(&app, unauthenticated).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method}");
+    }
+}
+
+#[tokio::test]
+async fn the_challenge_points_below_a_configured_resource_url() {
+    let app = app_with(
+        Flags::default(),
+        &[("MCP_RESOURCE_URL", "https://api.example.com/Prod/mcp")],
+        common::test_keys(),
+    )
+    .await;
+    let expired = send(&app, request(Some("Bearer a.b.c"), "tools/list", json!({}))).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&expired, "www-authenticate"),
+        "Bearer resource_metadata=\"https://api.example.com/Prod/.well-known/oauth-protected-resource/mcp\", \
+         error=\"invalid_token\", error_description=\"a token segment is not valid base64url or JSON\""
+    );
+    // The resource URL is also the audience: a token for the local default is refused.
+    let wrong_audience = rpc(&app, &bearer("alice", ALL_SCOPES), "tools/list", json!({})).await;
+    assert_eq!(wrong_audience.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wrong_audience.json()["error_description"],
+        "the token is meant for another audience"
+    );
+}
+
+#[tokio::test]
+async fn a_token_in_the_query_string_is_refused_even_beside_a_valid_header() {
+    let app = default_app().await;
+    let token = bearer("alice", ALL_SCOPES);
+    let mut with_query = request(Some(&token), "tools/list", json!({}));
+    *with_query.uri_mut() = format!("/mcp?access_token={}", &token[7..])
+        .parse()
+        .expect("uri");
+    let reply = send(&app, with_query).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.json()["error"], "invalid_request");
+    assert_eq!(
+        reply.json()["error_description"],
+        "tokens in the query string are not accepted; send the Authorization header"
+    );
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let app = default_app().await;
+    let token = bearer("alice", ALL_SCOPES);
+    let mut twice = request(Some(&token), "tools/list", json!({}));
+    twice.headers_mut().append(
+        "authorization",
+        bearer("bob", ALL_SCOPES).parse().expect("value"),
+    );
+    let reply = send(&app, twice).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.json()["error"], "invalid_request");
+}
+
+// ─── Scopes ─────────────────────────────────────────────────────────────────
+
+#[tokio::test]
+async fn each_method_needs_its_scope_and_the_challenge_names_them_all() {
+    let app = default_app().await;
+    let read = bearer("alice", "mcp:read");
+    let call_only = bearer("alice", "mcp:call");
+    let read_call = bearer("alice", "mcp:read mcp:call");
+    let everything = bearer("alice", ALL_SCOPES);
+
+    for method in [
+        "tools/list",
+        "resources/list",
+        "prompts/list",
+        "server/discover",
+    ] {
+        let reply = rpc(&app, &read, method, json!({})).await;
+        assert_eq!(reply.status, StatusCode::OK, "{method}: {}", reply.body);
+    }
+    let echo = json!({"name": "echo", "arguments": {"message": "hi"}});
+    let set = json!({"name": "state_set", "arguments": {"key": "plan", "value": 1}});
+    let cases = [
+        (&read, &echo, Some("mcp:read mcp:call")),
+        (&call_only, &echo, Some("mcp:read mcp:call")),
+        (&read_call, &echo, None),
+        (&read_call, &set, Some("mcp:read mcp:call mcp:write")),
+        (&everything, &set, None),
+    ];
+    for (token, params, refused) in cases {
+        let reply = rpc(&app, token, "tools/call", params.clone()).await;
+        match refused {
+            None => assert_eq!(reply.status, StatusCode::OK, "{params}: {}", reply.body),
+            Some(scope) => {
+                assert_eq!(reply.status, StatusCode::FORBIDDEN, "{params}");
+                let challenge = header(&reply, "www-authenticate");
+                assert!(
+                    challenge.contains(&format!("scope=\"{scope}\"")),
+                    "{challenge}"
+                );
+                assert_eq!(reply.json()["error"], "insufficient_scope");
+            }
+        }
+    }
+    // The refused write stored nothing.
+    let get = call(&app, &everything, "state_get", json!({"key": "plan"})).await;
+    assert_eq!(get["structuredContent"]["value"], 1, "{get}");
+    let no_scope = rpc(&app, &bearer("alice", ""), "tools/list", json!({})).await;
+    assert_eq!(no_scope.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_refused_write_changes_nothing() {
+    let app = default_app().await;
+    let everything = bearer("alice", ALL_SCOPES);
+    call(
+        &app,
+        &everything,
+        "state_set",
+        json!({"key": "plan", "value": "gold"}),
+    )
+    .await;
+    let read_call = bearer("alice", "mcp:read mcp:call");
+    for (tool, arguments) in [
+        ("state_set", json!({"key": "plan", "value": "free"})),
+        ("state_delete", json!({"key": "plan"})),
+        ("file_write", json!({"path": "a.txt", "content": "x"})),
+    ] {
+        let reply = rpc(
+            &app,
+            &read_call,
+            "tools/call",
+            json!({"name": tool, "arguments": arguments}),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{tool}");
+    }
+    let get = call(&app, &everything, "state_get", json!({"key": "plan"})).await;
+    assert_eq!(get["structuredContent"]["value"], "gold");
+    assert_eq!(get["structuredContent"]["version"], 1);
+    let files = rpc(&app, &everything, "resources/list", json!({})).await;
+    assert_eq!(files.json()["result"]["resources"], json!([]));
+}
+
+// ─── Tenant isolation with real tokens ──────────────────────────────────────
+
+/// Opens a 2025-11-25 session with `authorization`; returns its id.
+async fn legacy_session(app: &TestApp, authorization: &str) -> String {
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}});
+    let reply = send(app, legacy(authorization, None, init)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let id = header(&reply, "mcp-session-id");
+    let ack = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    let acked = send(app, legacy(authorization, Some(&id), ack)).await;
+    assert_eq!(acked.status, StatusCode::ACCEPTED);
+    id
+}
+
+fn legacy(authorization: &str, session: Option<&str>, body: Value) -> Request<Body> {
+    let mut builder = Request::post("/mcp")
+        .header("host", "localhost:8080")
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("authorization", authorization);
+    if let Some(session) = session {
+        builder = builder
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    builder.body(Body::from(body.to_string())).expect("request")
+}
+
+#[tokio::test]
+async fn one_user_never_reaches_another_users_session_state_or_files() {
+    let app = default_app().await;
+    let alice = bearer("alice", ALL_SCOPES);
+    let bob = bearer("bob", ALL_SCOPES);
+
+    call(
+        &app,
+        &alice,
+        "state_set",
+        json!({"key": "secret/plan", "value": {"tier": "gold"}}),
+    )
+    .await;
+    call(
+        &app,
+        &alice,
+        "file_write",
+        json!({"path": "diary.txt", "content": "alice's"}),
+    )
+    .await;
+
+    // State: get, list, delete and a conditional write by bob all see an empty namespace.
+    let get = call(&app, &bob, "state_get", json!({"key": "secret/plan"})).await;
+    assert_eq!(get["isError"], true, "{get}");
+    assert_eq!(
+        get["content"][0]["text"],
+        "no document under key \"secret/plan\"; use state_list to see your keys"
+    );
+    let list = call(&app, &bob, "state_list", json!({})).await;
+    assert_eq!(list["structuredContent"]["items"], json!([]), "{list}");
+    let listed_by_prefix = call(&app, &bob, "state_list", json!({"prefix": "secret/"})).await;
+    assert_eq!(listed_by_prefix["structuredContent"]["items"], json!([]));
+    let delete = call(&app, &bob, "state_delete", json!({"key": "secret/plan"})).await;
+    assert_eq!(delete["structuredContent"]["deleted"], false, "{delete}");
+    let overwrite = call(
+        &app,
+        &bob,
+        "state_set",
+        json!({"key": "secret/plan", "value": "bob's", "expected_version": 1}),
+    )
+    .await;
+    assert_eq!(overwrite["isError"], true, "{overwrite}");
+
+    // Files: list, read and a write to the same path stay in bob's own space.
+    let files = rpc(&app, &bob, "resources/list", json!({})).await;
+    assert_eq!(files.json()["result"]["resources"], json!([]));
+    let read = rpc(
+        &app,
+        &bob,
+        "resources/read",
+        json!({"uri": "files:///diary.txt"}),
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(
+        read.json()["error"]["message"],
+        "Resource not found: files:///diary.txt",
+        "exactly as for a file that does not exist"
+    );
+    assert!(!read.body.contains("alice's"));
+    call(
+        &app,
+        &bob,
+        "file_write",
+        json!({"path": "diary.txt", "content": "bob's"}),
+    )
+    .await;
+
+    // Sessions: bob cannot use, probe or end alice's.
+    let session = legacy_session(&app, &alice).await;
+    let list_tools = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"});
+    let hijack = send(&app, legacy(&bob, Some(&session), list_tools.clone())).await;
+    assert_eq!(hijack.status, StatusCode::NOT_FOUND, "{}", hijack.body);
+    assert_eq!(hijack.error_code(), -32001);
+    let unknown = send(
+        &app,
+        legacy(&bob, Some("no-such-session"), list_tools.clone()),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.body.clone()),
+        (hijack.status, hijack.body.clone()),
+        "a foreign session looks exactly like a missing one"
+    );
+    let end = Request::delete("/mcp")
+        .header("host", "localhost:8080")
+        .header("authorization", &bob)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(&app, end).await.status, StatusCode::NOT_FOUND);
+
+    // Alice still has everything, unchanged.
+    let still = send(&app, legacy(&alice, Some(&session), list_tools)).await;
+    assert_eq!(still.status, StatusCode::OK, "{}", still.body);
+    let get = call(&app, &alice, "state_get", json!({"key": "secret/plan"})).await;
+    assert_eq!(get["structuredContent"]["value"]["tier"], "gold");
+    assert_eq!(get["structuredContent"]["version"], 1);
+    let mine = rpc(
+        &app,
+        &alice,
+        "resources/read",
+        json!({"uri": "files:///diary.txt"}),
+    )
+    .await;
+    assert_eq!(
+        mine.json()["result"]["contents"][0]["text"],
+        "alice's",
+        "{}",
+        mine.body
+    );
+    let listed = rpc(&app, &alice, "resources/list", json!({})).await;
+    assert_eq!(
+        listed.json()["result"]["resources"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+// ─── Keys and modes ─────────────────────────────────────────────────────────
+
+/// A secret whose key list the test changes, as an operator rotating keys would.
+struct RotatingSecret(std::sync::Mutex<String>);
+
+#[async_trait::async_trait]
+impl KeySource for RotatingSecret {
+    async fn load(&self) -> Result<KeySet, KeyError> {
+        let text = self.0.lock().map(|t| t.clone()).unwrap_or_default();
+        KeySet::from_secret_json(&text)
+    }
+}
+
+fn token_for(kid: &str, secret: &str) -> String {
+    let request = authorizer::mint::MintRequest {
+        sub: "alice".into(),
+        scope: ALL_SCOPES.into(),
+        ttl: std::time::Duration::from_secs(600),
+        kid: Some(kid.into()),
+        issuer: authorizer::mint::DEFAULT_ISSUER.into(),
+        audience: authorizer::mint::DEFAULT_AUDIENCE.into(),
+    };
+    format!(
+        "Bearer {}",
+        authorizer::mint::mint(&request, secret.as_bytes()).expect("mint")
+    )
+}
+
+#[tokio::test]
+async fn keys_rotated_in_the_secret_start_and_stop_verifying() {
+    let old = "old-key-0123456789abcdef0123456789abcdef";
+    let new = "new-key-0123456789abcdef0123456789abcdef";
+    let secret = Arc::new(RotatingSecret(std::sync::Mutex::new(
+        json!({"keys": [{"kid": "old", "secret": old}]}).to_string(),
+    )));
+    let keyring = Keyring::load(secret.clone(), std::time::Duration::from_secs(3600))
+        .await
+        .expect("keys");
+    let app = app_with(Flags::default(), &[], keyring.clone()).await;
+    let list = |token: String| {
+        let app = &app;
+        async move { rpc(app, &token, "tools/list", json!({})).await.status }
+    };
+    assert_eq!(list(token_for("old", old)).await, StatusCode::OK);
+
+    // The new key goes first; a token signed with it makes the server re-read the secret.
+    *secret.0.lock().expect("lock") = json!({"keys": [
+        {"kid": "new", "secret": new}, {"kid": "old", "secret": old}
+    ]})
+    .to_string();
+    assert_eq!(list(token_for("new", new)).await, StatusCode::OK);
+    assert_eq!(list(token_for("old", old)).await, StatusCode::OK);
+    // A key nobody listed stays refused (and re-reads the secret at most once a minute).
+    let forged = "forged-0123456789abcdef0123456789abcdef";
+    assert_eq!(
+        list(token_for("forged", forged)).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The old key is dropped: after the next refresh its tokens are refused.
+    *secret.0.lock().expect("lock") = json!({"keys": [{"kid": "new", "secret": new}]}).to_string();
+    keyring.refresh().await.expect("refresh");
+    assert_eq!(list(token_for("old", old)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(list(token_for("new", new)).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn no_auth_is_explicit_and_serves_everyone_as_anonymous() {
+    let flags = Flags {
+        no_auth: true,
+        ..Flags::default()
+    };
+    let app = app_with(flags, &[], common::test_keys()).await;
+    let reply = send(
+        &app,
+        request(
+            None,
+            "tools/call",
+            json!({"name": "state_set", "arguments": {"key": "k", "value": 1}}),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+
+    let off = app_with(
+        Flags::default(),
+        &[("MCP_AUTH", "off")],
+        common::test_keys(),
+    )
+    .await;
+    let reply = send(&off, request(None, "tools/list", json!({}))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    let error = Config::from_sources(Flags::default(), &env(&[("MCP_AUTH", "none")]))
+        .expect_err("unknown mode");
+    assert_eq!(
+        (error.var, error.reason.as_str()),
+        ("MCP_AUTH", "expected jwt or off")
+    );
+}
+
+// ─── Rate limits ────────────────────────────────────────────────────────────
+
+#[tokio::test]
+async fn a_caller_over_the_rate_gets_429_with_retry_after_and_others_do_not() {
+    let app = app_with(
+        Flags::default(),
+        &[
+            ("MCP_RATE_LIMIT_PER_SEC", "1"),
+            ("MCP_RATE_LIMIT_BURST", "2"),
+        ],
+        common::test_keys(),
+    )
+    .await;
+    let alice = bearer("alice", ALL_SCOPES);
+    let bob = bearer("bob", ALL_SCOPES);
+    call(&app, &alice, "state_set", json!({"key": "n", "value": 1})).await;
+    call(&app, &alice, "state_get", json!({"key": "n"})).await;
+    let limited = rpc(
+        &app,
+        &alice,
+        "tools/call",
+        json!({"name": "state_set", "arguments": {"key": "n", "value": 2}}),
+    )
+    .await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.body
+    );
+    assert_eq!(header(&limited, "retry-after"), "1");
+    assert_eq!(limited.error_code(), -32029);
+    assert_eq!(
+        limited.json()["error"]["message"],
+        "Rate limit exceeded: at most 1 requests per second (bursts of 2) per caller; retry after 1 s"
+    );
+    // Bob has his own bucket, and alice's refused write did not happen.
+    let get = call(&app, &bob, "state_get", json!({"key": "n"})).await;
+    assert_eq!(get["isError"], true, "bob sees nothing of alice: {get}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let after = call(&app, &alice, "state_get", json!({"key": "n"})).await;
+    assert_eq!(after["structuredContent"]["value"], 1, "{after}");
+
+    // Unauthenticated requests are refused before they cost anyone's budget.
+    for _ in 0..3 {
+        let refused = send(&app, request(None, "tools/list", json!({}))).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    }
+}
