@@ -138,9 +138,12 @@ run_cargo_tests fixture-test cargo test --release -p mcp-function --features con
 cargo build --release -p mcp-function --features conformance --bin mcp-server
 conformance_bin="$logs/mcp-server-conformance"
 cp "$CARGO_TARGET_DIR/release/mcp-server" "$conformance_bin"
-cargo build --release -p mcp-authorizer --bin mcp-token
-cargo build --release -p mcp-function --example bearer_proxy
+# `cargo test` above built mcp-token and the bearer_proxy example with the workspace's
+# features; building them alone would resolve features anew and rebuild the world.
 bearer_proxy="$CARGO_TARGET_DIR/release/examples/bearer_proxy"
+for built in "$CARGO_TARGET_DIR/release/mcp-token" "$bearer_proxy"; do
+  [[ -x "$built" ]] || { echo "missing $built (built by cargo test)"; exit 1; }
+done
 
 # Mints a token for `aud` with every scope, signed with $1 (kid $2, or none).
 mint_token() {

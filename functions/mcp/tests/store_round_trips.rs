@@ -97,7 +97,15 @@ async fn counted_app() -> Counted {
 
 /// A fresh service (another instance, with no sessions in memory) over `store`.
 fn router_over(store: Arc<dyn Store>, files: &std::path::Path) -> Router {
-    let config = Config::from_sources(Flags::default(), &HashMap::new()).expect("config");
+    router_with(store, files, &[])
+}
+
+fn router_with(store: Arc<dyn Store>, files: &std::path::Path, env: &[(&str, &str)]) -> Router {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = Config::from_sources(Flags::default(), &env).expect("config");
     app::build(
         &config,
         &common::backends(store, "dynamodb", common::local_blobs(files)),
@@ -169,6 +177,52 @@ fn assert_echoed(reply: &Reply) {
         "{}",
         reply.body
     );
+}
+
+const ECHO_2026_HEADERS: [(&str, &str); 3] = [
+    ("mcp-protocol-version", "2026-07-28"),
+    ("mcp-method", "tools/call"),
+    ("mcp-name", "echo"),
+];
+
+/// The DynamoDB calls of four 2026 echo calls through a service with shared rate limiting.
+async fn calls_under_shared_limit(per_second: &str, burst: &str) -> Vec<Vec<String>> {
+    let app = counted_app().await;
+    let router = router_with(
+        app.store.clone(),
+        app.files.path(),
+        &[
+            ("MCP_RATE_LIMIT_STORE", "store"),
+            ("MCP_RATE_LIMIT_PER_SEC", per_second),
+            ("MCP_RATE_LIMIT_BURST", burst),
+        ],
+    );
+    let mut per_request = Vec::new();
+    for id in 1..=4 {
+        let reply = send(&router, post(echo_2026(id), &ECHO_2026_HEADERS)).await;
+        let calls = app.calls.take();
+        eprintln!(
+            "2026-07-28 tools/call echo #{id}, shared limit {per_second}/s burst {burst}: {} -> {calls:?}",
+            reply.status
+        );
+        per_request.push(calls);
+    }
+    per_request
+}
+
+#[tokio::test]
+async fn shared_rate_limiting_costs_one_conditional_update_per_request() {
+    // Requests further apart than 1/rate (10 µs here): one restart each.
+    for calls in calls_under_shared_limit("100000", "10").await {
+        assert_eq!(calls, ["UpdateItem"]);
+    }
+    // Inside a burst (1/s): the restart fails and the advance follows; over the burst of 3
+    // the failed restart alone answers.
+    let burst = calls_under_shared_limit("1", "3").await;
+    assert_eq!(burst[0], ["UpdateItem"]);
+    assert_eq!(burst[1], ["UpdateItem", "UpdateItem"]);
+    assert_eq!(burst[2], ["UpdateItem", "UpdateItem"]);
+    assert_eq!(burst[3], ["UpdateItem"], "the refused fourth");
 }
 
 #[tokio::test]

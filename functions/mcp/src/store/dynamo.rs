@@ -726,11 +726,12 @@ const MAX_ADMIT_ATTEMPTS: usize = 3;
 #[async_trait]
 impl RateBuckets for DynamoStore {
     /// DynamoDB cannot take a maximum inside an update, so the GCRA step is two conditional
-    /// updates: a busy bucket (`tat` ahead of now) advances by one interval if it stays within
-    /// the tolerance; an idle or new one restarts at now + interval. The busy form is tried
-    /// first; when its condition fails, the returned bucket says whether the caller is over the
-    /// limit (answered without another call) or idle (the restart follows). A caller sending
-    /// steadily costs one UpdateItem per request, one after a pause two.
+    /// updates: an idle or new bucket (`tat` not ahead of now) restarts at now + interval; a
+    /// busy one advances by one interval if it stays within the tolerance. The restart is tried
+    /// first (MCP callers mostly pause between calls); when its condition fails, the returned
+    /// bucket says whether the caller is over the limit (answered without another call) or
+    /// inside a burst (the advance follows). So a request after a pause of at least one
+    /// interval costs one UpdateItem, one inside a burst two, a refused one one.
     async fn admit(
         &self,
         principal: &Principal,
@@ -738,39 +739,9 @@ impl RateBuckets for DynamoStore {
         now_us: i64,
     ) -> Result<Admission, StoreError> {
         let ttl = ttl_seconds((now_us + gcra.interval_us + gcra.idle_expiry_us()) / 1000);
+        let latest = now_us + gcra.tolerance_us - gcra.interval_us;
         for _ in 0..MAX_ADMIT_ATTEMPTS {
-            let busy = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(rate_key(principal)))
-                .update_expression("SET #tat = #tat + :interval, #ttl = :ttl")
-                .condition_expression("#tat > :now AND #tat <= :latest")
-                .expression_attribute_names(TAT.0, TAT.1)
-                .expression_attribute_names(TTL.0, TTL.1)
-                .expression_attribute_values(":interval", number(gcra.interval_us))
-                .expression_attribute_values(":ttl", number(ttl))
-                .expression_attribute_values(":now", number(now_us))
-                .expression_attribute_values(
-                    ":latest",
-                    number(now_us + gcra.tolerance_us - gcra.interval_us),
-                )
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            let tat = match conditional("UpdateItem", busy)? {
-                Ok(_) => return Ok(Admission::Admitted),
-                Err(old) => old.as_ref().and_then(|item| match item.get(TAT.1) {
-                    Some(AttributeValue::N(tat)) => tat.parse::<i64>().ok(),
-                    _ => None,
-                }),
-            };
-            if let Some(tat) = tat.filter(|tat| *tat > now_us) {
-                return Ok(gcra.step(Some(tat), now_us).0);
-            }
-            let idle = self
+            let restart = self
                 .client
                 .update_item()
                 .table_name(&self.table)
@@ -782,9 +753,40 @@ impl RateBuckets for DynamoStore {
                 .expression_attribute_values(":next", number(now_us + gcra.interval_us))
                 .expression_attribute_values(":ttl", number(ttl))
                 .expression_attribute_values(":now", number(now_us))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
-            if conditional("UpdateItem", idle)?.is_ok() {
+            let tat = match conditional("UpdateItem", restart)? {
+                Ok(_) => return Ok(Admission::Admitted),
+                Err(old) => old.as_ref().and_then(|item| match item.get(TAT.1) {
+                    Some(AttributeValue::N(tat)) => tat.parse::<i64>().ok(),
+                    _ => None,
+                }),
+            };
+            match tat {
+                Some(tat) if tat > latest => return Ok(gcra.step(Some(tat), now_us).0),
+                Some(tat) if tat > now_us => {}
+                // Another request restarted or the bucket went idle in between: go round.
+                _ => continue,
+            }
+            let advance = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(rate_key(principal)))
+                .update_expression("SET #tat = #tat + :interval, #ttl = :ttl")
+                .condition_expression("#tat > :now AND #tat <= :latest")
+                .expression_attribute_names(TAT.0, TAT.1)
+                .expression_attribute_names(TTL.0, TTL.1)
+                .expression_attribute_values(":interval", number(gcra.interval_us))
+                .expression_attribute_values(":ttl", number(ttl))
+                .expression_attribute_values(":now", number(now_us))
+                .expression_attribute_values(":latest", number(latest))
+                .send()
+                .await;
+            if conditional("UpdateItem", advance)?.is_ok() {
                 return Ok(Admission::Admitted);
             }
         }
