@@ -15,7 +15,7 @@ use axum::{
     body::Body,
     http::{Request, StatusCode},
 };
-use common::{ACCEPT_BOTH, ALL_SCOPES, META_2026, Reply, bearer, send};
+use common::{ACCEPT_BOTH, ALL_SCOPES, Reply, bearer, send};
 use mcp_function::{
     app,
     backends::Backends,
@@ -61,22 +61,13 @@ async fn default_app() -> TestApp {
 }
 
 /// A 2026-07-28 request for `method` with `authorization` (none when `None`).
-fn request(authorization: Option<&str>, method: &str, mut params: Value) -> Request<Body> {
-    params["_meta"] = serde_json::from_str(META_2026).expect("meta");
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut builder = Request::post("/mcp")
-        .header("host", "localhost:8080")
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH)
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", method);
-    if let Some(name) = params["name"].as_str().or(params["uri"].as_str()) {
-        builder = builder.header("mcp-name", name);
-    }
+fn request(authorization: Option<&str>, method: &str, params: Value) -> Request<Body> {
+    let mut request = common::request_2026(method, params);
     if let Some(authorization) = authorization {
-        builder = builder.header("authorization", authorization);
+        let value = authorization.parse().expect("header value");
+        request.headers_mut().insert("authorization", value);
     }
-    builder.body(Body::from(body.to_string())).expect("request")
+    request
 }
 
 async fn rpc(app: &TestApp, authorization: &str, method: &str, params: Value) -> Reply {

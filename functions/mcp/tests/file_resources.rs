@@ -89,29 +89,8 @@ impl Reply {
 }
 
 /// A 2026-07-28 (stateless) request, acting for `principal` when given.
-fn request_2026(method: &str, mut params: Value, principal: Option<&Principal>) -> Request<Body> {
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
-    });
-    let name = match method {
-        "tools/call" => params["name"].as_str(),
-        "resources/read" => params["uri"].as_str(),
-        _ => None,
-    }
-    .map(str::to_owned);
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut builder = Request::post("/mcp")
-        .header("host", "localhost:8080")
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH)
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", method);
-    if let Some(name) = name {
-        builder = builder.header("mcp-name", name);
-    }
-    let mut request = builder.body(Body::from(body.to_string())).expect("request");
+fn request_2026(method: &str, params: Value, principal: Option<&Principal>) -> Request<Body> {
+    let mut request = common::request_2026(method, params);
     if let Some(principal) = principal {
         request.extensions_mut().insert(principal.clone());
     }

@@ -738,7 +738,7 @@ impl RateBuckets for DynamoStore {
         gcra: Gcra,
         now_us: i64,
     ) -> Result<Admission, StoreError> {
-        let ttl = ttl_seconds((now_us + gcra.interval_us + gcra.idle_expiry_us()) / 1000);
+        let ttl = ttl_seconds(gcra.expires_at_ms(now_us));
         let latest = now_us + gcra.tolerance_us - gcra.interval_us;
         for _ in 0..MAX_ADMIT_ATTEMPTS {
             let restart = self

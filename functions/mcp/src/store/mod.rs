@@ -344,9 +344,9 @@ impl Gcra {
         }
     }
 
-    /// How long an untouched bucket must be kept: after that it is full again anyway.
-    pub fn idle_expiry_us(&self) -> i64 {
-        self.tolerance_us + self.interval_us
+    /// When a bucket touched at `now_us` may be dropped (Unix ms): by then it is full again.
+    pub fn expires_at_ms(&self, now_us: i64) -> i64 {
+        (now_us + 2 * self.interval_us + self.tolerance_us) / 1000
     }
 }
 

@@ -419,7 +419,7 @@ impl RateBuckets for SqlStore {
         gcra: Gcra,
         now_us: i64,
     ) -> Result<Admission, StoreError> {
-        let expires_at = (now_us + gcra.interval_us + gcra.idle_expiry_us()) / 1000;
+        let expires_at = gcra.expires_at_ms(now_us);
         let admitted = sqlx::query(
             "INSERT INTO mcp_rate_limits (principal, tat_us, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (principal) DO UPDATE SET \

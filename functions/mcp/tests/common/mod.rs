@@ -30,6 +30,32 @@ pub fn post(
         .expect("request")
 }
 
+/// A 2026-07-28 request for `method`: the `_meta` in `params`, and the `Mcp-Method` and
+/// `Mcp-Name` (tool name or resource URI) headers the wire requires.
+pub fn request_2026(
+    method: &str,
+    mut params: serde_json::Value,
+) -> axum::http::Request<axum::body::Body> {
+    params["_meta"] = serde_json::from_str(META_2026).expect("meta");
+    let name = params["name"]
+        .as_str()
+        .or(params["uri"].as_str())
+        .map(str::to_owned);
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut builder = axum::http::Request::post("/mcp")
+        .header("host", "localhost:8080")
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = name {
+        builder = builder.header("mcp-name", name);
+    }
+    builder
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("request")
+}
+
 /// An HTTP answer of the service under test, body read whole.
 pub struct Reply {
     pub status: axum::http::StatusCode,
