@@ -242,7 +242,7 @@ for function in functions/mcp:mcp-lambda authorizer:authorizer; do
   fi
 done
 
-# Two emulated functions (`cargo lambda watch`), one with two instances, over one moto.
+# Two emulated functions (`cargo lambda watch`), one with three instances, over one moto.
 step "Lambda emulators over moto"
 lambda_key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 python3 scripts/lib/aws_fixtures.py --endpoint "$MCP_TEST_AWS_ENDPOINT" \
@@ -274,7 +274,9 @@ start_emulator() {
 }
 lambda_a_port="$(free_port)"
 lambda_b_port="$(free_port)"
-start_emulator a "$lambda_a_port" --concurrency 2
+# Three instances for A: the suite's SEP-1699 scenario sends three POSTs at once, and the
+# emulator answers 500 to a request it has no free instance for (Lambda would scale out).
+start_emulator a "$lambda_a_port" --concurrency 3
 start_emulator b "$lambda_b_port"
 lambda_a="http://127.0.0.1:$lambda_a_port"
 lambda_b="http://127.0.0.1:$lambda_b_port"
