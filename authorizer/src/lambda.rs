@@ -70,17 +70,13 @@ pub struct EnvConfig {
 }
 
 fn http_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
-    let rest = value
-        .strip_prefix("https://")
-        .or_else(|| value.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !value.chars().any(char::is_whitespace) => {
-            Ok(value.to_owned())
-        }
-        _ => Err(ConfigError::Invalid {
+    if crate::is_http_url(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(ConfigError::Invalid {
             name,
             reason: "is not an http(s) URL".into(),
-        }),
+        })
     }
 }
 

@@ -29,9 +29,39 @@ pub use verify::{
     Verifier, VerifierConfig,
 };
 
+/// True for an absolute `http://` or `https://` URL with a host and no whitespace: what every
+/// URL setting of the authorizer and the MCP function (audience, JWKS, resource) must be.
+pub fn is_http_url(value: &str) -> bool {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    rest.is_some_and(|rest| {
+        !rest.is_empty() && !rest.starts_with('/') && !value.contains(char::is_whitespace)
+    })
+}
+
 /// Read tools, resources and prompts.
 pub const SCOPE_READ: &str = "mcp:read";
 /// Call tools that act.
 pub const SCOPE_CALL: &str = "mcp:call";
 /// Write state and files.
 pub const SCOPE_WRITE: &str = "mcp:write";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http_urls_need_a_scheme_and_a_host() {
+        for good in ["https://api.example.com/mcp", "http://127.0.0.1:8080/mcp"] {
+            assert!(super::is_http_url(good), "{good}");
+        }
+        for bad in [
+            "api.example.com/mcp",
+            "https://",
+            "https:///mcp",
+            "file:///jwks.json",
+            "https://a b",
+        ] {
+            assert!(!super::is_http_url(bad), "{bad}");
+        }
+    }
+}

@@ -200,7 +200,7 @@ impl Verifier {
         let jwks = match config.jwks_url {
             None => None,
             Some(url) => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                if !crate::is_http_url(&url) {
                     return Err(ConfigError::Invalid {
                         name: "jwks_url",
                         reason: "is not an http(s) URL".into(),

@@ -349,20 +349,14 @@ impl Config {
 
 /// An absolute http(s) URL with a host, as given.
 fn http_url(var: &'static str, url: &str) -> Result<String, ConfigError> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest)
-            if !rest.is_empty() && !rest.starts_with('/') && !url.contains(char::is_whitespace) =>
-        {
-            Ok(url.to_owned())
-        }
-        _ => Err(invalid(
+    if authorizer::is_http_url(url) {
+        Ok(url.to_owned())
+    } else {
+        Err(invalid(
             var,
             url,
             "expected an absolute http:// or https:// URL",
-        )),
+        ))
     }
 }
 
