@@ -67,7 +67,9 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         backends.blobs.clone(),
         config.tool_timeout,
     ));
-    let handler = handler(McpServer::new(context), &backends.keys);
+    let server = McpServer::new(context);
+    let write_tools = server.write_tools();
+    let handler = handler(server, &backends.keys);
     let sessions = Arc::new(LocalSessionManager::default());
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_json_response(true)
@@ -93,12 +95,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         authorization_servers: config.authorization_servers.clone(),
         scheme: if host == "lambda" { "https" } else { "http" },
     };
-    let auth = Auth::new(
-        &config.auth,
-        &backends.keys,
-        metadata.clone(),
-        crate::tools::write_tools(),
-    )?;
+    let auth = Auth::new(&config.auth, &backends.keys, metadata.clone(), write_tools)?;
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
         .layer(middleware::from_fn(json_response::prefer_json))

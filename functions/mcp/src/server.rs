@@ -109,6 +109,11 @@ impl McpServer {
         &self.context
     }
 
+    /// The tools whose calls need `mcp:write` (see [`crate::tools::write_tools`]).
+    pub fn write_tools(&self) -> std::collections::HashSet<String> {
+        crate::tools::write_tools(&self.tools)
+    }
+
     pub fn store(&self) -> &dyn Store {
         self.context.store.as_ref()
     }

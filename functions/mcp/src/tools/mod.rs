@@ -40,12 +40,12 @@ pub(crate) fn product_tools() -> ToolRouter<McpServer> {
         + McpServer::file_write_router()
 }
 
-/// The product tools not marked `read_only_hint = true`: calling them needs `mcp:write`.
+/// The tools of `router` not marked `read_only_hint = true`: calling them needs `mcp:write`.
 ///
 /// The annotation on each tool is the one place this is decided, so a new writing tool is
 /// guarded the moment it is registered (and a tool without the annotation counts as writing).
-pub(crate) fn write_tools() -> std::collections::HashSet<String> {
-    product_tools()
+pub(crate) fn write_tools(router: &ToolRouter<McpServer>) -> std::collections::HashSet<String> {
+    router
         .list_all()
         .into_iter()
         .filter(|tool| {
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn the_writing_tools_are_the_ones_that_change_state_or_files() {
-        let mut tools: Vec<String> = write_tools().into_iter().collect();
+        let mut tools: Vec<String> = write_tools(&product_tools()).into_iter().collect();
         tools.sort();
         assert_eq!(tools, ["file_write", "state_delete", "state_set"]);
     }
