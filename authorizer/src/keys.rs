@@ -1,5 +1,7 @@
 //! HS256 keys from the Secrets Manager secret text shared with the MCP function:
-//! `{"keys": [{"kid": "…", "secret": "…at least 32 bytes…"}]}`, newest first.
+//! `{"keys": [{"kid": "…", "secret": "…at least 32 bytes…"}]}`, newest first, or one key
+//! alone, `{"kid": "…", "secret": "…"}` — the shape CloudFormation's generated secret has
+//! before the first rotation turns it into a list.
 
 use serde::Deserialize;
 
@@ -53,6 +55,21 @@ struct SecretDocument {
     keys: Vec<SecretEntry>,
 }
 
+impl SecretDocument {
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        let list_error = match serde_json::from_str::<SecretDocument>(text) {
+            Ok(document) => return Ok(document),
+            Err(error) => error,
+        };
+        match serde_json::from_str::<SecretEntry>(text) {
+            Ok(single) => Ok(SecretDocument { keys: vec![single] }),
+            Err(_) => Err(ConfigError::SecretFormat(format!(
+                "expected {{\"keys\":[{{\"kid\":…,\"secret\":…}},…]}} or one {{\"kid\":…,\"secret\":…}}: {list_error}"
+            ))),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SecretEntry {
@@ -63,8 +80,7 @@ struct SecretEntry {
 /// Parses the secret's JSON text into keys, newest first; rejects an empty list, repeated or
 /// unprintable key ids and secrets shorter than [`MIN_HS256_KEY_BYTES`].
 pub fn hs256_keys_from_secret_json(text: &str) -> Result<Vec<Hs256Key>, ConfigError> {
-    let document: SecretDocument =
-        serde_json::from_str(text).map_err(|e| ConfigError::SecretFormat(e.to_string()))?;
+    let document = SecretDocument::parse(text)?;
     if document.keys.is_empty() {
         return Err(ConfigError::NoKeys);
     }
@@ -111,6 +127,30 @@ mod tests {
         assert!(matches!(
             hs256_keys_from_secret_json("nope"),
             Err(ConfigError::SecretFormat(_))
+        ));
+    }
+
+    #[test]
+    fn one_key_alone_is_a_list_of_one() {
+        let long = "k".repeat(32);
+        let keys =
+            hs256_keys_from_secret_json(&format!(r#"{{"kid":"initial","secret":"{long}"}}"#))
+                .expect("valid");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid, "initial");
+
+        let Err(ConfigError::SecretFormat(message)) =
+            hs256_keys_from_secret_json(r#"{"kid":"initial","secret":"x","extra":1}"#)
+        else {
+            panic!("an unknown field must be refused");
+        };
+        assert!(
+            message.contains(r#"{"keys":[{"kid":…,"secret":…},…]}"#),
+            "{message}"
+        );
+        assert!(matches!(
+            hs256_keys_from_secret_json(r#"{"kid":"initial","secret":"short"}"#),
+            Err(ConfigError::KeyTooShort { len: 5, .. })
         ));
     }
 }

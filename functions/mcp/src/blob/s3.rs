@@ -236,10 +236,14 @@ impl BlobStore for S3Blobs {
         Ok(BlobPage { items, next_cursor })
     }
 
+    // A one-key listing under the store's own prefix, not HeadBucket: HeadBucket needs
+    // s3:ListBucket on the whole bucket, which the deployed policy grants only for this prefix.
     async fn ping(&self) -> Result<(), BlobError> {
         self.client
-            .head_bucket()
+            .list_objects_v2()
             .bucket(&self.bucket)
+            .prefix(format!("{}files/", self.prefix))
+            .max_keys(1)
             .send()
             .await
             .map_err(|error| backend_error("ping", error))?;
