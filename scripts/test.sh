@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # Runs every check of the project and installs what it needs on the way:
-#   1. cargo fmt --check and cargo clippy (warnings are errors)
-#   2. cargo test: unit tests, the shared store suite on SQLite, PostgreSQL and
+#   1. the infrastructure templates: cfn-lint (warnings fail), sam validate --lint,
+#      checkov (offline), and the property tests in tests/iac (pytest)
+#   2. cargo fmt --check and cargo clippy (warnings are errors)
+#   3. cargo test: unit tests, the shared store suite on SQLite, PostgreSQL and
 #      DynamoDB (moto), files on a local folder and S3 (moto), HTTP behaviour
 #      through the tower service, Lambda events in process, the mcp-server binary,
 #      the JWT authorizer (bad-token corpus, authorizer events, proptest, mcp-token)
-#   3. the official MCP conformance suite (Node 22, installed locally) against a
+#   4. the official MCP conformance suite (Node 22, installed locally) against a
 #      freshly started mcp-server built with the `conformance` feature, with auth on:
 #      the runner sends no headers of its own, so it goes through `bearer_proxy`
 #      (functions/mcp/examples), which adds a token minted by `mcp-token`; both the
 #      2025-11-25 requirement set (0.1.16) and both wires incl. 2026-07-28 (0.2.0-alpha.12)
-#   4. the Lambda functions: `cargo lambda build --release` of mcp-lambda and the JWT
-#      authorizer, then two `cargo lambda watch` emulators over moto: both conformance
+#   5. the Lambda functions: `sam build` of the template (cargo lambda build --release of
+#      mcp-lambda and the JWT authorizer, x86_64 here), then two `cargo lambda watch` emulators over moto: both conformance
 #      suites through the function URL path, and the cross-instance test
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 #
 # Environment:
 #   CARGO_TARGET_DIR       build cache, reused across runs (default ~/.cache/mcp-lambda/target)
-#   MCP_TOOLS_DIR          Node, the conformance packages and a Python venv with moto and
-#                          cargo-lambda (default ~/.cache/mcp-lambda/tools)
+#   MCP_TOOLS_DIR          Node, the conformance packages and Python venvs with moto and
+#                          cargo-lambda, cfn-lint and SAM CLI, checkov (default ~/.cache/mcp-lambda/tools)
 #   MCP_TEST_POSTGRES_URL  PostgreSQL for the store suite (default postgres://postgres@127.0.0.1:5432/test)
 set -euo pipefail
 
@@ -80,6 +82,25 @@ install_python_tools() {
 }
 install_python_tools
 
+# The template checkers live in venvs of their own: their pins (boto3, pydantic) clash with moto's.
+install_iac_tools() {
+  local marker="$tools/iac/.installed-cfn-lint-1.58.0-sam-1.170.0-pytest-9.2.0"
+  if [[ ! -e "$marker" ]]; then
+    python3 -m venv "$tools/iac"
+    "$tools/iac/bin/pip" install --quiet --disable-pip-version-check \
+      'cfn-lint==1.58.0' 'aws-sam-cli==1.170.0' 'pytest==9.2.0'
+    touch "$marker"
+  fi
+  marker="$tools/checkov/.installed-checkov-3.3.30"
+  if [[ ! -e "$marker" ]]; then
+    python3 -m venv "$tools/checkov"
+    "$tools/checkov/bin/pip" install --quiet --disable-pip-version-check 'checkov==3.3.30'
+    touch "$marker"
+  fi
+  export SAM_CLI_TELEMETRY=0
+}
+install_iac_tools
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Starts a command in its own process group (so cleanup stops its children too).
@@ -113,6 +134,42 @@ if cargo fmt --all -- --check; then ok 1; else fail 1 "cargo fmt (run: cargo fmt
 
 step "cargo clippy"
 if cargo clippy --release --workspace --all-targets --all-features -- -D warnings; then ok 1; else fail 1 "cargo clippy"; fi
+
+# --- infrastructure templates ------------------------------------------------
+templates=(template.yaml cloudformation/cloudfront.yaml cloudformation/billing.yaml cloudformation/staging.yaml)
+step "cfn-lint (errors and warnings fail)"
+if "$tools/iac/bin/cfn-lint" "${templates[@]}"; then ok 1; else fail 1 "cfn-lint"; fi
+
+step "sam validate --lint"
+if "$tools/iac/bin/sam" validate --lint --template-file template.yaml --region us-east-1; then ok 1; else fail 1 "sam validate --lint"; fi
+
+step "checkov (offline; every skip is justified on its resource)"
+for template in "${templates[@]}"; do
+  if "$tools/checkov/bin/checkov" --skip-download --quiet --compact --framework cloudformation -f "$template"; then
+    ok 1
+  else
+    fail 1 "checkov $template"
+  fi
+done
+
+step "template property tests"
+# Runs pytest and adds its counts (the last summary line: "N passed, M failed, K errors").
+run_pytest() {
+  local label="$1" status tests_passed tests_failed
+  shift
+  set +e
+  "$@" 2>&1 | tee "$logs/$label.log"
+  status=${PIPESTATUS[0]}
+  set -e
+  read -r tests_passed tests_failed < <(awk '/ (passed|failed|errors?)( |,|$)/ { line = $0 }
+    END { n = split(line, w, /[ ,]+/); p = 0; f = 0
+          for (i = 2; i <= n; i++) { if (w[i] == "passed") p = w[i-1]; if (w[i] ~ /^(failed|errors?)$/) f += w[i-1] }
+          print p + 0, f + 0 }' "$logs/$label.log")
+  ok "$tests_passed"
+  failed=$((failed + tests_failed))
+  if [[ "$status" -ne 0 && "$tests_failed" -eq 0 ]]; then fail 1 "$label (collection or harness error)"; fi
+}
+run_pytest iac-tests "$tools/iac/bin/python" -m pytest -q -p no:cacheprovider tests/iac
 
 # --- cargo tests ------------------------------------------------------------
 # Runs one cargo test command and adds its test counts to the totals.
@@ -231,16 +288,18 @@ run_conformance "0.1.16" "conformance-0.1.16" "http://localhost:$server_proxy_po
 run_conformance "0.2.0-alpha.12" "conformance-0.2.0" "http://localhost:$server_proxy_port/mcp"
 
 # --- the Lambda function ----------------------------------------------------
-step "cargo lambda build --release (the deployable bootstraps)"
-for function in functions/mcp:mcp-lambda authorizer:authorizer; do
-  if (cd "${function%%:*}" && cargo lambda build --release --bin "${function##*:}" --output-format zip); then
-    ok 1
-    printf '%s bootstrap.zip: %s bytes\n' "${function##*:}" \
-      "$(stat -c %s "$CARGO_TARGET_DIR/lambda/${function##*:}/bootstrap.zip")"
-  else
-    fail 1 "cargo lambda build ${function##*:}"
-  fi
-done
+# `sam build` runs `cargo lambda build --release` for each function (Metadata BuildMethod
+# rust-cargolambda). The template deploys arm64; this machine builds x86_64 by override.
+step "sam build (the deployable bootstraps, x86_64 here)"
+if "$tools/iac/bin/sam" build --beta-features --parameter-overrides Architecture=x86_64 \
+  --build-dir "$logs/sam-build" --cache-dir "$cache/sam-cache" --template-file template.yaml; then
+  ok 1
+  for function in McpFunction AuthorizerFunction; do
+    printf '%s bootstrap: %s bytes\n' "$function" "$(stat -c %s "$logs/sam-build/$function/bootstrap")"
+  done
+else
+  fail 1 "sam build"
+fi
 
 # Two emulated functions (`cargo lambda watch`), one with three instances, over one moto.
 step "Lambda emulators over moto"
