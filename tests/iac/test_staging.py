@@ -21,25 +21,23 @@ def group_id(logical_id):
     return {"Fn::GetAtt": [logical_id, "GroupId"]}
 
 
-def ingress_rules(security_group):
-    """Inline and stand-alone ingress rules of one security group."""
-    inline = properties(security_group).get("SecurityGroupIngress", [])
+def security_group_rules(security_group, direction):
+    """Inline and stand-alone rules of one security group; `direction` is Ingress or Egress."""
+    inline = properties(security_group).get(f"SecurityGroup{direction}", [])
     separate = [
         resource["Properties"]
-        for resource in cfn.resources_of_type(TEMPLATE, "AWS::EC2::SecurityGroupIngress").values()
+        for resource in cfn.resources_of_type(TEMPLATE, f"AWS::EC2::SecurityGroup{direction}").values()
         if resource["Properties"]["GroupId"] == group_id(security_group)
     ]
     return inline + separate
+
+
+def ingress_rules(security_group):
+    return security_group_rules(security_group, "Ingress")
 
 
 def egress_rules(security_group):
-    inline = properties(security_group).get("SecurityGroupEgress", [])
-    separate = [
-        resource["Properties"]
-        for resource in cfn.resources_of_type(TEMPLATE, "AWS::EC2::SecurityGroupEgress").values()
-        if resource["Properties"]["GroupId"] == group_id(security_group)
-    ]
-    return inline + separate
+    return security_group_rules(security_group, "Egress")
 
 
 def launch_template_data():
@@ -138,13 +136,18 @@ def test_instances_use_only_the_instance_security_group():
     assert [interface["Groups"] for interface in interfaces] == [[group_id("InstanceSecurityGroup")]]
 
 
-def test_instances_admit_traffic_only_from_the_load_balancer():
-    rules = ingress_rules("InstanceSecurityGroup")
-    assert rules, "the instances must admit the load balancer"
+def assert_admits_only(group, source_group, port):
+    """Every ingress rule of `group` admits `source_group` on TCP `port`, and no address range."""
+    rules = ingress_rules(group)
+    assert rules, f"{group} must admit {source_group}"
     for rule in rules:
-        assert rule["SourceSecurityGroupId"] == group_id("AlbSecurityGroup")
+        assert rule["SourceSecurityGroupId"] == group_id(source_group)
         assert "CidrIp" not in rule and "CidrIpv6" not in rule
-        assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 8080, 8080)
+        assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", port, port)
+
+
+def test_instances_admit_traffic_only_from_the_load_balancer():
+    assert_admits_only("InstanceSecurityGroup", "AlbSecurityGroup", 8080)
 
 
 def test_auto_scaling_group_keeps_one_to_two_instances_across_two_azs():
@@ -253,12 +256,7 @@ def test_database_uses_only_the_database_security_group():
 
 
 def test_database_admits_postgres_only_from_the_instance_security_group():
-    rules = ingress_rules("DbSecurityGroup")
-    assert rules, "the database must admit the instances"
-    for rule in rules:
-        assert rule["SourceSecurityGroupId"] == group_id("InstanceSecurityGroup")
-        assert "CidrIp" not in rule and "CidrIpv6" not in rule
-        assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 5432, 5432)
+    assert_admits_only("DbSecurityGroup", "InstanceSecurityGroup", 5432)
 
 
 def test_database_security_group_allows_no_outbound_traffic():
