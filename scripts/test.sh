@@ -322,7 +322,7 @@ fi
 step "Lambda emulators over moto"
 lambda_key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 python3 scripts/lib/aws_fixtures.py --endpoint "$MCP_TEST_AWS_ENDPOINT" \
-  --table mcp-e2e --bucket mcp-e2e-files --secret mcp/e2e/keys --signing-key "$lambda_key"
+  --table mcp-e2e --bucket mcp-e2e-files --secret mcp/e2e/keys --signing-key="$lambda_key"
 lambda_proxy_port="$(free_port)"
 lambda_audience="http://localhost:$lambda_proxy_port/mcp"
 # Function URLs have no authorizer in front: the function verifies tokens itself.
