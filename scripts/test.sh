@@ -5,8 +5,11 @@
 #   2. cargo fmt --check and cargo clippy (warnings are errors)
 #   3. cargo test: unit tests, the shared store suite on SQLite, PostgreSQL and
 #      DynamoDB (moto), files on a local folder and S3 (moto), HTTP behaviour
-#      through the tower service, Lambda events in process, the mcp-server binary,
-#      the JWT authorizer (bad-token corpus, authorizer events, proptest, mcp-token)
+#      through the tower service, Lambda events in process (EMF metrics included),
+#      metrics, logs and readiness, the mcp-server binary, the JWT authorizer
+#      (bad-token corpus, authorizer events, proptest, mcp-token); then shellcheck and
+#      the operator scripts' tests (tests/scripts: health check, cost report,
+#      provisioning menu, the compose tier through Debian's docker-compose)
 #   4. the official MCP conformance suite (Node 22, installed locally) against a
 #      freshly started mcp-server built with the `conformance` feature, with auth on:
 #      the runner sends no headers of its own, so it goes through `bearer_proxy`
@@ -53,6 +56,17 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && command -v pg_ctlcluster >/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n1)" main start || true
 fi
+
+# Debian's docker-compose validates local/docker-compose.yml (`config` needs no Docker daemon).
+install_docker_compose() {
+  command -v docker-compose >/dev/null && return
+  local sudo=()
+  if [[ "$(id -u)" -ne 0 ]]; then sudo=(sudo -n); fi
+  local install=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose)
+  "${install[@]}" >/dev/null 2>&1 || { "${sudo[@]}" apt-get update -q >/dev/null 2>&1 && "${install[@]}" >/dev/null 2>&1; } ||
+    printf 'could not install docker-compose; the local-tier tests will fail\n'
+}
+install_docker_compose
 
 install_node_tools() {
   mkdir -p "$tools/conformance-0.1.16" "$tools/conformance-0.2.0"
@@ -202,7 +216,7 @@ if "$tools/iac/bin/shellcheck" "${shell_scripts[@]}"; then ok 1; else fail 1 "sh
 
 # Against the product's mcp-server that `cargo test` just built (the conformance build below
 # replaces it in the same place).
-step "operator script tests (health check against real servers, provisioning against fake aws/sam)"
+step "operator script tests (health check against real servers, provisioning against fake aws/sam, the compose tier)"
 MCP_SERVER_BIN="$CARGO_TARGET_DIR/release/mcp-server" MCP_TOKEN_BIN="$CARGO_TARGET_DIR/release/mcp-token" \
   run_pytest script-tests "$tools/iac/bin/python" -m pytest -q -p no:cacheprovider tests/scripts
 

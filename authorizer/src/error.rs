@@ -76,6 +76,33 @@ impl AuthError {
         }
     }
 
+    /// A stable snake_case name of the failure, for metric labels and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingAuthorization => "missing_authorization",
+            Self::WrongScheme => "wrong_scheme",
+            Self::EmptyToken => "empty_token",
+            Self::MalformedAuthorization => "malformed_authorization",
+            Self::TokenInQuery => "token_in_query",
+            Self::TokenTooLarge { .. } => "token_too_large",
+            Self::Malformed => "malformed",
+            Self::BadEncoding => "bad_encoding",
+            Self::UnsupportedAlgorithm { .. } => "unsupported_algorithm",
+            Self::MissingKeyId => "missing_key_id",
+            Self::UnknownKey { .. } => "unknown_key",
+            Self::AlgorithmMismatch => "algorithm_mismatch",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim { .. } => "missing_claim",
+            Self::InvalidClaim { .. } => "invalid_claim",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+        }
+    }
+
     /// A short description, safe to show to the caller.
     pub fn error_description(&self) -> String {
         self.to_string()

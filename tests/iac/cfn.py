@@ -5,6 +5,7 @@ form (`{"Ref": "X"}`, `{"Fn::Sub": "..."}`, `{"Fn::GetAtt": ["A", "B"]}`), so a 
 reads one shape whichever form the template author used.
 """
 
+import re
 from pathlib import Path
 
 import yaml
@@ -55,3 +56,9 @@ def policy_statements(document):
 
 def as_list(value):
     return value if isinstance(value, list) else [value]
+
+
+def product_metric_names():
+    """The metric names the server and the function export (functions/mcp/src/telemetry/metrics.rs)."""
+    source = (ROOT / "functions" / "mcp" / "src" / "telemetry" / "metrics.rs").read_text()
+    return set(re.findall(r'pub const [A-Z_]+: &str = "(mcp_[a-z_]+)";', source))

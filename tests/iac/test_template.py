@@ -300,11 +300,39 @@ def test_every_alarm_notifies_the_encrypted_topic():
     assert RESOURCES["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
 
 
-def test_dashboard_body_is_json_with_the_service_panels():
+def dashboard_widgets():
     body, _ = properties("Dashboard")["DashboardBody"]["Fn::Sub"]
-    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
-    titles = {widget["properties"]["title"] for widget in widgets}
+    return json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+
+
+def test_dashboard_body_is_json_with_the_service_panels():
+    titles = {widget["properties"].get("title") for widget in dashboard_widgets()}
     assert {"API requests and errors", "API latency (ms)", "MCP function", "Authorizer", "DynamoDB"} <= titles
+
+
+def test_dashboard_shows_the_functions_own_metrics_as_grafana_does():
+    titles = {widget["properties"].get("title") for widget in dashboard_widgets()}
+    assert {
+        "MCP request rate by method",
+        "MCP error rate (%)",
+        "MCP request latency (s)",
+        "Tool calls by tool and outcome",
+        "Store latency P95 by operation (s)",
+        "Rate-limited requests and auth failures",
+    } <= titles
+    body, _ = properties("Dashboard")["DashboardBody"]["Fn::Sub"]
+    # Every metric the dashboard names is one the function writes, in the namespace it writes to.
+    assert set(re.findall(r"mcp_[a-z_]+", body)) <= cfn.product_metric_names()
+    variables = properties("McpFunction")["Environment"]["Variables"]
+    assert variables["MCP_METRICS_NAMESPACE"] == {"Fn::Sub": "MCP/${Environment}"}
+    namespaces = set(re.findall(r'\["(MCP/[^"]+)"', body)) | set(re.findall(r"SEARCH\('\{(MCP/[^,]+),", body))
+    assert namespaces == {"MCP/${Environment}"}
+    # SEARCH dimension sets are exactly the labels of each metric (metrics.rs), sorted.
+    assert "{MCP/${Environment},method,status} MetricName=\\\"mcp_requests_total" in body
+    assert "{MCP/${Environment},outcome,tool} MetricName=\\\"mcp_tool_calls_total" in body
+    assert "{MCP/${Environment},op,store} MetricName=\\\"mcp_store_duration_seconds" in body
+    latency = next(w for w in dashboard_widgets() if w["properties"].get("title") == "MCP request latency (s)")
+    assert latency["properties"]["annotations"]["horizontal"][0]["value"] == 0.5
 
 
 # ─── Parameters, outputs, per-environment config ────────────────────────────

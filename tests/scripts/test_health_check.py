@@ -114,6 +114,7 @@ def start_server(tmp_path):
             "MCP_AUTH_AUDIENCE": audience or f"http://127.0.0.1:{port}/mcp",
             "MCP_SIGNING_KEY": SIGNING_KEY,
             "MCP_LOG_FORMAT": "text",
+            "MCP_METRICS_BIND": "off",
             "RUST_LOG": "warn",
         }
         log = data / "server.log"

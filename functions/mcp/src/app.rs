@@ -1,7 +1,8 @@
 //! Builds the whole HTTP service: `/mcp` behind its layers, plus the health probes.
 //!
 //! [`build`] returns a plain axum [`Router`], the one `tower::Service` both hosts
-//! serve; tests drive it with `oneshot` and no socket.
+//! serve; tests drive it with `oneshot` and no socket. It also wraps the opened stores in
+//! their metered versions and returns the [`Metrics`] the hosts export.
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use crate::{
     config::Config,
     http::{
         auth::{self, Auth},
-        json_response, jsonrpc_guard,
+        json_response, jsonrpc_guard, observe,
         protected_resource::{self, ResourceMetadata},
         rate_limit::{self, RateLimiter},
         session_gate,
@@ -31,6 +32,10 @@ use crate::{
     server::{McpServer, ServerContext},
     session::DurableSessions,
     store::{self, Store},
+    telemetry::{
+        metered::{MeteredBlobs, MeteredStore},
+        metrics::Metrics,
+    },
 };
 
 /// What the host needs to serve and stop the service.
@@ -38,14 +43,17 @@ pub struct App {
     pub router: Router,
     /// Cancelled on shutdown: ends open SSE streams and session workers.
     pub shutdown: CancellationToken,
+    /// Every metric of this service: Prometheus text (`mcp-server`) or EMF lines (`mcp-lambda`).
+    pub metrics: Arc<Metrics>,
 }
 
-/// The store and the file store, as the readiness probe checks them.
+/// The store, the file store and the signing keys, as the readiness probe checks them.
 #[derive(Clone)]
 struct Probes {
     store: Arc<dyn Store>,
     backend: &'static str,
     blobs: Arc<dyn BlobStore>,
+    keys: Keyring,
 }
 
 /// Why the service could not be assembled.
@@ -57,20 +65,30 @@ pub enum BuildError {
 
 /// Assembles the service over opened backends; `host` is "server" or "lambda".
 pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result<App, BuildError> {
-    let store = backends.store.clone();
     let backend = backends.store_backend;
     let shutdown = CancellationToken::new();
+    let sessions = Arc::new(LocalSessionManager::default());
+    let metrics = Arc::new(Metrics::new(
+        crate::tools::product_tools()
+            .list_all()
+            .into_iter()
+            .map(|tool| tool.name.to_string())
+            .collect(),
+        Some(sessions.clone()),
+        host == "lambda",
+    ));
+    let store = MeteredStore::wrap(backends.store.clone(), backend, metrics.clone());
+    let blobs = MeteredBlobs::wrap(backends.blobs.clone(), metrics.clone());
     let context = Arc::new(ServerContext::new(
         store.clone(),
         backend,
         host,
-        backends.blobs.clone(),
+        blobs.clone(),
         config.tool_timeout,
     ));
     let server = McpServer::new(context);
     let write_tools = server.write_tools();
     let handler = handler(server, &backends.keys);
-    let sessions = Arc::new(LocalSessionManager::default());
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_json_response(true)
         .with_max_request_body_bytes(config.max_body_bytes)
@@ -115,7 +133,11 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         )),
         None => mcp_routes,
     }
-    .layer(middleware::from_fn_with_state(auth, auth::authenticate));
+    .layer(middleware::from_fn_with_state(auth, auth::authenticate))
+    .layer(middleware::from_fn_with_state(
+        metrics.clone(),
+        observe::observe,
+    ));
     let router = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",
@@ -131,10 +153,15 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         .with_state(Probes {
             store,
             backend,
-            blobs: backends.blobs.clone(),
+            blobs,
+            keys: backends.keys.clone(),
         })
         .merge(mcp_routes);
-    Ok(App { router, shutdown })
+    Ok(App {
+        router,
+        shutdown,
+        metrics,
+    })
 }
 
 #[cfg(not(feature = "conformance"))]
@@ -152,13 +179,15 @@ async fn live() -> impl IntoResponse {
     Json(json!({ "status": "alive", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-/// Readiness: the store and the file store answer within [`store::PROBE_TIMEOUT`]; 503 otherwise.
+/// Readiness: the store, the file store and the signing-key secret answer within
+/// [`store::PROBE_TIMEOUT`]; 503 otherwise, each dependency with its status and latency.
 async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
-    let (store, files) = tokio::join!(
+    let (store, files, keys) = tokio::join!(
         store::probe(probes.store.as_ref()),
         store::timed_probe("file store", "file store error", probes.blobs.ping()),
+        store::timed_probe("signing keys", "secret unreadable", probes.keys.probe()),
     );
-    let reachable = store.reachable && files.reachable;
+    let reachable = store.reachable && files.reachable && keys.reachable;
     let status = if reachable {
         StatusCode::OK
     } else {
@@ -177,6 +206,7 @@ async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
         "checks": {
             "store": check(probes.backend, &store),
             "files": check(probes.blobs.backend(), &files),
+            "keys": check(probes.keys.backend(), &keys),
         }
     });
     (status, Json(body))

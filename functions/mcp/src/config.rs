@@ -156,6 +156,11 @@ pub struct Config {
     pub rate_limit: Option<RateLimitSettings>,
     /// How long one tool call may run before it is cancelled (`MCP_TOOL_TIMEOUT_SECS`).
     pub tool_timeout: Duration,
+    /// Where `mcp-server` serves `/metrics` (`MCP_METRICS_BIND`, default 127.0.0.1:9464:
+    /// loopback, so metrics are not public unless asked); `None` when `off`.
+    pub metrics_bind: Option<SocketAddr>,
+    /// CloudWatch namespace of the Lambda host's EMF metrics (`MCP_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 /// A setting that could not be used.
@@ -322,6 +327,9 @@ impl Config {
         let rate_limit = rate_limit_settings(env, profile)?;
         let timeout = lookup("MCP_TOOL_TIMEOUT_SECS").unwrap_or("30");
         let tool_timeout = parse_seconds("MCP_TOOL_TIMEOUT_SECS", timeout, 1)?;
+        let metrics_bind = metrics_bind(lookup("MCP_METRICS_BIND"), bind)?;
+        let metrics_namespace =
+            metrics_namespace(lookup("MCP_METRICS_NAMESPACE").unwrap_or("MCP"))?;
 
         Ok(Self {
             bind,
@@ -343,7 +351,44 @@ impl Config {
             auth,
             rate_limit,
             tool_timeout,
+            metrics_bind,
+            metrics_namespace,
         })
+    }
+}
+
+/// `MCP_METRICS_BIND`: `IP:PORT`, or `off`; it must differ from the MCP listener.
+fn metrics_bind(value: Option<&str>, bind: SocketAddr) -> Result<Option<SocketAddr>, ConfigError> {
+    const VAR: &str = "MCP_METRICS_BIND";
+    let value = value.unwrap_or("127.0.0.1:9464");
+    if value == "off" {
+        return Ok(None);
+    }
+    let address: SocketAddr = value
+        .parse()
+        .map_err(|_| invalid(VAR, value, "expected IP:PORT (e.g. 127.0.0.1:9464) or off"))?;
+    if address == bind && address.port() != 0 {
+        return Err(invalid(VAR, value, "must differ from MCP_BIND"));
+    }
+    Ok(Some(address))
+}
+
+/// `MCP_METRICS_NAMESPACE`: a CloudWatch namespace (1-255 of A-Z a-z 0-9 . - _ / # : and
+/// space, not under `AWS/`, which is reserved for AWS services).
+fn metrics_namespace(value: &str) -> Result<String, ConfigError> {
+    let valid = (1..=255).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b))
+        && !value.starts_with("AWS/");
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(
+            "MCP_METRICS_NAMESPACE",
+            value,
+            "expected 1-255 characters of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/",
+        ))
     }
 }
 
@@ -952,12 +997,43 @@ mod tests {
                 "0",
                 "expected whole seconds from 1 to 31536000",
             ),
+            (
+                "MCP_METRICS_BIND",
+                "9464",
+                "expected IP:PORT (e.g. 127.0.0.1:9464) or off",
+            ),
+            (
+                "MCP_METRICS_BIND",
+                "127.0.0.1:8080",
+                "must differ from MCP_BIND",
+            ),
+            (
+                "MCP_METRICS_NAMESPACE",
+                "AWS/Lambda",
+                "expected 1-255 characters of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/",
+            ),
+            (
+                "MCP_METRICS_NAMESPACE",
+                "mcp{prod}",
+                "expected 1-255 characters of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/",
+            ),
         ];
         for (var, value, reason) in cases {
             let error = config(&[(var, value)]).expect_err(var);
             assert_eq!(error.var, var);
             assert_eq!(error.reason, reason, "{var}");
         }
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_unless_told_otherwise() {
+        let default = config(&[]).expect("defaults");
+        assert_eq!(default.metrics_bind, "127.0.0.1:9464".parse().ok());
+        assert_eq!(default.metrics_namespace, "MCP");
+        let off = config(&[("MCP_METRICS_BIND", "off")]).expect("off");
+        assert_eq!(off.metrics_bind, None);
+        let named = config(&[("MCP_METRICS_NAMESPACE", "MCP/prod")]).expect("namespace");
+        assert_eq!(named.metrics_namespace, "MCP/prod");
     }
 
     #[test]

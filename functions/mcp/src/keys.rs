@@ -191,6 +191,24 @@ impl Keyring {
         Ok(())
     }
 
+    /// Where the keys come from, for health output: "secretsmanager" or "env".
+    pub fn backend(&self) -> &'static str {
+        if self.inner.source.is_some() {
+            "secretsmanager"
+        } else {
+            "env"
+        }
+    }
+
+    /// Readiness: re-reads the secret (keys from the environment are always there). A
+    /// successful read also refreshes the keys; a failed one keeps them.
+    pub async fn probe(&self) -> Result<(), KeyError> {
+        if self.inner.source.is_none() {
+            return Ok(());
+        }
+        self.refresh().await
+    }
+
     fn spawn_refresh(&self) {
         if self.inner.source.is_none()
             || self.inner.refreshing.swap(true, Ordering::AcqRel)

@@ -15,9 +15,13 @@
 //! 5. takes the principal and its scopes from the API Gateway authorizer's context
 //!    (`sub` and `scope`, set by the JWT authorizer after it verified the token);
 //!    without an authorizer (a function URL) the service verifies the token itself;
-//! 6. logs inside a span carrying the Lambda request id.
+//! 6. logs inside a span carrying the Lambda request id, and hands the API Gateway request
+//!    id and the X-Ray trace id to the request log (`http::observe`);
+//! 7. writes the invocation's metrics as CloudWatch EMF lines before returning the response
+//!    (Lambda runs one invocation per instance at a time, so what was recorded since the
+//!    last flush is this invocation's).
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc};
 
 use axum::{
     Router,
@@ -37,8 +41,13 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
-    http::{auth::Grant, jsonrpc_error},
+    http::{
+        auth::Grant,
+        jsonrpc_error,
+        observe::{self, RequestId, TraceId},
+    },
     principal::Principal,
+    telemetry::{emf, metrics::Metrics},
 };
 
 /// Serves Lambda events until the runtime stops the instance.
@@ -50,11 +59,23 @@ pub async fn run(handler: LambdaHandler) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Where EMF lines go: stdout (CloudWatch Logs) in production, a collector in tests.
+pub type MetricSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Writes an invocation's metrics as EMF lines.
+#[derive(Clone)]
+struct EmfWriter {
+    metrics: Arc<Metrics>,
+    namespace: String,
+    sink: MetricSink,
+}
+
 /// Turns one Lambda event into one HTTP response event.
 #[derive(Clone)]
 pub struct LambdaHandler {
     router: Router,
     base_path: Option<String>,
+    emf: Option<EmfWriter>,
 }
 
 impl LambdaHandler {
@@ -64,7 +85,37 @@ impl LambdaHandler {
             .layer(middleware::from_fn(no_standalone_stream))
             .layer(middleware::from_fn(authorizer_principal))
             .layer(middleware::from_fn(request_span));
-        Self { router, base_path }
+        Self {
+            router,
+            base_path,
+            emf: None,
+        }
+    }
+
+    /// Writes `metrics` as EMF lines in `namespace` to stdout after every invocation.
+    pub fn with_metrics(self, metrics: Arc<Metrics>, namespace: &str) -> Self {
+        let stdout: MetricSink = Arc::new(|line: &str| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        });
+        self.with_metric_sink(metrics, namespace, stdout)
+    }
+
+    /// Writes `metrics` as EMF lines to `sink` after every invocation.
+    pub fn with_metric_sink(
+        mut self,
+        metrics: Arc<Metrics>,
+        namespace: &str,
+        sink: MetricSink,
+    ) -> Self {
+        self.emf = Some(EmfWriter {
+            metrics,
+            namespace: namespace.to_owned(),
+            sink,
+        });
+        self
     }
 
     /// Handles one event; never fails the invocation, so every caller gets an HTTP answer.
@@ -93,10 +144,21 @@ impl LambdaHandler {
         // lambda_http's adapter builds the request and shapes the response for the event's origin.
         let mut adapter = lambda_http::Adapter::from(service);
         let Ok(response) = adapter.call(LambdaEvent::new(request, context)).await;
-        Ok(serde_json::to_value(response).unwrap_or_else(|error| {
+        let response = serde_json::to_value(response).unwrap_or_else(|error| {
             tracing::error!(%error, "response could not be serialized");
             bad_gateway()
-        }))
+        });
+        self.flush_metrics().await;
+        Ok(response)
+    }
+
+    async fn flush_metrics(&self) {
+        let Some(emf) = &self.emf else { return };
+        let samples = emf.metrics.take_samples().await;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for line in emf::lines(&emf.namespace, now_ms, samples) {
+            (emf.sink)(&line);
+        }
     }
 }
 
@@ -234,13 +296,33 @@ async fn authorizer_principal(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Runs the request inside a span carrying the Lambda request id, so every log line has it.
-async fn request_span(request: Request, next: Next) -> Response {
-    let request_id = request
+/// Runs the request inside a span carrying the Lambda request id, so every log line has it,
+/// and gives the request log the API Gateway request id (the one clients and access logs
+/// see) and the X-Ray trace id.
+async fn request_span(mut request: Request, next: Next) -> Response {
+    let lambda_request_id = request
         .lambda_context_ref()
         .map(|context| context.request_id.clone())
         .unwrap_or_default();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
+    let gateway_request_id = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.request_id.clone(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
+        _ => None,
+    };
+    let trace_id = request
+        .lambda_context_ref()
+        .and_then(|context| context.xray_trace_id.clone())
+        .and_then(|header| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("x-amzn-trace-id", HeaderValue::from_str(&header).ok()?);
+            observe::trace_id(&headers)
+        });
+    let request_id = gateway_request_id.unwrap_or_else(|| lambda_request_id.clone());
+    request.extensions_mut().insert(RequestId(request_id));
+    if let Some(trace_id) = trace_id {
+        request.extensions_mut().insert(TraceId(trace_id));
+    }
+    let span = tracing::info_span!("invocation", lambda_request_id = %lambda_request_id, method = %request.method(), path = %request.uri().path());
     next.run(request).instrument(span).await
 }
 

@@ -11,6 +11,7 @@
 //! - [`tools`]: one file per product tool. [`prompts`]: the runbooks.
 //! - [`store`]: the store traits and the SQLite/PostgreSQL backend.
 //! - [`blob`]: the callers' files behind one trait (local folder, S3), served as resources.
+//! - [`telemetry`]: metrics (Prometheus text or CloudWatch EMF), request and audit logs.
 //! - [`principal`]: who a request acts for.
 //! - [`keys`]: signing keys (Secrets Manager or `MCP_SIGNING_KEY`), rotated without downtime.
 //! - [`server_host`]: the long-running host used by `mcp-server`.
@@ -32,4 +33,5 @@ pub mod server;
 pub mod server_host;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod tools;

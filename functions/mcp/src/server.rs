@@ -32,10 +32,13 @@ use rmcp::{
     service::RequestContext,
 };
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::{
     blob::{self, Blob, BlobError, BlobMeta, BlobStore, UriError},
+    http::observe::request_span,
     store::Store,
+    telemetry::{RequestFacts, ToolOutcome},
     tools::request_principal,
 };
 
@@ -129,6 +132,50 @@ impl McpServer {
     pub fn has_prompt(&self, name: &str) -> bool {
         self.prompts.has_route(name)
     }
+
+    /// Runs a tool within the tool timeout; says how the call ended besides answering it.
+    async fn dispatch_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> (ToolOutcome, Result<CallToolResponse, ErrorData>) {
+        if !self.tools.has_route(&request.name) {
+            let unknown = ErrorData::invalid_params(
+                format!(
+                    "Unknown tool: {}; call tools/list for the available tools",
+                    request.name
+                ),
+                None,
+            );
+            return (ToolOutcome::Unknown, Err(unknown));
+        }
+        let name = request.name.clone();
+        let call = self
+            .tools
+            .call(ToolCallContext::new(self, request, context));
+        let limit = self.context.tool_timeout;
+        match tokio::time::timeout(limit, call).await {
+            Ok(Ok(result)) => {
+                let failed = matches!(&result, CallToolResponse::Complete(done) if done.is_error == Some(true));
+                let outcome = if failed {
+                    ToolOutcome::ToolError
+                } else {
+                    ToolOutcome::Ok
+                };
+                (outcome, Ok(result))
+            }
+            Ok(Err(error)) => (ToolOutcome::RpcError, Err(error)),
+            Err(_) => {
+                tracing::warn!(tool = %name, limit_secs = limit.as_secs(), "tool call timed out");
+                let cancelled = CallToolResult::error(vec![ContentBlock::text(format!(
+                    "the tool `{name}` did not finish within {} s and was cancelled; \
+                     nothing more will happen for this call, retry it later",
+                    limit.as_secs()
+                ))]);
+                (ToolOutcome::Timeout, Ok(cancelled.into()))
+            }
+        }
+    }
 }
 
 impl ServerHandler for McpServer {
@@ -172,32 +219,37 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if self.tools.has_route(&request.name) {
-            let name = request.name.clone();
-            let call = self
-                .tools
-                .call(ToolCallContext::new(self, request, context));
-            let limit = self.context.tool_timeout;
-            return match tokio::time::timeout(limit, call).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!(tool = %name, limit_secs = limit.as_secs(), "tool call timed out");
-                    Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                        "the tool `{name}` did not finish within {} s and was cancelled; \
-                         nothing more will happen for this call, retry it later",
-                        limit.as_secs()
-                    ))])
-                    .into())
-                }
-            };
+        let name = request.name.clone();
+        let extensions = context.extensions.clone();
+        let parts = extensions.get::<http::request::Parts>();
+        // rmcp runs the call in its own task: carry the request's ids into its log lines.
+        let span = parts
+            .map(|parts| request_span(&parts.extensions))
+            .unwrap_or_else(tracing::Span::none);
+        let (outcome, answer) = self
+            .dispatch_tool(request, context)
+            .instrument(span.clone())
+            .await;
+        if let Some(parts) = parts {
+            RequestFacts::note(&parts.extensions, |facts| {
+                facts.tool_outcome = Some(outcome)
+            });
         }
-        Err(ErrorData::invalid_params(
-            format!(
-                "Unknown tool: {}; call tools/list for the available tools",
-                request.name
-            ),
-            None,
-        ))
+        let principal = parts
+            .and_then(|parts| parts.extensions.get::<crate::principal::Principal>())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        span.in_scope(|| {
+            tracing::info!(
+                target: "audit",
+                principal,
+                action = "tool.call",
+                tool = %name,
+                result = outcome.as_str(),
+                "tool called"
+            );
+        });
+        answer
     }
 
     async fn list_prompts(

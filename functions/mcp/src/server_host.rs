@@ -1,31 +1,47 @@
-//! The long-running host: tracing, listener, background purge, graceful stop.
+//! The long-running host: tracing, listener, `/metrics` listener, background purge,
+//! graceful stop.
 //!
 //! `bin/mcp-server.rs` is a few lines over these functions and
 //! [`crate::backends::open`]; the Lambda host (`lambda_host`) serves the same
 //! [`crate::app::build`] service.
 
-use std::{io, sync::Arc, time::Duration};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use tokio::net::TcpListener;
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{EnvFilter, fmt, util::SubscriberInitExt};
 
 use crate::{
     app::App,
     config::{Config, KeysTarget, LogFormat},
     store::Store,
+    telemetry::metrics::Metrics,
 };
 
 /// How often expired sessions and documents are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// Logs to stdout, level from `RUST_LOG` (default `info`).
+/// Logs to stdout, level from `RUST_LOG` (default `info`; `audit=off` silences the audit log).
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(io::stdout);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    let _ = log_subscriber(format, filter, io::stdout).try_init();
+}
+
+/// The product's log format over any writer: JSON lines with the event's fields at the top
+/// level and the request span (request id, trace id) beside them; tests capture it.
+pub fn log_subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = fmt().with_env_filter(filter).with_writer(writer);
+    match format {
+        LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
+        LogFormat::Text => Box::new(builder.finish()),
+    }
 }
 
 /// A store URL fit for logs: any password is replaced.
@@ -55,6 +71,10 @@ pub async fn serve(config: &Config, app: App, store: Arc<dyn Store>) -> io::Resu
         store = %redact_url(&config.store_url),
         "mcp-server listening; MCP endpoint is /mcp"
     );
+    let metrics = match config.metrics_bind {
+        Some(address) => serve_metrics(address, app.metrics.clone()).await,
+        None => None,
+    };
     let purge = tokio::spawn(purge_expired(store));
     let shutdown = app.shutdown.clone();
     let grace = config.shutdown_grace;
@@ -75,7 +95,45 @@ pub async fn serve(config: &Config, app: App, store: Arc<dyn Store>) -> io::Resu
         }
     };
     purge.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     result
+}
+
+/// Serves `GET /metrics` (Prometheus text) on its own listener, apart from `/mcp`, so
+/// it can stay on loopback or a private network while MCP is public. A port already taken
+/// (a second server on one host) costs the metrics, not the service: logged, and MCP serves on.
+async fn serve_metrics(
+    address: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let listener = match TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, %address, "metrics listener cannot bind; /metrics is unavailable (set MCP_METRICS_BIND)");
+            return None;
+        }
+    };
+    tracing::info!(%address, "metrics at /metrics");
+    let router = Router::new()
+        .route("/metrics", get(prometheus_text))
+        .with_state(metrics);
+    Some(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "metrics listener failed");
+        }
+    }))
+}
+
+async fn prometheus_text(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode().await,
+    )
 }
 
 async fn purge_expired(store: Arc<dyn Store>) {

@@ -578,3 +578,169 @@ async fn a_store_outage_is_a_retryable_tool_error_and_a_503_readiness() {
         "up"
     );
 }
+
+/// Checks one line against the EMF specification: `_aws` with a millisecond `Timestamp` and
+/// `CloudWatchMetrics` directives (`Namespace`, `Dimensions` naming top-level string
+/// members, `Metrics` naming top-level numbers or arrays of at most 100 numbers).
+fn assert_emf(doc: &Value, namespace: &str) {
+    let meta = &doc["_aws"];
+    assert!(
+        meta["Timestamp"]
+            .as_i64()
+            .is_some_and(|ms| ms > 1_600_000_000_000),
+        "{doc}"
+    );
+    let directives = meta["CloudWatchMetrics"]
+        .as_array()
+        .expect("CloudWatchMetrics");
+    assert!(!directives.is_empty());
+    for directive in directives {
+        assert_eq!(directive["Namespace"], namespace);
+        for set in directive["Dimensions"].as_array().expect("Dimensions") {
+            let set = set.as_array().expect("a dimension set");
+            assert!(set.len() <= 30);
+            for key in set {
+                let key = key.as_str().expect("dimension key");
+                assert!(
+                    doc[key].is_string(),
+                    "dimension {key} has no string value: {doc}"
+                );
+            }
+        }
+        for metric in directive["Metrics"].as_array().expect("Metrics") {
+            let name = metric["Name"].as_str().expect("Name");
+            assert!(["Count", "Seconds"].contains(&metric["Unit"].as_str().expect("Unit")));
+            let value = &doc[name];
+            let numbers = value.is_number()
+                || value.as_array().is_some_and(|values| {
+                    values.len() <= 100 && values.iter().all(Value::is_number)
+                });
+            assert!(numbers, "metric {name} has no numeric value: {doc}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_invocation_writes_its_metrics_as_emf_lines() {
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink_lines = lines.clone();
+    let (store, dir) = common::sqlite_store().await;
+    let config = lambda_config(&[("MCP_METRICS_NAMESPACE", "MCP/test")]);
+    let app = app::build(
+        &config,
+        &common::backends(Arc::new(store), "sqlite", common::local_blobs(dir.path())),
+        "lambda",
+    )
+    .expect("service builds");
+    let lambda = Lambda {
+        handler: LambdaHandler::new(app.router, None).with_metric_sink(
+            app.metrics,
+            &config.metrics_namespace,
+            Arc::new(move |line: &str| sink_lines.lock().expect("lock").push(line.to_owned())),
+        ),
+        _dir: dir,
+    };
+    let take = || -> Vec<Value> {
+        std::mem::take(&mut *lines.lock().expect("lock"))
+            .iter()
+            .map(|line| serde_json::from_str(line).expect("an EMF line is JSON"))
+            .collect()
+    };
+
+    let response = lambda
+        .invoke(rest_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&echo_2026("hi")),
+        ))
+        .await;
+    assert_eq!(status(&response), 200, "{response}");
+    assert_eq!(
+        response["multiValueHeaders"]["x-request-id"][0], "rest-request-1",
+        "the API Gateway request id is the request id"
+    );
+    let docs = take();
+    assert_eq!(docs.len(), 1, "a stateless call is one document: {docs:?}");
+    let echo = &docs[0];
+    assert_emf(echo, "MCP/test");
+    assert_eq!(
+        (
+            &echo["method"],
+            &echo["status"],
+            &echo["tool"],
+            &echo["outcome"]
+        ),
+        (
+            &json!("tools/call"),
+            &json!("200"),
+            &json!("echo"),
+            &json!("ok")
+        )
+    );
+    assert_eq!(echo["mcp_requests_total"], 1.0);
+    assert_eq!(echo["mcp_tool_calls_total"], 1.0);
+    assert_eq!(echo["mcp_active_sessions"], 0.0);
+    assert!(
+        echo["mcp_request_duration_seconds"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0)
+    );
+    // The echo itself touches no store; the shared rate limit is the one store call.
+    assert_eq!(
+        (
+            &echo["store"],
+            &echo["op"],
+            &echo["mcp_store_operations_total"]
+        ),
+        (&json!("sqlite"), &json!("rate_admit"), &json!(1.0)),
+        "{echo}"
+    );
+
+    let set = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"state_set","arguments":{"key":"k","value":1},"_meta":serde_json::from_str::<Value>(META_2026).expect("meta")}}).to_string();
+    let response = lambda
+        .invoke(rest_event(
+            "POST",
+            "/mcp",
+            &headers_2026("state_set"),
+            Some(&set),
+        ))
+        .await;
+    assert_eq!(status(&response), 200, "{response}");
+    let docs = take();
+    for doc in &docs {
+        assert_emf(doc, "MCP/test");
+    }
+    let put = docs
+        .iter()
+        .find(|doc| doc["op"] == "put")
+        .unwrap_or_else(|| panic!("no store put in {docs:?}"));
+    assert_eq!(
+        (&put["store"], &put["mcp_store_operations_total"]),
+        (&json!("sqlite"), &json!(1.0))
+    );
+    assert_eq!(
+        docs.iter()
+            .filter(|doc| doc.get("mcp_requests_total").is_some())
+            .count(),
+        1
+    );
+
+    let mut no_token = headers_2026("echo");
+    no_token.remove("authorization");
+    let response = lambda
+        .invoke(rest_event(
+            "POST",
+            "/mcp",
+            &no_token,
+            Some(&echo_2026("hi")),
+        ))
+        .await;
+    assert_eq!(status(&response), 401);
+    let docs = take();
+    let refused = docs
+        .iter()
+        .find(|doc| doc.get("mcp_auth_failures_total").is_some())
+        .unwrap_or_else(|| panic!("no auth failure in {docs:?}"));
+    assert_eq!(refused["reason"], "missing_authorization");
+}

@@ -4,7 +4,6 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use mcp_function::{
     keys::{KeySource, Keyring, SecretsManagerKeys},
     principal::Principal,
@@ -13,16 +12,6 @@ use mcp_function::{
 
 const KEY_A: &str = "first-signing-key-with-enough-bytes-000";
 const KEY_B: &str = "second-signing-key-with-enough-bytes-00";
-
-fn client() -> aws_sdk_secretsmanager::Client {
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(common::aws_endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .build();
-    aws_sdk_secretsmanager::Client::from_conf(config)
-}
 
 /// A new secret holding `text`; returns its id.
 async fn secret(client: &aws_sdk_secretsmanager::Client, text: &str) -> String {
@@ -54,7 +43,7 @@ fn source(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Arc<Secre
 
 #[tokio::test]
 async fn keys_rotate_without_breaking_cursors() {
-    let client = client();
+    let client = common::secrets_client();
     let id = secret(&client, &key_list(&[("a", KEY_A)])).await;
     let ring = Keyring::load(source(&client, &id), Duration::from_secs(3600))
         .await
@@ -100,7 +89,7 @@ async fn keys_rotate_without_breaking_cursors() {
 
 #[tokio::test]
 async fn a_bad_secret_keeps_the_last_good_keys() {
-    let client = client();
+    let client = common::secrets_client();
     let id = secret(&client, &key_list(&[("a", KEY_A)])).await;
     let ring = Keyring::load(source(&client, &id), Duration::from_secs(3600))
         .await
@@ -122,7 +111,7 @@ async fn a_bad_secret_keeps_the_last_good_keys() {
 
 #[tokio::test]
 async fn missing_or_malformed_secrets_fail_with_their_cause() {
-    let client = client();
+    let client = common::secrets_client();
     let missing = source(&client, "mcp/test/does-not-exist")
         .load()
         .await

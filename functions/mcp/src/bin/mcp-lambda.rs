@@ -32,7 +32,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handler = lambda_host::LambdaHandler::new(app.router, config.base_path.clone());
+    let handler = lambda_host::LambdaHandler::new(app.router, config.base_path.clone())
+        .with_metrics(app.metrics, &config.metrics_namespace);
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
         store = backends.store_backend,

@@ -38,6 +38,7 @@ use crate::{
     config::AuthSettings,
     keys::{KeySet, Keyring},
     principal::Principal,
+    telemetry::RequestFacts,
 };
 
 /// The scopes a request carries; `Everything` when authentication is off.
@@ -121,8 +122,12 @@ impl Auth {
         })
     }
 
-    /// The challenge and body for a refused request.
-    fn refusal(&self, headers: &HeaderMap, error: &AuthError) -> Response {
+    /// The challenge and body for a refused request, which the request log counts by reason.
+    fn refusal(&self, request: &Request, error: &AuthError) -> Response {
+        RequestFacts::note(request.extensions(), |facts| {
+            facts.auth_failure = Some(error.reason());
+        });
+        let headers = request.headers();
         let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let code = error.error_code();
         let body = json!({
@@ -219,7 +224,8 @@ fn challenge(metadata_url: Option<&str>, error: &AuthError) -> HeaderValue {
 
 /// Verifies the caller (unless the host already did) and stores its principal and grant.
 pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
-    if request.extensions().get::<Principal>().is_some() {
+    if let Some(principal) = request.extensions().get::<Principal>() {
+        note_principal(&request, principal);
         // The host vouched for the caller. It also sets the grant; with authentication off,
         // every caller has every scope, whoever the host named.
         if auth.bearer.is_none() && request.extensions().get::<Grant>().is_none() {
@@ -228,6 +234,7 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
         return next.run(request).await;
     }
     let Some(bearer) = &auth.bearer else {
+        note_principal(&request, &Principal::anonymous());
         request.extensions_mut().insert(Principal::anonymous());
         request.extensions_mut().insert(Grant::Everything);
         return next.run(request).await;
@@ -239,7 +246,7 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
         Ok(claims) => claims,
         Err(error) => {
             tracing::info!(reason = %error, "request refused: authentication");
-            return auth.refusal(request.headers(), &error);
+            return auth.refusal(&request, &error);
         }
     };
     let principal = match Principal::new(&claims.sub) {
@@ -249,16 +256,23 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
             let error = AuthError::InvalidClaim {
                 claim: "sub".into(),
             };
-            return auth.refusal(request.headers(), &error);
+            return auth.refusal(&request, &error);
         }
     };
+    note_principal(&request, &principal);
     let grant = Grant::Scopes(Arc::new(claims.scopes));
     request.extensions_mut().insert(principal);
     request.extensions_mut().insert(grant);
     next.run(request).await
 }
 
-/// The scopes one message needs, in the order they are checked.
+/// Tells the request log who is calling (the subject only).
+fn note_principal(request: &Request, principal: &Principal) {
+    RequestFacts::note(request.extensions(), |facts| {
+        facts.principal = Some(principal.to_string());
+    });
+}
+
 fn required_scopes(
     message: Option<&RpcMessage>,
     write_tools: &HashSet<String>,
@@ -293,7 +307,7 @@ pub async fn authorize(State(auth): State<Auth>, request: Request, next: Next) -
         let error = AuthError::InsufficientScope {
             required: needed.join(" "),
         };
-        return auth.refusal(request.headers(), &error);
+        return auth.refusal(&request, &error);
     }
     next.run(request).await
 }

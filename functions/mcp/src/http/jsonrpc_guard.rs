@@ -17,6 +17,7 @@ use axum::{
 use serde_json::Value;
 
 use super::jsonrpc_error;
+use crate::telemetry::RequestFacts;
 
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
@@ -56,6 +57,10 @@ pub async fn guard(
         Err(rejection) => return *rejection,
     };
     let mut request = Request::from_parts(parts, Body::from(bytes));
+    RequestFacts::note(request.extensions(), |facts| {
+        facts.method = Some(summary.method.clone().unwrap_or_else(|| "response".into()));
+        facts.tool.clone_from(&summary.tool);
+    });
     request.extensions_mut().insert(summary);
     next.run(request).await
 }

@@ -1,5 +1,6 @@
 //! Tower layers around rmcp's Streamable HTTP service, outermost first:
 //!
+//! 0. [`observe::observe`]: request id, trace id, the request log line and metrics.
 //! 1. [`auth::authenticate`]: verifies the bearer token (401) and stores the caller's
 //!    principal and scopes in the request.
 //! 2. [`rate_limit`]: 429 with `Retry-After` when the caller's bucket is empty.
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod json_response;
 pub mod jsonrpc_guard;
+pub mod observe;
 pub mod protected_resource;
 pub mod rate_limit;
 pub mod session_gate;

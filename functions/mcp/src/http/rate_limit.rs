@@ -23,6 +23,7 @@ use crate::{
     config::RateLimitSettings,
     principal::Principal,
     store::{Admission, Gcra, Store},
+    telemetry::RequestFacts,
 };
 
 /// JSON-RPC code of a rate-limited request (implementation-defined server error range).
@@ -103,6 +104,7 @@ pub async fn limit(
         Admission::Refused { retry_after_us } => {
             let retry_after_secs = (retry_after_us + 999_999) / 1_000_000;
             tracing::info!(%principal, retry_after_secs, "request refused: rate limit");
+            RequestFacts::note(request.extensions(), |facts| facts.rate_limited = true);
             let settings = limiter.settings;
             let message = format!(
                 "Rate limit exceeded: at most {} requests per second (bursts of {}) per caller; retry after {retry_after_secs} s",

@@ -259,6 +259,18 @@ pub async fn s3_test_bucket(client: &aws_sdk_s3::Client) -> String {
     bucket
 }
 
+/// A Secrets Manager client for the emulator at `MCP_TEST_AWS_ENDPOINT` (us-east-1, static test credentials).
+pub fn secrets_client() -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(aws_endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
 // ─── DynamoDB store (on an emulator) ────────────────────────────────────────
 
 /// The AWS emulator the tests use (`MCP_TEST_AWS_ENDPOINT`, a moto server): DynamoDB, S3, Secrets Manager.
@@ -306,4 +318,33 @@ pub async fn dynamo_store_with(client: aws_sdk_dynamodb::Client) -> DynamoStore 
 /// A DynamoDB store in a fresh, uniquely named table on the test endpoint.
 pub async fn dynamo_store() -> DynamoStore {
     dynamo_store_with(dynamo_client()).await
+}
+
+// ─── The whole service ──────────────────────────────────────────────────────
+
+/// `mcp-server`'s whole service over a fresh SQLite store and local files, tokens on (signed
+/// with [`TEST_KEY`]), plus `env`; the folder lives as long as the returned guard.
+pub async fn server_app(env: &[(&str, &str)]) -> (mcp_function::app::App, tempfile::TempDir) {
+    let key = std::str::from_utf8(TEST_KEY).expect("utf8 key");
+    let env: std::collections::HashMap<String, String> = [("MCP_SIGNING_KEY", key)]
+        .iter()
+        .chain(env)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config =
+        mcp_function::config::Config::from_sources(Default::default(), &env).expect("valid config");
+    let (store, dir) = sqlite_store().await;
+    let backends = backends(Arc::new(store), "sqlite", local_blobs(dir.path()));
+    let app = mcp_function::app::build(&config, &backends, "server").expect("service builds");
+    (app, dir)
+}
+
+/// `request` with the bearer token of `sub` holding every scope.
+pub fn with_token(
+    mut request: axum::http::Request<axum::body::Body>,
+    sub: &str,
+) -> axum::http::Request<axum::body::Body> {
+    let value = bearer(sub, ALL_SCOPES).parse().expect("header value");
+    request.headers_mut().insert("authorization", value);
+    request
 }
