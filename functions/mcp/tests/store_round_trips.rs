@@ -9,24 +9,15 @@ mod common;
 
 use common::post;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, sync::Arc};
 
-use aws_sdk_dynamodb::{
-    config::{
-        ConfigBag, Intercept, RuntimeComponents, SharedInterceptor,
-        interceptors::BeforeSerializationInterceptorContextRef,
-    },
-    error::BoxError,
-};
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_sdk_dynamodb::config::SharedInterceptor;
 use axum::{
     Router,
     body::{Body, to_bytes},
     http::{Request, StatusCode},
 };
+use common::CallLog;
 use mcp_function::{
     app,
     config::{Config, Flags},
@@ -34,43 +25,6 @@ use mcp_function::{
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-/// Records the operation name of every DynamoDB call, once per call (not per retry).
-#[derive(Debug, Clone, Default)]
-struct CallLog(Arc<Mutex<Vec<String>>>);
-
-impl CallLog {
-    /// The calls since the last `take`, in order.
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|poison| poison.into_inner()))
-    }
-}
-
-impl Intercept for CallLog {
-    fn name(&self) -> &'static str {
-        "CallLog"
-    }
-
-    // Not `read_before_execution`: a client-level interceptor runs that hook
-    // before the operation's runtime plugin has put its `Metadata` (the
-    // operation name) in the config bag. Serialization, like execution, happens
-    // exactly once per call; retries resend the serialized request.
-    fn read_before_serialization(
-        &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let operation = cfg
-            .load::<Metadata>()
-            .map_or_else(|| "unknown".to_owned(), |meta| meta.name().to_owned());
-        self.0
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .push(operation);
-        Ok(())
-    }
-}
 
 struct Counted {
     router: Router,

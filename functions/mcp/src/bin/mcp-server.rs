@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use mcp_function::{app, backends, config::Config, server_host};
 
+// Under load, glibc's malloc took a fifth of the CPU (bench/RESULTS.md); mimalloc is faster
+// with many short-lived allocations across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::from_process() {

@@ -305,6 +305,45 @@ pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
     dynamo_client_with([])
 }
 
+/// Records the operation name of every DynamoDB call, once per call (not per retry).
+#[derive(Debug, Clone, Default)]
+pub struct CallLog(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl CallLog {
+    /// The calls since the last `take`, in order.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|poison| poison.into_inner()))
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    // Not `read_before_execution`: a client-level interceptor runs that hook
+    // before the operation's runtime plugin has put its `Metadata` (the
+    // operation name) in the config bag. Serialization, like execution, happens
+    // exactly once per call; retries resend the serialized request.
+    fn read_before_serialization(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map_or_else(|| "unknown".to_owned(), |meta| meta.name().to_owned());
+        self.0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(operation);
+        Ok(())
+    }
+}
+
 /// A DynamoDB store over `client` in a fresh, uniquely named table.
 pub async fn dynamo_store_with(client: aws_sdk_dynamodb::Client) -> DynamoStore {
     let table = format!("mcp-test-{}", uuid::Uuid::new_v4().simple());
