@@ -549,7 +549,10 @@ async fn keys_rotated_in_the_secret_start_and_stop_verifying() {
         let app = &app;
         async move { rpc(app, &token, "tools/list", json!({})).await.status }
     };
-    assert_eq!(list(token_for("old", old)).await, StatusCode::OK);
+    // One token throughout, as a client sends it: verified once, then remembered.
+    let old_token = token_for("old", old);
+    assert_eq!(list(old_token.clone()).await, StatusCode::OK);
+    assert_eq!(list(old_token.clone()).await, StatusCode::OK);
 
     // The new key goes first; a token signed with it makes the server re-read the secret.
     *secret.0.lock().expect("lock") = json!({"keys": [
@@ -557,7 +560,7 @@ async fn keys_rotated_in_the_secret_start_and_stop_verifying() {
     ]})
     .to_string();
     assert_eq!(list(token_for("new", new)).await, StatusCode::OK);
-    assert_eq!(list(token_for("old", old)).await, StatusCode::OK);
+    assert_eq!(list(old_token.clone()).await, StatusCode::OK);
     // A key nobody listed stays refused (and re-reads the secret at most once a minute).
     let forged = "forged-0123456789abcdef0123456789abcdef";
     assert_eq!(
@@ -565,11 +568,47 @@ async fn keys_rotated_in_the_secret_start_and_stop_verifying() {
         StatusCode::UNAUTHORIZED
     );
 
-    // The old key is dropped: after the next refresh its tokens are refused.
+    // The old key is dropped: after the next refresh its tokens are refused, the remembered
+    // one included.
     *secret.0.lock().expect("lock") = json!({"keys": [{"kid": "new", "secret": new}]}).to_string();
     keyring.refresh().await.expect("refresh");
+    assert_eq!(list(old_token).await, StatusCode::UNAUTHORIZED);
     assert_eq!(list(token_for("old", old)).await, StatusCode::UNAUTHORIZED);
     assert_eq!(list(token_for("new", new)).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_it_expires() {
+    let app = app_with(
+        Flags::default(),
+        &[("MCP_AUTH_LEEWAY_SECS", "0")],
+        common::test_keys(),
+    )
+    .await;
+    let request = authorizer::mint::MintRequest {
+        sub: "alice".into(),
+        scope: ALL_SCOPES.into(),
+        ttl: std::time::Duration::from_secs(1),
+        kid: None,
+        issuer: authorizer::mint::DEFAULT_ISSUER.into(),
+        audience: authorizer::mint::DEFAULT_AUDIENCE.into(),
+    };
+    let token = format!(
+        "Bearer {}",
+        authorizer::mint::mint(&request, common::TEST_KEY).expect("mint")
+    );
+    assert_eq!(
+        rpc(&app, &token, "tools/list", json!({})).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expired = rpc(&app, &token, "tools/list", json!({})).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        header(&expired, "www-authenticate").contains("the token has expired"),
+        "{}",
+        header(&expired, "www-authenticate")
+    );
 }
 
 #[tokio::test]

@@ -16,8 +16,9 @@
 //! Tokens are only read here; they are never logged, stored or sent anywhere.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use authorizer::{
@@ -32,6 +33,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::{jsonrpc_guard::RpcMessage, protected_resource::ResourceMetadata};
 use crate::{
@@ -72,11 +74,26 @@ pub struct Auth {
     write_tools: Arc<HashSet<String>>,
 }
 
+/// How long a verified token is trusted without checking its signature again (never past its `exp`).
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Verified tokens remembered at most; beyond it the memory starts over.
+const VERIFIED_MAX: usize = 4096;
+
 /// A verifier whose HS256 keys follow the keyring (rotation in the secret reaches it).
 struct Bearer {
     verifier: Verifier,
     keyring: Keyring,
     synced: Mutex<Arc<KeySet>>,
+    /// Tokens verified lately, by the SHA-256 of the token (the token itself is not kept):
+    /// a client sends the same token with every request, and checking its signature was a
+    /// fifth of a request's time. Emptied whenever the signing keys change.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// A remembered verification.
+struct Verified {
+    claims: Claims,
+    until: Instant,
 }
 
 impl Auth {
@@ -112,6 +129,7 @@ impl Auth {
                     verifier,
                     keyring: keyring.clone(),
                     synced: Mutex::new(keys),
+                    verified: Mutex::default(),
                 }))
             }
         };
@@ -178,7 +196,38 @@ impl Bearer {
                 tracing::error!(%error, "refreshed signing keys are not usable for tokens");
             }
             *synced = current;
+            // A token signed with a key just removed must not outlive the key here.
+            self.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
         }
+    }
+
+    /// The claims of `token` if it was verified within [`VERIFIED_FOR`] and has not expired.
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Claims> {
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = verified.get(digest)?;
+        if entry.until > Instant::now() && entry.claims.exp > unix_now() {
+            return Some(entry.claims.clone());
+        }
+        verified.remove(digest);
+        None
+    }
+
+    fn remember(&self, digest: [u8; 32], claims: &Claims) {
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        let until = Instant::now() + VERIFIED_FOR;
+        verified.insert(
+            digest,
+            Verified {
+                claims: claims.clone(),
+                until,
+            },
+        );
     }
 
     async fn verify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Claims, AuthError> {
@@ -194,8 +243,22 @@ impl Bearer {
             (Some(_), Some(_)) => return Err(AuthError::MalformedAuthorization),
         };
         self.sync_keys();
-        self.verifier.verify_authorization(authorization).await
+        let token = authorizer::parse_authorization(authorization)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.remembered(&digest) {
+            return Ok(claims);
+        }
+        let claims = self.verifier.verify(token).await?;
+        self.remember(digest, &claims);
+        Ok(claims)
     }
+}
+
+/// Seconds since the Unix epoch, as `exp` counts them.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// `WWW-Authenticate: Bearer resource_metadata="…", error="…", error_description="…"[, scope="…"]`.

@@ -1,0 +1,117 @@
+"""bench/report.py and scripts/bench.sh's argument handling, on recorded load-generator output.
+
+No load is generated here: the tests write oha and wrk results of known figures into a folder
+and check the report and the regression guard (`--compare`), whose exit code CI would act on.
+
+    python -m pytest -q -p no:cacheprovider tests/scripts/test_bench_report.py
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ROOT / "bench" / "report.py"
+BENCH = ROOT / "scripts" / "bench.sh"
+BASH = shutil.which("bash") or "/bin/bash"
+
+
+def oha(folder, name, rps, p99_ms, ok=1000, errors=0):
+    """One oha --output-format json result, as the fields report.py reads."""
+    (folder / name).write_text(json.dumps({
+        "summary": {"requestsPerSec": rps, "successRate": ok / (ok + errors)},
+        "latencyPercentiles": {"p50": p99_ms / 3000, "p95": p99_ms / 1500, "p99": p99_ms / 1000},
+        "statusCodeDistribution": {"200": ok},
+        "errorDistribution": {"aborted due to deadline": errors} if errors else {},
+    }))
+
+
+def wrk(folder, name, rps, p99_ms, requests=5000, failed=0):
+    (folder / name).write_text(json.dumps({
+        "requests": requests, "failed": failed, "rps": rps, "p50": p99_ms / 3, "p95": p99_ms / 1.5, "p99": p99_ms,
+    }) + "\n")
+
+
+def run_report(*args):
+    return subprocess.run([sys.executable, str(REPORT), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def builds(folder, current_rps, current_p99):
+    for c in (1, 16, 64):
+        oha(folder, f"previous-2026-c{c}.json", 20000, 2.0)
+        oha(folder, f"current-2026-c{c}.json", current_rps, current_p99)
+        wrk(folder, f"previous-session-c{c}.wrk.json", 12000, 3.0)
+        wrk(folder, f"current-session-c{c}.wrk.json", 12000, 3.0)
+
+
+def test_compare_passes_within_the_threshold(tmp_path):
+    builds(tmp_path, current_rps=18000, current_p99=2.2)  # -10 % and +10 %
+    result = run_report("--compare", tmp_path, "--threshold", 15)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no regression beyond 15.0 %" in result.stdout
+
+
+@pytest.mark.parametrize("rps, p99", [(16000, 2.0), (20000, 2.4)])
+def test_compare_fails_on_fewer_requests_or_a_slower_p99(tmp_path, rps, p99):
+    builds(tmp_path, current_rps=rps, current_p99=p99)  # -20 % requests/s, or +20 % P99
+    result = run_report("--compare", tmp_path, "--threshold", 15)
+    assert result.returncode == 1
+    assert "SLOWER" in result.stdout
+    assert "regression: requests/s fell or P99 rose by more than 15.0 %" in result.stdout
+
+
+def test_concurrency_one_is_reported_but_never_fails_the_guard(tmp_path):
+    builds(tmp_path, current_rps=20000, current_p99=2.0)
+    oha(tmp_path, "current-2026-c1.json", 10000, 9.0)
+    result = run_report("--compare", tmp_path, "--threshold", 15)
+    assert result.returncode == 0, result.stdout
+
+
+def test_results_name_the_ratios_targets_and_unanswered_requests(tmp_path):
+    runs = {
+        "ours-sqlite": ("2026", 24000, 2.8), "ours-postgres": ("2026", 22000, 3.0),
+        "rmcp-floor": ("2026", 40000, 2.0), "ts-sdk": ("2025", 1800, 50.0), "python-sdk": ("2025", 800, 90.0),
+    }
+    for server, (wire, rps, p99) in runs.items():
+        for c in (1, 16, 64):
+            oha(tmp_path, f"{server}-{wire}-c{c}.json", rps, p99, errors=3 if server == "python-sdk" else 0)
+        (tmp_path / f"{server}.cold").write_text("12.5\n")
+        (tmp_path / f"{server}.rss").write_text("25600\n")
+    wrk(tmp_path, "ours-sqlite-session-c16.wrk.json", 13000, 3.1, requests=1000, failed=2)
+    out, chart = tmp_path / "RESULTS.md", tmp_path / "results.svg"
+    result = run_report("--results", tmp_path, "--out", out, "--chart", chart, "--requests", "2000,20000,40000")
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "| requests/s at c=64, ours ÷ TypeScript SDK | 13.3× | ≥ 10× | met |" in text
+    assert "| requests/s at c=64, ours ÷ Python SDK | 30.0× | ≥ 25× | met |" in text
+    assert "| P99 at c=16, ours | 2.80 ms | < 5 ms | met |" in text
+    assert "| cost over the rmcp floor at c=64 (floor requests/s ÷ ours − 1) | 66.7 % | < 20 % | **not met** |" in text
+    assert "| peak RSS, ours under load | 25.0 MiB | < 30 MiB | met |" in text
+    assert "| python-sdk | official Python SDK (FastMCP), stateless JSON mode | 2025-11-25 stateless echo | 64 | 800 |" in text
+    assert "1,000/1,003 |" in text, "requests that got no answer are counted"
+    assert "| 998/1,000 |" in text, "wrk's failed requests are counted"
+    svg = chart.read_text()
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    assert svg.count("<rect") == 1 + 5 * 3 + 5, "background, a bar per server and concurrency, a legend swatch each"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--compare"], "bench.sh: --compare needs a revision"),
+    (["--compare", "no-such-revision-0000"], "bench.sh: no-such-revision-0000 is not a commit"),
+    (["--fast"], "bench.sh: unknown argument --fast (see --help)"),
+])
+def test_bad_arguments_stop_before_anything_runs(args, message):
+    result = subprocess.run([BASH, str(BENCH), *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 64
+    assert message in result.stderr
+
+
+def test_help_describes_the_modes():
+    result = subprocess.run([BASH, str(BENCH), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for mode in ("--quick", "--compare REV", "bench/RESULTS.md"):
+        assert mode in result.stdout
