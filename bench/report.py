@@ -268,24 +268,31 @@ def chart(runs):
 
 
 def compare(args):
+    """Fails when this build serves fewer requests/s or answers slower at the median than the
+    previous one, by more than the threshold, at concurrency 16 or 64. P99 is shown but does not
+    decide: with the load generator on the same 2 cores it moves by 20 % between identical runs."""
     runs = load_runs(args.compare)
+    if not any(server in ("previous", "current") for server, _, _ in runs):
+        sys.exit(f"no results of a previous and a current build in {args.compare}")
     failed = False
-    print(f"{'wire':<8} {'c':>3} {'previous req/s':>15} {'current req/s':>14} {'change':>8} {'previous P99':>13} {'current P99':>12} {'change':>8}")
+    print(f"{'wire':<8} {'c':>3} {'req/s before':>13} {'after':>8} {'change':>8} {'P50 before':>11} {'after':>8} {'change':>8} {'P99 change':>11}")
     for wire in ("2026", "session"):
         for c in (1, 16, 64):
             before, after = runs.get(("previous", wire, c)), runs.get(("current", wire, c))
             if not before or not after:
                 continue
             rps_change = (after["rps"] / before["rps"] - 1) * 100
+            p50_change = (after["p50"] / before["p50"] - 1) * 100
             p99_change = (after["p99"] / before["p99"] - 1) * 100
-            slower = c > 1 and (rps_change < -args.threshold or p99_change > args.threshold)
+            slower = c > 1 and (rps_change < -args.threshold or p50_change > args.threshold)
             failed |= slower
             print(
-                f"{wire:<8} {c:>3} {before['rps']:>15,.0f} {after['rps']:>14,.0f} {rps_change:>+7.1f}% "
-                f"{before['p99']:>11.2f}ms {after['p99']:>10.2f}ms {p99_change:>+7.1f}%{'  SLOWER' if slower else ''}"
+                f"{wire:<8} {c:>3} {before['rps']:>13,.0f} {after['rps']:>8,.0f} {rps_change:>+7.1f}% "
+                f"{before['p50']:>9.2f}ms {after['p50']:>6.2f}ms {p50_change:>+7.1f}% {p99_change:>+10.1f}%"
+                f"{'  SLOWER' if slower else ''}"
             )
     if failed:
-        print(f"regression: requests/s fell or P99 rose by more than {args.threshold} % (concurrency 16 or 64)")
+        print(f"regression: requests/s fell or the median latency rose by more than {args.threshold} % (concurrency 16 or 64)")
         sys.exit(1)
     print(f"no regression beyond {args.threshold} % at concurrency 16 and 64")
 

@@ -16,7 +16,8 @@
 #   bench.sh                 the side-by-side run (about 5 to 8 minutes once the tools are built)
 #   bench.sh --quick         a tenth of the requests (a smoke run; figures are noisy)
 #   bench.sh --compare REV   this build against REV's build (e.g. HEAD~1) on the same load,
-#                            ours-sqlite only; exits 1 when requests/s fall or P99 rises > 15 %
+#                            ours-sqlite only; exits 1 when requests/s fall or the median
+#                            latency rises by more than 15 % (P99 is shown, too noisy to decide)
 #   bench.sh --help
 #
 # Installs what it needs under ~/.cache/mcp-lambda/tools (MCP_TOOLS_DIR): oha (cargo install),

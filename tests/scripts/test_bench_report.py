@@ -20,11 +20,12 @@ BENCH = ROOT / "scripts" / "bench.sh"
 BASH = shutil.which("bash") or "/bin/bash"
 
 
-def oha(folder, name, rps, p99_ms, ok=1000, errors=0):
+def oha(folder, name, rps, p99_ms, ok=1000, errors=0, p50_ms=None):
     """One oha --output-format json result, as the fields report.py reads."""
+    p50_ms = p99_ms / 3 if p50_ms is None else p50_ms
     (folder / name).write_text(json.dumps({
         "summary": {"requestsPerSec": rps, "successRate": ok / (ok + errors)},
-        "latencyPercentiles": {"p50": p99_ms / 3000, "p95": p99_ms / 1500, "p99": p99_ms / 1000},
+        "latencyPercentiles": {"p50": p50_ms / 1000, "p95": p99_ms / 1500, "p99": p99_ms / 1000},
         "statusCodeDistribution": {"200": ok},
         "errorDistribution": {"aborted due to deadline": errors} if errors else {},
     }))
@@ -40,33 +41,46 @@ def run_report(*args):
     return subprocess.run([sys.executable, str(REPORT), *map(str, args)], capture_output=True, text=True, timeout=60)
 
 
-def builds(folder, current_rps, current_p99):
+def builds(folder, current_rps, current_p50, current_p99=2.0):
     for c in (1, 16, 64):
-        oha(folder, f"previous-2026-c{c}.json", 20000, 2.0)
-        oha(folder, f"current-2026-c{c}.json", current_rps, current_p99)
+        oha(folder, f"previous-2026-c{c}.json", 20000, 2.0, p50_ms=0.5)
+        oha(folder, f"current-2026-c{c}.json", current_rps, current_p99, p50_ms=current_p50)
         wrk(folder, f"previous-session-c{c}.wrk.json", 12000, 3.0)
         wrk(folder, f"current-session-c{c}.wrk.json", 12000, 3.0)
 
 
 def test_compare_passes_within_the_threshold(tmp_path):
-    builds(tmp_path, current_rps=18000, current_p99=2.2)  # -10 % and +10 %
+    builds(tmp_path, current_rps=18000, current_p50=0.55)  # -10 % requests/s, +10 % median
     result = run_report("--compare", tmp_path, "--threshold", 15)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no regression beyond 15.0 %" in result.stdout
 
 
-@pytest.mark.parametrize("rps, p99", [(16000, 2.0), (20000, 2.4)])
-def test_compare_fails_on_fewer_requests_or_a_slower_p99(tmp_path, rps, p99):
-    builds(tmp_path, current_rps=rps, current_p99=p99)  # -20 % requests/s, or +20 % P99
+@pytest.mark.parametrize("rps, p50", [(16000, 0.5), (20000, 0.6)])
+def test_compare_fails_on_fewer_requests_or_a_slower_median(tmp_path, rps, p50):
+    builds(tmp_path, current_rps=rps, current_p50=p50)  # -20 % requests/s, or +20 % median
     result = run_report("--compare", tmp_path, "--threshold", 15)
     assert result.returncode == 1
     assert "SLOWER" in result.stdout
-    assert "regression: requests/s fell or P99 rose by more than 15.0 %" in result.stdout
+    assert "regression: requests/s fell or the median latency rose by more than 15.0 %" in result.stdout
+
+
+def test_a_noisier_p99_alone_is_shown_but_does_not_fail(tmp_path):
+    builds(tmp_path, current_rps=21000, current_p50=0.5, current_p99=2.5)  # P99 +25 %
+    result = run_report("--compare", tmp_path, "--threshold", 15)
+    assert result.returncode == 0, result.stdout
+    assert "+25.0%" in result.stdout
+
+
+def test_compare_without_results_is_an_error_not_a_pass(tmp_path):
+    result = run_report("--compare", tmp_path)
+    assert result.returncode == 1
+    assert f"no results of a previous and a current build in {tmp_path}" in result.stderr
 
 
 def test_concurrency_one_is_reported_but_never_fails_the_guard(tmp_path):
-    builds(tmp_path, current_rps=20000, current_p99=2.0)
-    oha(tmp_path, "current-2026-c1.json", 10000, 9.0)
+    builds(tmp_path, current_rps=20000, current_p50=0.5)
+    oha(tmp_path, "current-2026-c1.json", 10000, 9.0, p50_ms=3.0)
     result = run_report("--compare", tmp_path, "--threshold", 15)
     assert result.returncode == 0, result.stdout
 
