@@ -68,8 +68,9 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
     let backend = backends.store_backend;
     let shutdown = CancellationToken::new();
     let sessions = Arc::new(LocalSessionManager::default());
+    let tools = crate::tools::product_tools();
     let metrics = Arc::new(Metrics::new(
-        crate::tools::product_tools()
+        tools
             .list_all()
             .into_iter()
             .map(|tool| tool.name.to_string())
@@ -86,7 +87,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         blobs.clone(),
         config.tool_timeout,
     ));
-    let server = McpServer::new(context);
+    let server = McpServer::new(context, tools);
     let write_tools = server.write_tools();
     let handler = handler(server, &backends.keys);
     let mut mcp_config = StreamableHttpServerConfig::default()
@@ -185,7 +186,7 @@ async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
     let (store, files, keys) = tokio::join!(
         store::probe(probes.store.as_ref()),
         store::timed_probe("file store", "file store error", probes.blobs.ping()),
-        store::timed_probe("signing keys", "secret unreadable", probes.keys.probe()),
+        store::timed_probe("signing keys", "secret unreadable", probes.keys.refresh()),
     );
     let reachable = store.reachable && files.reachable && keys.reachable;
     let status = if reachable {

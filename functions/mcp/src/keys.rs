@@ -173,7 +173,8 @@ impl Keyring {
         keys
     }
 
-    /// Reloads now; on failure the old keys stay in use and the error is returned.
+    /// Reloads now; on failure the old keys stay in use and the error is returned. Keys from
+    /// the environment have nothing to reload. Readiness calls this as its secret check.
     pub async fn refresh(&self) -> Result<(), KeyError> {
         let Some(source) = &self.inner.source else {
             return Ok(());
@@ -198,15 +199,6 @@ impl Keyring {
         } else {
             "env"
         }
-    }
-
-    /// Readiness: re-reads the secret (keys from the environment are always there). A
-    /// successful read also refreshes the keys; a failed one keeps them.
-    pub async fn probe(&self) -> Result<(), KeyError> {
-        if self.inner.source.is_none() {
-            return Ok(());
-        }
-        self.refresh().await
     }
 
     fn spawn_refresh(&self) {

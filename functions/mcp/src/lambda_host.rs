@@ -311,12 +311,8 @@ async fn request_span(mut request: Request, next: Next) -> Response {
     };
     let trace_id = request
         .lambda_context_ref()
-        .and_then(|context| context.xray_trace_id.clone())
-        .and_then(|header| {
-            let mut headers = axum::http::HeaderMap::new();
-            headers.insert("x-amzn-trace-id", HeaderValue::from_str(&header).ok()?);
-            observe::trace_id(&headers)
-        });
+        .and_then(|context| context.xray_trace_id.as_deref())
+        .and_then(observe::xray_trace_id);
     let request_id = gateway_request_id.unwrap_or_else(|| lambda_request_id.clone());
     request.extensions_mut().insert(RequestId(request_id));
     if let Some(trace_id) = trace_id {

@@ -100,10 +100,11 @@ pub struct McpServer {
 }
 
 impl McpServer {
-    pub fn new(context: Arc<ServerContext>) -> Self {
+    /// A handler over `context` serving `tools` (`crate::tools::product_tools()`).
+    pub fn new(context: Arc<ServerContext>, tools: ToolRouter<McpServer>) -> Self {
         Self {
             context,
-            tools: Arc::new(crate::tools::product_tools()),
+            tools: Arc::new(tools),
             prompts: Arc::new(Self::prompt_router()),
         }
     }
@@ -220,8 +221,13 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.clone();
-        let extensions = context.extensions.clone();
-        let parts = extensions.get::<http::request::Parts>();
+        // What the request log and the audit line need, read before the context moves into the call.
+        let parts = context.extensions.get::<http::request::Parts>();
+        let facts = parts.and_then(|parts| parts.extensions.get::<Arc<RequestFacts>>().cloned());
+        let principal = parts
+            .and_then(|parts| parts.extensions.get::<crate::principal::Principal>())
+            .map(ToString::to_string)
+            .unwrap_or_default();
         // rmcp runs the call in its own task: carry the request's ids into its log lines.
         let span = parts
             .map(|parts| request_span(&parts.extensions))
@@ -230,15 +236,9 @@ impl ServerHandler for McpServer {
             .dispatch_tool(request, context)
             .instrument(span.clone())
             .await;
-        if let Some(parts) = parts {
-            RequestFacts::note(&parts.extensions, |facts| {
-                facts.tool_outcome = Some(outcome)
-            });
+        if let Some(facts) = facts {
+            facts.update(|facts| facts.tool_outcome = Some(outcome));
         }
-        let principal = parts
-            .and_then(|parts| parts.extensions.get::<crate::principal::Principal>())
-            .map(ToString::to_string)
-            .unwrap_or_default();
         span.in_scope(|| {
             tracing::info!(
                 target: "audit",

@@ -169,8 +169,13 @@ pub fn trace_id(headers: &HeaderMap) -> Option<String> {
             return Some((*trace).to_owned());
         }
     }
-    let xray = text("x-amzn-trace-id")?;
-    xray.split(';')
+    xray_trace_id(text("x-amzn-trace-id")?)
+}
+
+/// The `Root` of an X-Ray trace header (`Root=1-…-…;Parent=…;Sampled=1`), if well formed.
+pub fn xray_trace_id(header: &str) -> Option<String> {
+    header
+        .split(';')
         .find_map(|field| field.trim().strip_prefix("Root="))
         .filter(|root| {
             let parts: Vec<&str> = root.split('-').collect();

@@ -78,8 +78,13 @@ impl RequestFacts {
     /// Updates the facts of the request these extensions belong to, if it is observed.
     pub fn note(extensions: &Extensions, update: impl FnOnce(&mut Facts)) {
         if let Some(facts) = extensions.get::<Arc<RequestFacts>>() {
-            update(&mut facts.inner.lock().unwrap_or_else(|p| p.into_inner()));
+            facts.update(update);
         }
+    }
+
+    /// Updates these facts.
+    pub fn update(&self, update: impl FnOnce(&mut Facts)) {
+        update(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// A copy of what was noted.
