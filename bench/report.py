@@ -188,8 +188,9 @@ def lambda_section(folder):
     lines = [
         "## Lambda handler, in process",
         "",
-        "`LambdaHandler::handle` with an API Gateway REST event (the JWT authorizer's context attached, as in",
-        "production), over DynamoDB on moto (a local Python emulator: each call is a loopback HTTP round trip",
+        "`LambdaHandler::stream` with an API Gateway REST event (the JWT authorizer's context attached, as in",
+        "production), the streamed answer read to its end (`stateless_echo_buffered`: the same call answered",
+        "buffered by `LambdaHandler::handle`), over DynamoDB on moto (a local Python emulator: each call is a loopback HTTP round trip",
         "of about a millisecond, far slower than DynamoDB seen from Lambda, so only the store-free figure is",
         "the handler's own). Criterion (`cargo bench -p mcp-function --bench lambda_handler`); DynamoDB calls",
         "of one invocation counted by an SDK interceptor, with the per-caller rate limit off and shared in",
@@ -199,7 +200,7 @@ def lambda_section(folder):
         "|---|---:|---:|---|---|",
     ]
     means = {}
-    for name in ("stateless_echo", "state_get", "legacy_echo"):
+    for name in ("stateless_echo", "state_get", "legacy_echo", "stateless_echo_buffered"):
         estimates = folder / "lambda_handler" / name / "new" / "estimates.json"
         if not estimates.exists():
             continue
@@ -215,12 +216,15 @@ def lambda_section(folder):
     legacy = counts["rate_limit_off"].get("legacy_echo", [])
     legacy_reads = [op for op in legacy if op in ("GetItem", "Query", "BatchGetItem")]
     echo_us = means.get("stateless_echo")
+    buffered_us = means.get("stateless_echo_buffered")
+    streaming_cost = ratio(echo_us, buffered_us)
     lines += [
         "",
         "| figure | measured | target | |",
         "|---|---:|---:|---|",
         f"| stateless echo, in process | {fmt(echo_us)} µs | < 100 µs | {mark(echo_us is not None and echo_us < 100)} |",
         f"| stateless echo, store calls | {echo_calls} | 0 | {mark(echo_calls == 0)} |",
+        f"| streamed ÷ buffered stateless echo | {fmt(streaming_cost, 2)}× | ≤ 1.20× | {mark(streaming_cost is not None and streaming_cost <= 1.2)} |",
         f"| legacy-session call, store reads | {len(legacy_reads)} ({len(legacy)} calls) | ≤ 1 | {mark(len(legacy_reads) <= 1)} |",
         "",
     ]

@@ -378,6 +378,18 @@ grep -ho '"init_ms":[0-9]*' "$logs"/lambda-*.log | sed 's/^/cold init: /' || tru
 printf 'warm /health/live through the emulator: %ss\n' "$first"
 
 lambda_token="$(mint_token "$lambda_key" e2e-1 "$lambda_audience")"
+
+# The function streams: the first bytes (headers, then the first progress event) leave before
+# the call ends. Reported, not judged (timings never decide a test).
+step "time to first byte of a streamed answer (emulator, function URL)"
+progress_call='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"test_tool_with_progress","arguments":{},"_meta":{"progressToken":"ttfb","io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"}}}}'
+read -r first_byte total < <(curl -sS -o /dev/null -w '%{time_starttransfer} %{time_total}\n' \
+  -H "authorization: Bearer $lambda_token" -H 'content-type: application/json' \
+  -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2026-07-28' \
+  -H 'mcp-method: tools/call' -H 'mcp-name: test_tool_with_progress' \
+  --data "$progress_call" "$lambda_b/lambda-url/mcp-lambda/mcp") || true
+printf 'tools/call test_tool_with_progress (3 events 50 ms apart): first byte %ss, complete %ss\n' \
+  "${first_byte:-?}" "${total:-?}"
 start_background "$logs/proxy-lambda.log" env MCP_PROXY_AUTHORIZATION="Bearer $lambda_token" \
   "$bearer_proxy" "127.0.0.1:$lambda_proxy_port" "$lambda_a/lambda-url/mcp-lambda"
 wait_for_url "http://127.0.0.1:$lambda_proxy_port/health/live" || fail 1 "bearer_proxy (Lambda) did not start"

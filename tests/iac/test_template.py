@@ -237,13 +237,29 @@ def test_probes_and_metadata_are_public_and_read_only(path):
     assert "security" not in api_definition()["paths"][path]["get"]
 
 
-def test_every_route_invokes_the_mcp_function():
+def test_every_route_streams_the_mcp_function():
+    # The function answers every invocation as a stream, so no route may use the buffered
+    # Invoke API: it would hand API Gateway the prelude bytes as a malformed proxy answer.
     for path, operations in api_definition()["paths"].items():
         for method, operation in operations.items():
             integration = operation["x-amazon-apigateway-integration"]
             assert integration["type"] == "aws_proxy", (path, method)
-            assert integration["uri"]["Fn::Sub"].endswith(":function:mcp-${Environment}/invocations")
+            assert integration["responseTransferMode"] == "STREAM", (path, method)
+            assert integration["timeoutInMillis"] == 900000, (path, method)
+            uri = integration["uri"]["Fn::Sub"]
+            assert uri.startswith("arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/")
+            assert uri.endswith(":function:mcp-${Environment}/response-streaming-invocations"), (path, method)
     assert properties("McpFunction")["FunctionName"] == {"Fn::Sub": "mcp-${Environment}"}
+
+
+def test_the_function_streams_within_lambdas_fifteen_minutes():
+    function = properties("McpFunction")
+    variables = function["Environment"]["Variables"]
+    assert variables["MCP_LAMBDA_RESPONSE"] == "stream"
+    stream_max = int(variables["MCP_STREAM_MAX_SECS"])
+    # The stream ends (and the metrics are written) before Lambda stops the function.
+    assert stream_max < function["Timeout"] <= 900
+    assert int(variables.get("MCP_TOOL_TIMEOUT_SECS", 30)) < stream_max
 
 
 def test_refusals_carry_the_rfc9728_challenge():

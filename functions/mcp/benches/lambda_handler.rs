@@ -1,10 +1,14 @@
 //! The Lambda handler in process, per invocation: API Gateway REST events (the JWT authorizer's
-//! context already attached, as in production) through `LambdaHandler::handle`, over DynamoDB on
-//! the emulator at `MCP_TEST_AWS_ENDPOINT` (moto). Three calls:
+//! context already attached, as in production) through `LambdaHandler::stream`, the streamed
+//! answer read to its end, over DynamoDB on the emulator at `MCP_TEST_AWS_ENDPOINT` (moto).
+//! Three calls:
 //!
 //! - `stateless_echo`: a 2026-07-28 `tools/call echo`;
 //! - `state_get`: a 2026-07-28 `tools/call state_get` of an existing document;
-//! - `legacy_echo`: a `tools/call echo` in a 2025-11-25 session whose record is in DynamoDB.
+//! - `legacy_echo`: a `tools/call echo` in a 2025-11-25 session whose record is in DynamoDB;
+//!
+//! and `stateless_echo_buffered`, the first one answered buffered (`LambdaHandler::handle`),
+//! so the cost of streaming shows side by side.
 //!
 //! Besides criterion's timings, it counts the DynamoDB calls of one invocation of each (an SDK
 //! interceptor) and writes them to `$CARGO_TARGET_DIR/criterion/store_calls.json`, with the
@@ -22,6 +26,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use aws_sdk_dynamodb::config::SharedInterceptor;
 use criterion::{Criterion, criterion_group, criterion_main};
+use futures::StreamExt;
 use lambda_http::{Context, LambdaEvent};
 use mcp_function::{
     app,
@@ -120,12 +125,44 @@ fn call_2026(tool: &str, arguments: Value) -> Value {
     )
 }
 
-async fn invoke(handler: &LambdaHandler, event: Value) -> Value {
-    let Ok(response) = handler
-        .handle(LambdaEvent::new(event, Context::default()))
-        .await;
-    assert_eq!(response["statusCode"], 200, "{response}");
-    response
+/// How a scenario is answered: streamed (production) or buffered.
+#[derive(Clone, Copy)]
+enum Mode {
+    Streamed,
+    Buffered,
+}
+
+/// One invocation, its answer read to the end; returns the status and the session id header.
+async fn answer(handler: &LambdaHandler, event: Value, mode: Mode) -> (u16, Option<String>) {
+    let event = LambdaEvent::new(event, Context::default());
+    match mode {
+        Mode::Streamed => {
+            let Ok(answer) = handler.stream(event).await;
+            let session = answer
+                .metadata_prelude
+                .headers
+                .get("mcp-session-id")
+                .and_then(|id| id.to_str().ok())
+                .map(str::to_owned);
+            let status = answer.metadata_prelude.status_code.as_u16();
+            answer.stream.for_each(|_| async {}).await;
+            (status, session)
+        }
+        Mode::Buffered => {
+            let Ok(response) = handler.handle(event).await;
+            let status = response["statusCode"].as_u64().unwrap_or_default() as u16;
+            let session = response["multiValueHeaders"]["mcp-session-id"][0]
+                .as_str()
+                .map(str::to_owned);
+            (status, session)
+        }
+    }
+}
+
+async fn invoke(handler: &LambdaHandler, event: Value) -> Option<String> {
+    let (status, session) = answer(handler, event, Mode::Streamed).await;
+    assert_eq!(status, 200);
+    session
 }
 
 /// Opens a session on `instance` and returns the legacy echo event that uses it.
@@ -134,25 +171,22 @@ async fn legacy_echo_event(instance: &Instance) -> Value {
         &[],
         &json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}),
     );
-    let response = invoke(&instance.handler, initialize).await;
-    let id = response["multiValueHeaders"]["mcp-session-id"][0]
-        .as_str()
-        .expect("session id")
-        .to_owned();
+    let id = invoke(&instance.handler, initialize)
+        .await
+        .expect("session id");
     let session = [
         ("mcp-session-id", id.as_str()),
         ("mcp-protocol-version", "2025-11-25"),
     ];
-    let Ok(_) = instance
-        .handler
-        .handle(LambdaEvent::new(
-            event(
-                &session,
-                &json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-            ),
-            Context::default(),
-        ))
-        .await;
+    answer(
+        &instance.handler,
+        event(
+            &session,
+            &json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        ),
+        Mode::Streamed,
+    )
+    .await;
     event(
         &session,
         &json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}),
@@ -165,6 +199,7 @@ struct Scenario {
     handler: LambdaHandler,
     calls: common::CallLog,
     event: Value,
+    mode: Mode,
 }
 
 /// The scenarios, and the instances they run on (kept alive with their folders).
@@ -183,16 +218,18 @@ async fn build_scenarios(extra: &[(&str, &str)]) -> (Vec<Scenario>, Vec<Instance
     calls.take();
     let echo = call_2026("echo", json!({"message": "hello"}));
     let get = call_2026("state_get", json!({"key": "bench"}));
-    let scenario = |name, instance: &Instance, event| Scenario {
+    let scenario = |name, instance: &Instance, event, mode| Scenario {
         name,
         handler: instance.handler.clone(),
         calls: instance.calls.clone(),
         event,
+        mode,
     };
     let scenarios = vec![
-        scenario("stateless_echo", &stateless, echo),
-        scenario("state_get", &stateless, get),
-        scenario("legacy_echo", &legacy, legacy_event),
+        scenario("stateless_echo", &stateless, echo.clone(), Mode::Streamed),
+        scenario("state_get", &stateless, get, Mode::Streamed),
+        scenario("legacy_echo", &legacy, legacy_event, Mode::Streamed),
+        scenario("stateless_echo_buffered", &stateless, echo, Mode::Buffered),
     ];
     (scenarios, vec![stateless, legacy])
 }
@@ -202,7 +239,8 @@ async fn store_calls(scenarios: &[Scenario]) -> Value {
     let mut counted = serde_json::Map::new();
     for scenario in scenarios {
         scenario.calls.take();
-        invoke(&scenario.handler, scenario.event.clone()).await;
+        let (status, _) = answer(&scenario.handler, scenario.event.clone(), scenario.mode).await;
+        assert_eq!(status, 200, "{}", scenario.name);
         counted.insert(scenario.name.to_owned(), json!(scenario.calls.take()));
     }
     Value::Object(counted)
@@ -231,12 +269,8 @@ fn lambda_handler(c: &mut Criterion) {
     let mut group = c.benchmark_group("lambda_handler");
     for scenario in &scenarios {
         group.bench_function(scenario.name, |b| {
-            b.to_async(&runtime).iter(|| async {
-                scenario
-                    .handler
-                    .handle(LambdaEvent::new(scenario.event.clone(), Context::default()))
-                    .await
-            });
+            b.to_async(&runtime)
+                .iter(|| answer(&scenario.handler, scenario.event.clone(), scenario.mode));
         });
     }
     group.finish();

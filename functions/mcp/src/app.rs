@@ -117,7 +117,10 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
     let auth = Auth::new(&config.auth, &backends.keys, metadata.clone(), write_tools)?;
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
-        .layer(middleware::from_fn(json_response::prefer_json))
+        .layer(middleware::from_fn_with_state(
+            json_response::FirstMessageWait::default(),
+            json_response::prefer_json,
+        ))
         .layer(middleware::from_fn_with_state(gate, session_gate::gate))
         .layer(middleware::from_fn_with_state(
             auth.clone(),

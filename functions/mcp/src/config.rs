@@ -161,7 +161,28 @@ pub struct Config {
     pub metrics_bind: Option<SocketAddr>,
     /// CloudWatch namespace of the Lambda host's EMF metrics (`MCP_METRICS_NAMESPACE`).
     pub metrics_namespace: String,
+    /// How `mcp-lambda` answers its invocations (`MCP_LAMBDA_RESPONSE`).
+    pub lambda_response: LambdaResponse,
+    /// How long one streamed Lambda response may stay open before it is ended cleanly
+    /// (`MCP_STREAM_MAX_SECS`), inside the 15 minutes Lambda and API Gateway allow.
+    pub stream_max: Duration,
 }
+
+/// How the Lambda host hands its answers to Lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LambdaResponse {
+    /// Every answer is a response stream: API Gateway REST with `responseTransferMode: STREAM`,
+    /// or a function URL with `InvokeMode: RESPONSE_STREAM`. SSE events reach the client as
+    /// they are written.
+    Stream,
+    /// Every answer is one buffered JSON document: the API Gateway HTTP API, or a REST
+    /// integration left in BUFFERED mode. SSE bodies arrive whole, at the end of the call.
+    Buffered,
+}
+
+/// Longest `MCP_STREAM_MAX_SECS`: Lambda stops a function and API Gateway a stream at 900 s;
+/// ending a little earlier lets the stream close cleanly and the metrics be written.
+pub const STREAM_MAX_LIMIT_SECS: u64 = 890;
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -330,6 +351,31 @@ impl Config {
         let metrics_bind = metrics_bind(lookup("MCP_METRICS_BIND"), bind)?;
         let metrics_namespace =
             metrics_namespace(lookup("MCP_METRICS_NAMESPACE").unwrap_or("MCP"))?;
+        let lambda_response = match lookup("MCP_LAMBDA_RESPONSE").unwrap_or("stream") {
+            "stream" => LambdaResponse::Stream,
+            "buffered" => LambdaResponse::Buffered,
+            other => {
+                return Err(invalid(
+                    "MCP_LAMBDA_RESPONSE",
+                    other,
+                    "expected stream or buffered",
+                ));
+            }
+        };
+        let stream_max = lookup("MCP_STREAM_MAX_SECS").unwrap_or("840");
+        let stream_max =
+            parse_bounded_seconds("MCP_STREAM_MAX_SECS", stream_max, 10, STREAM_MAX_LIMIT_SECS)?;
+        if lambda && lambda_response == LambdaResponse::Stream && tool_timeout >= stream_max {
+            return Err(invalid(
+                "MCP_TOOL_TIMEOUT_SECS",
+                timeout,
+                format!(
+                    "must be below MCP_STREAM_MAX_SECS ({} s): a call still running when its \
+                     stream ends could not deliver its result",
+                    stream_max.as_secs()
+                ),
+            ));
+        }
 
         Ok(Self {
             bind,
@@ -353,6 +399,8 @@ impl Config {
             tool_timeout,
             metrics_bind,
             metrics_namespace,
+            lambda_response,
+            stream_max,
         })
     }
 }
@@ -1034,6 +1082,78 @@ mod tests {
         assert_eq!(off.metrics_bind, None);
         let named = config(&[("MCP_METRICS_NAMESPACE", "MCP/prod")]).expect("namespace");
         assert_eq!(named.metrics_namespace, "MCP/prod");
+    }
+
+    #[test]
+    fn lambda_streams_within_the_fifteen_minute_cap() {
+        let default = lambda(&LAMBDA_ENV).expect("defaults");
+        assert_eq!(default.lambda_response, LambdaResponse::Stream);
+        assert_eq!(default.stream_max, Duration::from_secs(840));
+        let mut env = LAMBDA_ENV.to_vec();
+        env.extend([
+            ("MCP_LAMBDA_RESPONSE", "buffered"),
+            ("MCP_STREAM_MAX_SECS", "60"),
+        ]);
+        let buffered = lambda(&env).expect("buffered");
+        assert_eq!(buffered.lambda_response, LambdaResponse::Buffered);
+        assert_eq!(buffered.stream_max, Duration::from_secs(60));
+
+        let cases = [
+            (
+                "MCP_LAMBDA_RESPONSE",
+                "chunked",
+                "expected stream or buffered",
+            ),
+            (
+                "MCP_STREAM_MAX_SECS",
+                "900",
+                "expected whole seconds from 10 to 890",
+            ),
+            (
+                "MCP_STREAM_MAX_SECS",
+                "9",
+                "expected whole seconds from 10 to 890",
+            ),
+            (
+                "MCP_STREAM_MAX_SECS",
+                "ten",
+                "expected whole seconds from 10 to 890",
+            ),
+        ];
+        for (var, value, reason) in cases {
+            let mut env = LAMBDA_ENV.to_vec();
+            env.push((var, value));
+            let error = lambda(&env).expect_err(var);
+            assert_eq!((error.var, error.reason.as_str()), (var, reason));
+        }
+    }
+
+    #[test]
+    fn a_tool_may_not_outlive_its_stream() {
+        let mut env = LAMBDA_ENV.to_vec();
+        env.extend([
+            ("MCP_STREAM_MAX_SECS", "120"),
+            ("MCP_TOOL_TIMEOUT_SECS", "120"),
+        ]);
+        let error = lambda(&env).expect_err("tool timeout at the stream bound");
+        assert_eq!(error.var, "MCP_TOOL_TIMEOUT_SECS");
+        assert_eq!(
+            error.reason,
+            "must be below MCP_STREAM_MAX_SECS (120 s): a call still running when its stream \
+             ends could not deliver its result"
+        );
+        env.pop();
+        env.push(("MCP_TOOL_TIMEOUT_SECS", "119"));
+        assert_eq!(
+            lambda(&env).expect("below the bound").tool_timeout,
+            Duration::from_secs(119)
+        );
+        // A buffered host and mcp-server have no stream bound to respect.
+        env.pop();
+        env.push(("MCP_LAMBDA_RESPONSE", "buffered"));
+        env.push(("MCP_TOOL_TIMEOUT_SECS", "600"));
+        assert!(lambda(&env).is_ok());
+        assert!(config(&[("MCP_TOOL_TIMEOUT_SECS", "3600")]).is_ok());
     }
 
     #[test]

@@ -396,7 +396,7 @@ impl ConformanceServer {
             | "test_elicitation"
             | "test_elicitation_sep1034_defaults"
             | "test_elicitation_sep1330_enums"
-                if self.buffered_host() =>
+                if self.on_lambda() =>
             {
                 no_client_requests_on_lambda()
             }
@@ -557,21 +557,21 @@ async fn report_progress(cx: &RequestContext<RoleServer>) -> CallToolResult {
 // ─── Tools: requests to the client (legacy wire) ────────────────────────────
 
 impl ConformanceServer {
-    /// True on the Lambda host, whose responses are buffered whole: nothing can
-    /// stream to the client while a request is still running there.
-    fn buffered_host(&self) -> bool {
+    /// True on the Lambda host, where each request may land on another instance and a
+    /// held stream keeps its instance busy.
+    fn on_lambda(&self) -> bool {
         self.product.context().host == "lambda"
     }
 }
 
 /// A legacy server-to-client request needs the client's answer to reach this very
-/// request while it waits; on Lambda that answer arrives as a new invocation,
-/// possibly on another instance, and the buffered response has not been sent yet.
+/// request while it waits; on Lambda that answer arrives as a new invocation, on
+/// another instance while this one is busy with the waiting call.
 fn no_client_requests_on_lambda() -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(
         "Server-to-client requests (sampling, elicitation) are not available on the Lambda host: \
-         its responses are buffered, so the request could not reach the client before this call ends. \
-         Use the 2026-07-28 input_required flow, or mcp-server.",
+         the client's answer would arrive as a new invocation on another instance, never reaching \
+         this call. Use the 2026-07-28 input_required flow, or mcp-server.",
     )])
 }
 
@@ -1680,9 +1680,9 @@ impl ServerHandler for ConformanceServer {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        // A buffered Lambda response cannot hold a listen stream open: decline it
-        // (method not found) rather than occupy the instance until it times out.
-        if self.buffered_host() {
+        // On Lambda the notifications a listen stream carries are raised on other
+        // instances: decline it (method not found) rather than hold an instance for nothing.
+        if self.on_lambda() {
             return None;
         }
         Some(requested.supported_by(&self.get_info().capabilities))

@@ -7,21 +7,27 @@
 //!    400 itself when it is malformed, instead of letting the runtime fail the
 //!    invocation (API Gateway would turn that into an opaque 502);
 //! 2. converts it with lambda_http (REST v1, HTTP API v2 and function URL
-//!    payloads; the response takes the matching shape);
+//!    payloads);
 //! 3. strips the stage (`/Prod/mcp` → `/mcp`) and `MCP_BASE_PATH` so routes
 //!    are the same as on `mcp-server`;
-//! 4. answers `GET /mcp` with 405: a buffered Lambda response cannot hold the
-//!    standalone SSE stream open, and a held stream would block the instance;
+//! 4. answers `GET /mcp` with 405: a standalone stream would hold the instance, and the
+//!    notifications it carries are raised on other instances;
 //! 5. takes the principal and its scopes from the API Gateway authorizer's context
 //!    (`sub` and `scope`, set by the JWT authorizer after it verified the token);
 //!    without an authorizer (a function URL) the service verifies the token itself;
 //! 6. logs inside a span carrying the Lambda request id, and hands the API Gateway request
 //!    id and the X-Ray trace id to the request log (`http::observe`);
-//! 7. writes the invocation's metrics as CloudWatch EMF lines before returning the response
+//! 7. answers in the configured [`LambdaResponse`] mode. Streamed (the default, for API
+//!    Gateway REST in STREAM mode and function URLs with RESPONSE_STREAM), every answer
+//!    (JSON, SSE, errors, probes) is a metadata prelude and then its body chunk by chunk, so
+//!    SSE events reach the client while the call runs; a stream still open at
+//!    `MCP_STREAM_MAX_SECS` is ended cleanly. Buffered, the answer is one document in the
+//!    event source's shape;
+//! 8. writes the invocation's metrics as CloudWatch EMF lines once the answer is complete
 //!    (Lambda runs one invocation per instance at a time, so what was recorded since the
 //!    last flush is this invocation's).
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, pin::Pin, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -31,9 +37,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::Engine;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use lambda_http::{
     LambdaEvent, RequestExt, Service,
-    lambda_runtime::{self, service_fn},
+    lambda_runtime::{self, Context, MetadataPrelude, StreamResponse, service_fn},
     request::{LambdaRequest, RequestContext},
 };
 use serde_json::{Value, json};
@@ -41,6 +49,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
+    config::LambdaResponse,
     http::{
         auth::Grant,
         jsonrpc_error,
@@ -50,14 +59,37 @@ use crate::{
     telemetry::{emf, metrics::Metrics},
 };
 
-/// Serves Lambda events until the runtime stops the instance.
-pub async fn run(handler: LambdaHandler) -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let handler = handler.clone();
-        async move { handler.handle(event).await }
-    }))
-    .await
+/// Serves Lambda events until the runtime stops the instance, answering in `mode`.
+pub async fn run(
+    handler: LambdaHandler,
+    mode: LambdaResponse,
+) -> Result<(), lambda_runtime::Error> {
+    match mode {
+        LambdaResponse::Stream => {
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+                let handler = handler.clone();
+                async move { handler.stream(event).await }
+            }))
+            .await
+        }
+        LambdaResponse::Buffered => {
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+                let handler = handler.clone();
+                async move { handler.handle(event).await }
+            }))
+            .await
+        }
+    }
 }
+
+/// The body of a streamed answer, as the runtime sends it on.
+pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<Bytes, lambda_runtime::Error>> + Send>>;
+
+/// A streamed answer: the metadata prelude (status, headers, cookies), then the body.
+pub type StreamedAnswer = StreamResponse<AnswerStream>;
+
+/// Longest a stream stays open unless told otherwise (`MCP_STREAM_MAX_SECS`' default).
+const DEFAULT_STREAM_MAX: Duration = Duration::from_secs(840);
 
 /// Where EMF lines go: stdout (CloudWatch Logs) in production, a collector in tests.
 pub type MetricSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -76,6 +108,7 @@ pub struct LambdaHandler {
     router: Router,
     base_path: Option<String>,
     emf: Option<EmfWriter>,
+    stream_max: Duration,
 }
 
 impl LambdaHandler {
@@ -89,7 +122,14 @@ impl LambdaHandler {
             router,
             base_path,
             emf: None,
+            stream_max: DEFAULT_STREAM_MAX,
         }
+    }
+
+    /// Ends every streamed answer still open after `limit` (`MCP_STREAM_MAX_SECS`).
+    pub fn with_stream_max(mut self, limit: Duration) -> Self {
+        self.stream_max = limit;
+        self
     }
 
     /// Writes `metrics` as EMF lines in `namespace` to stdout after every invocation.
@@ -118,31 +158,16 @@ impl LambdaHandler {
         self
     }
 
-    /// Handles one event; never fails the invocation, so every caller gets an HTTP answer.
+    /// Handles one event with a buffered answer in the event source's shape; never fails
+    /// the invocation, so every caller gets an HTTP answer.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Infallible> {
         let LambdaEvent { payload, context } = event;
-        if let Err(reason) = check_event(&payload) {
-            tracing::warn!(request_id = %context.request_id, reason, "malformed Lambda event");
-            return Ok(bad_event(reason));
-        }
-        let request: LambdaRequest = match serde_json::from_value(payload) {
+        let request = match parse_event(payload, &context) {
             Ok(request) => request,
-            Err(error) => {
-                tracing::warn!(request_id = %context.request_id, %error, "unrecognized Lambda event");
-                return Ok(bad_event(
-                    "not an API Gateway (REST or HTTP API) or function URL event",
-                ));
-            }
+            Err(reason) => return Ok(bad_event(reason)),
         };
-        let base_path = self.base_path.clone();
-        let service = self
-            .router
-            .clone()
-            .map_request(move |request: lambda_http::Request| {
-                strip_prefixes(request, base_path.as_deref())
-            });
         // lambda_http's adapter builds the request and shapes the response for the event's origin.
-        let mut adapter = lambda_http::Adapter::from(service);
+        let mut adapter = lambda_http::Adapter::from(self.service());
         let Ok(response) = adapter.call(LambdaEvent::new(request, context)).await;
         let response = serde_json::to_value(response).unwrap_or_else(|error| {
             tracing::error!(%error, "response could not be serialized");
@@ -150,6 +175,69 @@ impl LambdaHandler {
         });
         self.flush_metrics().await;
         Ok(response)
+    }
+
+    /// Handles one event with a streamed answer: the prelude as soon as the service has
+    /// answered, then each body chunk as it is written, until the body ends or the stream
+    /// bound passes. Never fails the invocation.
+    pub async fn stream(&self, event: LambdaEvent<Value>) -> Result<StreamedAnswer, Infallible> {
+        let LambdaEvent { payload, context } = event;
+        let request = match parse_event(payload, &context) {
+            Ok(request) => request,
+            Err(reason) => return Ok(bad_event_stream(reason)),
+        };
+        let deadline = tokio::time::Instant::now() + self.stream_max;
+        let mut adapter = lambda_http::StreamAdapter::from(self.service());
+        let Ok(StreamResponse {
+            metadata_prelude,
+            stream,
+        }) = adapter.call(LambdaEvent::new(request, context)).await;
+        Ok(StreamResponse {
+            metadata_prelude,
+            stream: self.clone().bounded(stream, deadline),
+        })
+    }
+
+    /// The router with the stage and base path taken off each request's path.
+    fn service(
+        &self,
+    ) -> impl Service<lambda_http::Request, Response = Response, Error = Infallible, Future: Send> + use<>
+    {
+        let base_path = self.base_path.clone();
+        self.router
+            .clone()
+            .map_request(move |request: lambda_http::Request| {
+                strip_prefixes(request, base_path.as_deref())
+            })
+    }
+
+    /// `body` until it ends or `deadline` passes, then the invocation's metrics.
+    fn bounded<S, E>(self, body: S, deadline: tokio::time::Instant) -> AnswerStream
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+        E: Into<lambda_runtime::Error> + Send,
+    {
+        let open = Some((body, Box::pin(tokio::time::sleep_until(deadline)), self));
+        Box::pin(futures::stream::unfold(open, |open| async move {
+            let (mut body, mut bound, handler) = open?;
+            let next = tokio::select! {
+                chunk = body.next() => chunk,
+                () = &mut bound => {
+                    tracing::info!(
+                        limit_secs = handler.stream_max.as_secs(),
+                        "stream ended at MCP_STREAM_MAX_SECS; the client reconnects or retries"
+                    );
+                    None
+                }
+            };
+            match next {
+                Some(chunk) => Some((chunk.map_err(Into::into), Some((body, bound, handler)))),
+                None => {
+                    handler.flush_metrics().await;
+                    None
+                }
+            }
+        }))
     }
 
     async fn flush_metrics(&self) {
@@ -160,6 +248,18 @@ impl LambdaHandler {
             (emf.sink)(&line);
         }
     }
+}
+
+/// The event as lambda_http's request type, or why it is not one (logged here).
+fn parse_event(payload: Value, context: &Context) -> Result<LambdaRequest, &'static str> {
+    if let Err(reason) = check_event(&payload) {
+        tracing::warn!(request_id = %context.request_id, reason, "malformed Lambda event");
+        return Err(reason);
+    }
+    serde_json::from_value(payload).map_err(|error| {
+        tracing::warn!(request_id = %context.request_id, %error, "unrecognized Lambda event");
+        "not an API Gateway (REST or HTTP API) or function URL event"
+    })
 }
 
 /// What lambda_http would panic on or reject, found first.
@@ -176,19 +276,42 @@ fn check_event(payload: &Value) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A 400 in the shape every HTTP event source accepts (REST, HTTP API, function URL).
-fn bad_event(reason: &str) -> Value {
-    let body = json!({
+/// The JSON-RPC error body of a malformed event.
+fn bad_event_body(reason: &str) -> String {
+    json!({
         "jsonrpc": "2.0",
         "id": null,
         "error": { "code": -32600, "message": format!("Bad request: {reason}") }
-    });
+    })
+    .to_string()
+}
+
+/// A 400 in the shape every HTTP event source accepts (REST, HTTP API, function URL).
+fn bad_event(reason: &str) -> Value {
     json!({
         "statusCode": 400,
         "headers": { "content-type": "application/json" },
-        "body": body.to_string(),
+        "body": bad_event_body(reason),
         "isBase64Encoded": false
     })
+}
+
+/// The same 400 as a streamed answer.
+fn bad_event_stream(reason: &str) -> StreamedAnswer {
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = Bytes::from(bad_event_body(reason));
+    StreamResponse {
+        metadata_prelude: MetadataPrelude {
+            status_code: StatusCode::BAD_REQUEST,
+            headers,
+            cookies: Vec::new(),
+        },
+        stream: Box::pin(futures::stream::once(async move { Ok(body) })),
+    }
 }
 
 fn bad_gateway() -> Value {

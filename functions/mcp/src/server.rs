@@ -151,11 +151,25 @@ impl McpServer {
             return (ToolOutcome::Unknown, Err(unknown));
         }
         let name = request.name.clone();
+        // Cancelled by rmcp when the client closes the call's stream (2026-07-28: a closed
+        // stream is a cancellation), sends notifications/cancelled, or the server stops.
+        let cancelled = context.ct.clone();
         let call = self
             .tools
             .call(ToolCallContext::new(self, request, context));
         let limit = self.context.tool_timeout;
-        match tokio::time::timeout(limit, call).await {
+        let finished = tokio::select! {
+            biased;
+            finished = tokio::time::timeout(limit, call) => finished,
+            () = cancelled.cancelled() => {
+                tracing::warn!(tool = %name, "tool call cancelled before it finished: the client closed its stream or cancelled it, or the server is stopping");
+                let stopped = CallToolResult::error(vec![ContentBlock::text(format!(
+                    "the call to `{name}` was cancelled before it finished"
+                ))]);
+                return (ToolOutcome::Cancelled, Ok(stopped.into()));
+            }
+        };
+        match finished {
             Ok(Ok(result)) => {
                 let failed = matches!(&result, CallToolResponse::Complete(done) if done.is_error == Some(true));
                 let outcome = if failed {

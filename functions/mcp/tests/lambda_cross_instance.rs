@@ -8,7 +8,12 @@
 //! function URL path with that token (the function verifies it itself: no
 //! authorizer in front), and, to act as a given principal, through its Invoke
 //! API with an API Gateway event whose authorizer context names the subject.
+//! The functions stream their answers (`MCP_LAMBDA_RESPONSE=stream`) and are built with
+//! the conformance fixtures, whose `test_tool_with_progress` paces its notifications.
 
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -127,27 +132,46 @@ impl Instance {
             "isBase64Encoded": false
         });
         let url = format!("{}/2015-03-31/functions/{FUNCTION}/invocations", self.base);
-        let response: Value = self
+        let answer = self
             .http
             .post(url)
             .json(&event)
             .send()
             .await
             .expect("emulator answers")
-            .json()
+            .bytes()
             .await
-            .expect("Lambda response event");
-        let status = response["statusCode"].as_u64().unwrap_or_default() as u16;
-        let session = response["multiValueHeaders"]["mcp-session-id"][0]
-            .as_str()
-            .map(str::to_owned);
-        let body = response["body"].as_str().unwrap_or_default();
+            .expect("Lambda answer");
+        let (prelude, body) = split_streamed(&answer);
+        let status = prelude["statusCode"].as_u64().unwrap_or_default() as u16;
+        let session = header(&prelude["headers"], "mcp-session-id");
         Reply {
             status,
             session,
-            body: serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+            body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
         }
     }
+}
+
+/// A streamed Lambda answer as the Invoke API returns it: the metadata prelude (JSON), eight
+/// NUL bytes, then the body.
+fn split_streamed(answer: &[u8]) -> (Value, String) {
+    let delimiter = answer
+        .windows(8)
+        .position(|window| window == [0; 8])
+        .unwrap_or_else(|| panic!("not a streamed answer: {}", String::from_utf8_lossy(answer)));
+    let prelude = serde_json::from_slice(&answer[..delimiter]).expect("the prelude is JSON");
+    let body = String::from_utf8_lossy(&answer[delimiter + 8..]).into_owned();
+    (prelude, body)
+}
+
+/// A prelude header's value: a string, or the first of several.
+fn header(headers: &Value, name: &str) -> Option<String> {
+    let value = &headers[name];
+    value
+        .as_str()
+        .or_else(|| value[0].as_str())
+        .map(str::to_owned)
 }
 
 fn initialize() -> Value {
@@ -270,4 +294,55 @@ async fn a_session_is_404_for_another_principal_on_any_instance() {
     let owner = b.invoke_as("xavier", Some(&session), call).await;
     assert_eq!(owner.status, 200, "{}", owner.body);
     assert_eq!(owner.body["result"]["structuredContent"]["message"], "mine");
+}
+
+#[tokio::test]
+#[ignore = "needs two cargo lambda watch emulators; scripts/test.sh runs it"]
+async fn progress_reaches_the_client_while_the_call_still_runs() {
+    let a = instance("MCP_TEST_LAMBDA_A");
+    let meta = json!({
+        "progressToken": "streamed",
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "cross-instance", "version": "1"}
+    });
+    let call = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_tool_with_progress","arguments":{},"_meta":meta}});
+    let sent = Instant::now();
+    let response = a
+        .http
+        .post(format!("{}/lambda-url/{FUNCTION}/mcp", a.base))
+        .header("authorization", &a.authorization)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "test_tool_with_progress")
+        .body(call.to_string())
+        .send()
+        .await
+        .expect("emulator answers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    // Each chunk with the time it arrived: the tool sleeps 50 ms after each of its three
+    // notifications, so a streamed answer spreads over about 150 ms while a buffered one
+    // would arrive at once.
+    let mut arrivals: Vec<(Duration, String)> = Vec::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.expect("a body chunk");
+        arrivals.push((sent.elapsed(), String::from_utf8_lossy(&chunk).into_owned()));
+    }
+    let arrived = |text: &str| {
+        arrivals
+            .iter()
+            .find(|(_, chunk)| chunk.contains(text))
+            .map(|(at, _)| *at)
+            .unwrap_or_else(|| panic!("{text} never arrived: {arrivals:?}"))
+    };
+    let first_progress = arrived("Starting");
+    let result = arrived("Progress test completed");
+    assert!(
+        result >= first_progress + Duration::from_millis(75),
+        "the first notification came with the result, not before it: {arrivals:?}"
+    );
 }

@@ -1,27 +1,36 @@
-//! The Lambda host, in process: real API Gateway / function URL event JSON in, response event out.
+//! The Lambda host, in process: real API Gateway / function URL event JSON in, response out.
 //!
-//! Each test hands an event to `LambdaHandler::handle` exactly as the Lambda
-//! runtime would, so the event parsing, stage stripping, authorizer principal
-//! and response shaping are all exercised without a runtime or a socket.
+//! Each test hands an event to `LambdaHandler::stream` (the default, streamed mode) or
+//! `LambdaHandler::handle` (buffered) exactly as the Lambda runtime would, so the event
+//! parsing, stage stripping, authorizer principal, response shaping and the stream's
+//! timing are all exercised without a runtime or a socket.
 
 mod common;
 
 use common::META_2026;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
+use axum::{Router, body::Body, http::header, response::Response, routing::post};
 use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
 use lambda_http::{Context, LambdaEvent};
 use mcp_function::{
     app,
-    config::{Config, Flags, Profile},
-    lambda_host::LambdaHandler,
+    config::{Config, Flags, LambdaResponse, Profile},
+    lambda_host::{LambdaHandler, StreamedAnswer},
     store::Store,
 };
 use serde_json::{Value, json};
 
 struct Lambda {
     handler: LambdaHandler,
+    mode: LambdaResponse,
     _dir: tempfile::TempDir,
 }
 
@@ -64,6 +73,7 @@ fn lambda_over(
     .expect("service builds");
     Lambda {
         handler: LambdaHandler::new(app.router, config.base_path.clone()),
+        mode: config.lambda_response,
         _dir: dir,
     }
 }
@@ -73,13 +83,52 @@ async fn lambda() -> Lambda {
 }
 
 impl Lambda {
+    /// The answer as the client gets it: `statusCode`, `headers` and `body` (streamed), or
+    /// the buffered answer in the event source's shape.
     async fn invoke(&self, event: Value) -> Value {
-        let Ok(response) = self
-            .handler
-            .handle(LambdaEvent::new(event, Context::default()))
-            .await;
-        response
+        let event = LambdaEvent::new(event, Context::default());
+        match self.mode {
+            LambdaResponse::Stream => {
+                let Ok(answer) = self.handler.stream(event).await;
+                collect(answer).await.0
+            }
+            LambdaResponse::Buffered => {
+                let Ok(response) = self.handler.handle(event).await;
+                response
+            }
+        }
     }
+}
+
+/// A streamed answer read to its end: prelude and body as one value, and each body chunk
+/// with the time it arrived.
+async fn collect(answer: StreamedAnswer) -> (Value, Vec<(Duration, Bytes)>) {
+    let started = Instant::now();
+    let prelude = answer.metadata_prelude;
+    let chunks: Vec<(Duration, Bytes)> = answer
+        .stream
+        .map(|chunk| (started.elapsed(), chunk.expect("a body chunk")))
+        .collect()
+        .await;
+    let headers: serde_json::Map<String, Value> = prelude
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = value.to_str().expect("ASCII header");
+            (name.to_string(), json!(value))
+        })
+        .collect();
+    let body: Vec<u8> = chunks
+        .iter()
+        .flat_map(|(_, chunk)| chunk.to_vec())
+        .collect();
+    let value = json!({
+        "statusCode": prelude.status_code.as_u16(),
+        "headers": headers,
+        "cookies": prelude.cookies,
+        "body": String::from_utf8(body).expect("UTF-8 body"),
+    });
+    (value, chunks)
 }
 
 /// A well-behaved client's headers with alice's token (every scope), plus `extra`; without an
@@ -222,10 +271,44 @@ async fn a_rest_api_event_with_a_stage_reaches_mcp() {
         body_json(&response)["result"]["structuredContent"]["message"],
         "hi"
     );
+    assert_eq!(response["headers"]["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn buffered_answers_take_the_event_sources_shape() {
+    let lambda = lambda_with(&[("MCP_LAMBDA_RESPONSE", "buffered")]).await;
+    let rest = lambda
+        .invoke(rest_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&echo_2026("rest")),
+        ))
+        .await;
+    assert_eq!(status(&rest), 200, "{rest}");
+    assert_eq!(
+        body_json(&rest)["result"]["structuredContent"]["message"],
+        "rest"
+    );
     // REST API responses carry multi-value headers only (API Gateway merges both fields).
     assert_eq!(
-        response["multiValueHeaders"]["content-type"][0],
+        rest["multiValueHeaders"]["content-type"][0],
         "application/json"
+    );
+    let url = lambda
+        .invoke(function_url_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&echo_2026("url")),
+        ))
+        .await;
+    assert_eq!(url["headers"]["content-type"], "application/json", "{url}");
+    let bad = lambda.invoke(json!([1])).await;
+    assert_eq!(status(&bad), 400, "{bad}");
+    assert_eq!(
+        body_json(&bad)["error"]["message"],
+        "Bad request: the event is not a JSON object"
     );
 }
 
@@ -638,6 +721,7 @@ async fn every_invocation_writes_its_metrics_as_emf_lines() {
             &config.metrics_namespace,
             Arc::new(move |line: &str| sink_lines.lock().expect("lock").push(line.to_owned())),
         ),
+        mode: config.lambda_response,
         _dir: dir,
     };
     let take = || -> Vec<Value> {
@@ -657,7 +741,7 @@ async fn every_invocation_writes_its_metrics_as_emf_lines() {
         .await;
     assert_eq!(status(&response), 200, "{response}");
     assert_eq!(
-        response["multiValueHeaders"]["x-request-id"][0], "rest-request-1",
+        response["headers"]["x-request-id"], "rest-request-1",
         "the API Gateway request id is the request id"
     );
     let docs = take();
@@ -743,4 +827,153 @@ async fn every_invocation_writes_its_metrics_as_emf_lines() {
         .find(|doc| doc.get("mcp_auth_failures_total").is_some())
         .unwrap_or_else(|| panic!("no auth failure in {docs:?}"));
     assert_eq!(refused["reason"], "missing_authorization");
+}
+
+/// A handler over a bare router whose `POST /mcp` answers an SSE body fed by the returned
+/// sender: each `Bytes` sent is one write by the service.
+fn sse_feed() -> (LambdaHandler, tokio::sync::mpsc::Sender<Bytes>) {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let receiver = Arc::new(std::sync::Mutex::new(Some(receiver)));
+    let answer = move || {
+        let receiver = receiver.lock().expect("lock").take();
+        async move {
+            let writes = futures::stream::unfold(receiver, |receiver| async move {
+                let mut receiver = receiver?;
+                let write = receiver.recv().await?;
+                Some((Ok::<_, std::convert::Infallible>(write), Some(receiver)))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(writes))
+                .expect("response")
+        }
+    };
+    let router = Router::new().route("/mcp", post(answer));
+    (LambdaHandler::new(router, None), sender)
+}
+
+fn sse_event(id: u32) -> Bytes {
+    Bytes::from(format!(
+        "id: {id}\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\n"
+    ))
+}
+
+#[tokio::test]
+async fn each_sse_event_leaves_the_function_as_it_is_written() {
+    let (handler, writes) = sse_feed();
+    let Ok(answer) = handler
+        .stream(LambdaEvent::new(
+            function_url_event("POST", "/mcp", &mcp_headers(&[]), Some("{}")),
+            Context::default(),
+        ))
+        .await;
+    assert_eq!(answer.metadata_prelude.status_code, 200);
+    assert_eq!(
+        answer.metadata_prelude.headers[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let mut body = answer.stream;
+    // The prelude is out while the service has written nothing; each write then arrives
+    // on its own, before the next one exists.
+    for id in 0..3 {
+        writes.send(sse_event(id)).await.expect("the body is open");
+        let chunk = body.next().await.expect("a chunk").expect("no error");
+        assert_eq!(chunk, sse_event(id));
+    }
+    drop(writes);
+    assert!(
+        body.next().await.is_none(),
+        "the body ends with the service's"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_still_open_at_its_bound_is_ended_cleanly() {
+    let (handler, writes) = sse_feed();
+    let handler = handler.with_stream_max(Duration::from_millis(200));
+    writes.send(sse_event(0)).await.expect("the body is open");
+    let Ok(answer) = handler
+        .stream(LambdaEvent::new(
+            function_url_event("POST", "/mcp", &mcp_headers(&[]), Some("{}")),
+            Context::default(),
+        ))
+        .await;
+    // The service never ends this body; the bound does, after the event already written.
+    let (answer, chunks) = collect(answer).await;
+    assert_eq!(status(&answer), 200);
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].1, sse_event(0));
+    // Ending the stream let go of the service's body: rmcp cancels a call whose stream is
+    // dropped, so nothing keeps running for a client that is no longer served.
+    assert!(writes.is_closed());
+}
+
+#[tokio::test]
+async fn a_malformed_event_gets_a_streamed_400() {
+    let lambda = lambda().await;
+    let Ok(answer) = lambda
+        .handler
+        .stream(LambdaEvent::new(json!("not an event"), Context::default()))
+        .await;
+    let (answer, chunks) = collect(answer).await;
+    assert_eq!(status(&answer), 400, "{answer}");
+    assert_eq!(answer["headers"]["content-type"], "application/json");
+    assert_eq!(chunks.len(), 1, "one write: {chunks:?}");
+    assert_eq!(
+        body_json(&answer)["error"],
+        json!({"code": -32600, "message": "Bad request: the event is not a JSON object"})
+    );
+}
+
+#[tokio::test]
+async fn streamed_metrics_are_written_once_the_answer_is_complete() {
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink_lines = lines.clone();
+    let (store, dir) = common::sqlite_store().await;
+    let config = lambda_config(&[]);
+    let app = app::build(
+        &config,
+        &common::backends(Arc::new(store), "sqlite", common::local_blobs(dir.path())),
+        "lambda",
+    )
+    .expect("service builds");
+    let handler = LambdaHandler::new(app.router, None).with_metric_sink(
+        app.metrics,
+        &config.metrics_namespace,
+        Arc::new(move |line: &str| sink_lines.lock().expect("lock").push(line.to_owned())),
+    );
+    let Ok(answer) = handler
+        .stream(LambdaEvent::new(
+            function_url_event(
+                "POST",
+                "/mcp",
+                &headers_2026("echo"),
+                Some(&echo_2026("counted")),
+            ),
+            Context::default(),
+        ))
+        .await;
+    assert!(
+        lines.lock().expect("lock").is_empty(),
+        "nothing is written while the body is still to be sent"
+    );
+    let (answer, _) = collect(answer).await;
+    assert_eq!(
+        body_json(&answer)["result"]["structuredContent"]["message"],
+        "counted"
+    );
+    let docs: Vec<Value> = lines
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("EMF JSON"))
+        .collect();
+    let request = docs
+        .iter()
+        .find(|doc| doc.get("mcp_requests_total").is_some())
+        .unwrap_or_else(|| panic!("no request metric in {docs:?}"));
+    assert_eq!(
+        (&request["method"], &request["tool"], &request["outcome"]),
+        (&json!("tools/call"), &json!("echo"), &json!("ok"))
+    );
 }

@@ -40,14 +40,16 @@ async fn main() -> ExitCode {
         }
     };
     let handler = lambda_host::LambdaHandler::new(app.router, config.base_path.clone())
-        .with_metrics(app.metrics, &config.metrics_namespace);
+        .with_metrics(app.metrics, &config.metrics_namespace)
+        .with_stream_max(config.stream_max);
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
         store = backends.store_backend,
         files = backends.blobs.backend(),
+        response = ?config.lambda_response,
         "mcp-lambda initialized"
     );
-    match lambda_host::run(handler).await {
+    match lambda_host::run(handler, config.lambda_response).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "Lambda runtime stopped");

@@ -6,11 +6,16 @@
 //! response (`result`/`error`) becomes an `application/json` body; anything
 //! else (a progress or log notification, a server request) means the call
 //! streams, and the bytes read so far are replayed ahead of the rest of the
-//! stream, unchanged.
+//! stream, unchanged. So does a call whose first message takes longer than
+//! [`FirstMessageWait`]: from then on the client gets the SSE stream itself, with
+//! its keep-alive comments, so no proxy (API Gateway's idle timeout, a load
+//! balancer's) sees a silent connection during a long call.
+
+use std::time::Duration;
 
 use axum::{
     body::{Body, Bytes},
-    extract::Request,
+    extract::{Request, State},
     http::{HeaderValue, Method, header},
     middleware::Next,
     response::Response,
@@ -19,8 +24,24 @@ use futures::{StreamExt, stream};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
+/// How long a call's SSE answer is held back while waiting for a lone result.
+#[derive(Debug, Clone, Copy)]
+pub struct FirstMessageWait(pub Duration);
+
+impl Default for FirstMessageWait {
+    /// Well under every idle timeout on the way (API Gateway's 30 s on edge-optimized
+    /// endpoints is the shortest), and longer than almost every call.
+    fn default() -> Self {
+        Self(Duration::from_secs(10))
+    }
+}
+
 /// The middleware.
-pub async fn prefer_json(request: Request, next: Next) -> Response {
+pub async fn prefer_json(
+    State(FirstMessageWait(wait)): State<FirstMessageWait>,
+    request: Request,
+    next: Next,
+) -> Response {
     let is_post = request.method() == Method::POST;
     let response = next.run(request).await;
     let is_sse = response
@@ -33,7 +54,9 @@ pub async fn prefer_json(request: Request, next: Next) -> Response {
     }
     let (mut parts, mut body) = response.into_parts();
     let mut buffered = Vec::new();
-    while let Some(Ok(frame)) = body.frame().await {
+    let deadline = tokio::time::Instant::now() + wait;
+    // Ends at the stream's end, a body error, or the deadline: all replay what was read.
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -83,6 +106,66 @@ fn is_response(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::{Router, middleware, routing::post};
+    use tower::ServiceExt;
+
+    const RESULT: &str = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+
+    /// `/mcp` answering an SSE stream whose one event, the result, comes after `delay`.
+    fn sse_after(delay: Duration, wait: Duration) -> Router {
+        let answer = move || async move {
+            let event = futures::stream::once(async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, axum::Error>(Bytes::from(format!("id: 0\ndata: {RESULT}\n\n")))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(event))
+                .expect("response")
+        };
+        Router::new()
+            .route("/mcp", post(answer))
+            .layer(middleware::from_fn_with_state(
+                FirstMessageWait(wait),
+                prefer_json,
+            ))
+    }
+
+    async fn call(router: Router) -> (String, String) {
+        let request = Request::post("/mcp").body(Body::empty()).expect("request");
+        let response = router.oneshot(request).await.expect("infallible");
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            content_type,
+            String::from_utf8(body.to_vec()).expect("utf-8"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_prompt_lone_result_is_answered_as_json() {
+        let router = sse_after(Duration::from_millis(5), Duration::from_secs(5));
+        assert_eq!(
+            call(router).await,
+            ("application/json".to_owned(), RESULT.to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_call_streams_instead_of_holding_the_connection_silent() {
+        let router = sse_after(Duration::from_millis(300), Duration::from_millis(20));
+        let (content_type, body) = call(router).await;
+        assert_eq!(content_type, "text/event-stream");
+        assert_eq!(body, format!("id: 0\ndata: {RESULT}\n\n"));
+    }
 
     #[test]
     fn the_first_event_with_data_is_found_once_complete() {

@@ -165,7 +165,7 @@ impl Metrics {
         );
         registry.register(
             counter_name(names::TOOL_CALLS),
-            "Tool calls by tool and outcome (ok, tool_error, rpc_error, timeout, unknown_tool)",
+            "Tool calls by tool and outcome (ok, tool_error, rpc_error, timeout, cancelled, unknown_tool)",
             tool_calls.clone(),
         );
         registry.register(

@@ -56,6 +56,9 @@ pub enum ToolOutcome {
     ToolError,
     /// The tool did not finish within `MCP_TOOL_TIMEOUT_SECS`.
     Timeout,
+    /// The call was cancelled before the tool finished: the client closed its stream or
+    /// sent `notifications/cancelled`, or the server is stopping.
+    Cancelled,
     /// The call was refused with a JSON-RPC error (arguments not matching the schema).
     RpcError,
     /// No such tool: a JSON-RPC error.
@@ -68,6 +71,7 @@ impl ToolOutcome {
             Self::Ok => "ok",
             Self::ToolError => "tool_error",
             Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
             Self::RpcError => "rpc_error",
             Self::Unknown => "unknown_tool",
         }
