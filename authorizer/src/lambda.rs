@@ -1,13 +1,20 @@
 //! The API Gateway Lambda authorizer: configuration from the environment and the
 //! event → response function.
 //!
-//! - REST API (`TOKEN` or `REQUEST` authorizer): a valid token with `mcp:read` gets an IAM
-//!   policy allowing `execute-api:Invoke` on the event's `methodArn`, `principalId = sub` and
-//!   `context { sub, scope }`; a valid token without `mcp:read` gets a Deny policy (API
-//!   Gateway answers 403); a missing or invalid token fails with the error `Unauthorized`,
-//!   which API Gateway turns into 401.
+//! - REST API (`TOKEN` or `REQUEST` authorizer): a valid token with every scope the request
+//!   needs gets an IAM policy allowing `execute-api:Invoke` on the event's `methodArn`,
+//!   `principalId = sub` and `context { sub, scope }`; a valid token without them gets a Deny
+//!   policy (API Gateway answers 403 with the stack's `ACCESS_DENIED` challenge); a missing or
+//!   invalid token fails with the error `Unauthorized`, which API Gateway turns into 401.
 //! - HTTP API (payload `2.0`, `type: REQUEST`, simple responses enabled):
 //!   `{ "isAuthorized": bool, "context": { sub, scope } }`.
+//!
+//! The scopes a request needs ([`required_scopes`]) are `mcp:read`, plus `mcp:call` and
+//! `mcp:write` where the 2026-07-28 wire's `Mcp-Method` and `Mcp-Name` headers show a tool
+//! call and a writing tool (`MCP_WRITE_TOOLS`). Refusing those here matters behind the REST
+//! API: it renames a `WWW-Authenticate` header coming from the function, so only the gateway's
+//! own refusal reaches the client with a usable challenge. The function checks every scope
+//! again (and alone on the legacy wire, whose requests carry no such headers).
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,8 +22,8 @@ use lambda_http::lambda_runtime::{self, Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
 use crate::{
-    AuthError, Claims, ConfigError, Hs256Key, Hs256KeyLoader, SCOPE_READ, Verifier, VerifierConfig,
-    hs256_keys_from_secret_json,
+    AuthError, Claims, ConfigError, Hs256Key, Hs256KeyLoader, SCOPE_CALL, SCOPE_READ, SCOPE_WRITE,
+    Verifier, VerifierConfig, hs256_keys_from_secret_json,
 };
 
 /// Why an event was not answered with a policy.
@@ -67,6 +74,8 @@ pub struct EnvConfig {
     pub keys: KeySource,
     pub jwks_url: Option<String>,
     pub leeway: Duration,
+    /// The tools whose calls need `mcp:write` (`MCP_WRITE_TOOLS`, comma-separated).
+    pub write_tools: Vec<String>,
 }
 
 fn http_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
@@ -134,12 +143,17 @@ impl EnvConfig {
                     reason: "is not a number of seconds between 0 and 300".into(),
                 })?,
         };
+        let write_tools = get("MCP_WRITE_TOOLS")
+            .map(|list| tool_names(&list))
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             issuer,
             audience,
             keys,
             jwks_url,
             leeway,
+            write_tools,
         })
     }
 
@@ -167,6 +181,24 @@ impl EnvConfig {
             KeySource::None => Verifier::new(config),
         }
     }
+}
+
+/// `MCP_WRITE_TOOLS`: tool names (letters, digits, `_`, `-`, `.`), separated by commas.
+fn tool_names(list: &str) -> Result<Vec<String>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .map(|name| {
+            let valid = !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+            valid.then(|| name.to_owned()).ok_or(ConfigError::Invalid {
+                name: "MCP_WRITE_TOOLS",
+                reason: format!("{name:?} is not a tool name"),
+            })
+        })
+        .collect()
 }
 
 async fn load_secret_keys(secret_id: String) -> Result<Vec<Hs256Key>, ConfigError> {
@@ -250,8 +282,37 @@ fn policy(principal: &str, effect: &str, resource: &str, claims: &Claims) -> Val
     })
 }
 
-/// Answers one authorizer event.
-pub async fn handle_event(verifier: &Verifier, event: &Value) -> Result<Value, AuthorizerError> {
+/// The scopes a request needs, as far as its headers show: `mcp:read` always, `mcp:call` for a
+/// 2026-07-28 `tools/call`, and `mcp:write` when that call names one of `write_tools`.
+pub fn required_scopes(event: &Value, write_tools: &[String]) -> Vec<&'static str> {
+    let mut scopes = vec![SCOPE_READ];
+    if header(event, "mcp-method") == Some("tools/call") {
+        scopes.push(SCOPE_CALL);
+        if header(event, "mcp-name").is_some_and(|name| write_tools.iter().any(|t| t == name)) {
+            scopes.push(SCOPE_WRITE);
+        }
+    }
+    scopes
+}
+
+/// True when `claims` grant every scope in `scopes`; logs the first one missing.
+fn grants(claims: &Claims, scopes: &[&str]) -> bool {
+    match scopes.iter().find(|scope| claims.require(scope).is_err()) {
+        None => true,
+        Some(missing) => {
+            tracing::info!(sub = %claims.sub, scope = missing, "token lacks a scope the request needs");
+            false
+        }
+    }
+}
+
+/// Answers one authorizer event; `write_tools` are the tools whose calls need `mcp:write`.
+pub async fn handle_event(
+    verifier: &Verifier,
+    write_tools: &[String],
+    event: &Value,
+) -> Result<Value, AuthorizerError> {
+    let needed = required_scopes(event, write_tools);
     let kind = event.get("type").and_then(Value::as_str);
     let version = event.get("version").and_then(Value::as_str);
     if version == Some("2.0") {
@@ -263,7 +324,7 @@ pub async fn handle_event(verifier: &Verifier, event: &Value) -> Result<Value, A
         let result = verify_request(verifier, event, header(event, "authorization")).await;
         return match result {
             Ok(claims) => Ok(json!({
-                "isAuthorized": claims.require(SCOPE_READ).is_ok(),
+                "isAuthorized": grants(&claims, &needed),
                 "context": context(&claims),
             })),
             Err(AuthError::KeysUnavailable) => Err(AuthorizerError::Unavailable),
@@ -288,10 +349,9 @@ pub async fn handle_event(verifier: &Verifier, event: &Value) -> Result<Value, A
     };
     match verify_request(verifier, event, authorization).await {
         Ok(claims) => {
-            let effect = if claims.require(SCOPE_READ).is_ok() {
+            let effect = if grants(&claims, &needed) {
                 "Allow"
             } else {
-                tracing::info!(sub = %claims.sub, "token lacks mcp:read");
                 "Deny"
             };
             Ok(policy(&claims.sub, effect, method_arn, &claims))
@@ -318,8 +378,9 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let config = EnvConfig::from_lookup(|name| std::env::var(name).ok())?;
     let verifier = config.verifier().await?;
     let verifier = &verifier;
+    let write_tools = config.write_tools.as_slice();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle_event(verifier, &event.payload).await
+        handle_event(verifier, write_tools, &event.payload).await
     }))
     .await
 }

@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 const METHOD_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/POST/mcp";
 
+/// No tool needs `mcp:write`: the events below carry no 2026 tool-call headers anyway.
+const NO_WRITE_TOOLS: &[String] = &[];
+
 fn verifier() -> Verifier {
     Verifier::new(config(None)).expect("verifier")
 }
@@ -86,7 +89,7 @@ fn http_v2_event(authorization: Option<&str>) -> Value {
 #[tokio::test]
 async fn rest_allows_a_token_with_read() {
     let header = format!("Bearer {}", token("mcp:read mcp:call"));
-    let response = handle_event(&verifier(), &rest_event(Some(&header)))
+    let response = handle_event(&verifier(), NO_WRITE_TOOLS, &rest_event(Some(&header)))
         .await
         .expect("policy");
     assert_eq!(
@@ -106,7 +109,9 @@ async fn rest_allows_a_token_with_read() {
 async fn rest_header_name_is_case_insensitive() {
     let mut event = rest_event(None);
     event["headers"]["aUtHoRiZaTiOn"] = json!(format!("bearer {}", token("mcp:read")));
-    let response = handle_event(&verifier(), &event).await.expect("policy");
+    let response = handle_event(&verifier(), NO_WRITE_TOOLS, &event)
+        .await
+        .expect("policy");
     assert_eq!(
         response["policyDocument"]["Statement"][0]["Effect"],
         "Allow"
@@ -116,7 +121,7 @@ async fn rest_header_name_is_case_insensitive() {
 #[tokio::test]
 async fn rest_denies_a_valid_token_without_read() {
     let header = format!("Bearer {}", token("mcp:call"));
-    let response = handle_event(&verifier(), &rest_event(Some(&header)))
+    let response = handle_event(&verifier(), NO_WRITE_TOOLS, &rest_event(Some(&header)))
         .await
         .expect("policy");
     assert_eq!(response["principalId"], "alice");
@@ -143,7 +148,7 @@ async fn rest_refuses_missing_and_invalid_tokens_with_unauthorized() {
         Some("Basic abc".to_owned()),
         Some(format!("Bearer {expired}")),
     ] {
-        let error = handle_event(&verifier(), &rest_event(header.as_deref()))
+        let error = handle_event(&verifier(), NO_WRITE_TOOLS, &rest_event(header.as_deref()))
             .await
             .expect_err("refused");
         assert!(matches!(error, AuthorizerError::Unauthorized(_)));
@@ -161,7 +166,9 @@ async fn rest_token_authorizer_event() {
         "authorizationToken": format!("Bearer {}", token("mcp:read")),
         "methodArn": METHOD_ARN,
     });
-    let response = handle_event(&verifier(), &event).await.expect("policy");
+    let response = handle_event(&verifier(), NO_WRITE_TOOLS, &event)
+        .await
+        .expect("policy");
     assert_eq!(
         response["policyDocument"]["Statement"][0]["Effect"],
         "Allow"
@@ -173,21 +180,21 @@ async fn http_v2_simple_responses() {
     let v = verifier();
     let header = format!("Bearer {}", token("mcp:read mcp:write"));
     assert_eq!(
-        handle_event(&v, &http_v2_event(Some(&header)))
+        handle_event(&v, NO_WRITE_TOOLS, &http_v2_event(Some(&header)))
             .await
             .expect("response"),
         json!({"isAuthorized": true, "context": {"sub": "alice", "scope": "mcp:read mcp:write"}})
     );
     let header = format!("Bearer {}", token("mcp:call"));
     assert_eq!(
-        handle_event(&v, &http_v2_event(Some(&header)))
+        handle_event(&v, NO_WRITE_TOOLS, &http_v2_event(Some(&header)))
             .await
             .expect("response"),
         json!({"isAuthorized": false, "context": {"sub": "alice", "scope": "mcp:call"}})
     );
     for header in [None, Some("Bearer garbage")] {
         assert_eq!(
-            handle_event(&v, &http_v2_event(header))
+            handle_event(&v, NO_WRITE_TOOLS, &http_v2_event(header))
                 .await
                 .expect("response"),
             json!({"isAuthorized": false, "context": {}})
@@ -204,7 +211,9 @@ async fn malformed_events_are_errors_but_not_unauthorized() {
         json!({"type": "OTHER", "methodArn": METHOD_ARN}),
         json!({"version": "2.0", "type": "TOKEN"}),
     ] {
-        let error = handle_event(&v, &event).await.expect_err("bad event");
+        let error = handle_event(&v, NO_WRITE_TOOLS, &event)
+            .await
+            .expect_err("bad event");
         assert!(matches!(error, AuthorizerError::BadEvent(_)), "{event}");
         assert_ne!(error.to_string(), "Unauthorized");
     }
@@ -231,7 +240,7 @@ async fn config_from_environment() {
     let verifier = config.verifier().await.expect("verifier");
     // MCP_SIGNING_KEY has kid `env`; a token without kid uses it as the first key.
     let header = format!("Bearer {}", hs256(None, K1.as_bytes(), &claims(json!({}))));
-    let response = handle_event(&verifier, &rest_event(Some(&header)))
+    let response = handle_event(&verifier, NO_WRITE_TOOLS, &rest_event(Some(&header)))
         .await
         .expect("policy");
     assert_eq!(
@@ -317,7 +326,7 @@ async fn a_token_in_the_query_string_is_refused_even_with_a_valid_header() {
     let header = format!("Bearer {}", token("mcp:read"));
     let mut rest = rest_event(Some(&header));
     rest["queryStringParameters"] = json!({"access_token": token("mcp:read")});
-    let refused = handle_event(&verifier(), &rest).await;
+    let refused = handle_event(&verifier(), NO_WRITE_TOOLS, &rest).await;
     assert!(
         matches!(
             &refused,
@@ -330,7 +339,7 @@ async fn a_token_in_the_query_string_is_refused_even_with_a_valid_header() {
 
     let mut v2 = http_v2_event(Some(&header));
     v2["rawQueryString"] = json!(format!("x=1&access_token={}", token("mcp:read")));
-    let response = handle_event(&verifier(), &v2)
+    let response = handle_event(&verifier(), NO_WRITE_TOOLS, &v2)
         .await
         .expect("simple response");
     assert_eq!(response, json!({"isAuthorized": false, "context": {}}));
@@ -338,6 +347,120 @@ async fn a_token_in_the_query_string_is_refused_even_with_a_valid_header() {
     // Other parameters are fine.
     let mut rest = rest_event(Some(&header));
     rest["queryStringParameters"] = json!({"token_hint": "x"});
-    let allowed = handle_event(&verifier(), &rest).await.expect("policy");
+    let allowed = handle_event(&verifier(), NO_WRITE_TOOLS, &rest)
+        .await
+        .expect("policy");
     assert_eq!(allowed["policyDocument"]["Statement"][0]["Effect"], "Allow");
+}
+
+/// The product's writing tools, as the template passes them in `MCP_WRITE_TOOLS`.
+fn write_tools() -> Vec<String> {
+    ["state_set", "state_delete", "file_write"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// A REST event for a 2026-07-28 request whose `Mcp-Method` (and `Mcp-Name`) headers are given.
+fn rest_2026(scope: &str, method: &str, name: Option<&str>) -> Value {
+    let mut event = rest_event(Some(&format!("Bearer {}", token(scope))));
+    event["headers"]["Mcp-Method"] = json!(method);
+    if let Some(name) = name {
+        event["headers"]["Mcp-Name"] = json!(name);
+    }
+    event
+}
+
+async fn effect(event: &Value) -> String {
+    let response = handle_event(&verifier(), &write_tools(), event)
+        .await
+        .expect("policy");
+    response["policyDocument"]["Statement"][0]["Effect"]
+        .as_str()
+        .expect("effect")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn rest_denies_a_2026_tool_call_without_call_or_write_at_the_gateway() {
+    let cases = [
+        ("mcp:read", "tools/list", None, "Allow"),
+        ("mcp:read", "tools/call", Some("echo"), "Deny"),
+        ("mcp:read mcp:call", "tools/call", Some("echo"), "Allow"),
+        ("mcp:read mcp:call", "tools/call", Some("state_set"), "Deny"),
+        (
+            "mcp:read mcp:call",
+            "tools/call",
+            Some("file_write"),
+            "Deny",
+        ),
+        (
+            "mcp:read mcp:call mcp:write",
+            "tools/call",
+            Some("state_set"),
+            "Allow",
+        ),
+        // A tool the authorizer does not know of is the function's to judge.
+        (
+            "mcp:read mcp:call",
+            "tools/call",
+            Some("no_such_tool"),
+            "Allow",
+        ),
+        // mcp:call without mcp:read is still refused.
+        (
+            "mcp:call mcp:write",
+            "tools/call",
+            Some("state_set"),
+            "Deny",
+        ),
+    ];
+    for (scope, method, name, expected) in cases {
+        assert_eq!(
+            effect(&rest_2026(scope, method, name)).await,
+            expected,
+            "{scope} {method} {name:?}"
+        );
+    }
+    // Header names are case-insensitive, as HTTP's are.
+    let mut event = rest_event(Some(&format!("Bearer {}", token("mcp:read"))));
+    event["headers"]["mcp-method"] = json!("tools/call");
+    assert_eq!(effect(&event).await, "Deny");
+}
+
+#[tokio::test]
+async fn the_http_api_refuses_a_tool_call_without_call() {
+    let v = verifier();
+    let mut event = http_v2_event(Some(&format!("Bearer {}", token("mcp:read"))));
+    event["headers"]["mcp-method"] = json!("tools/call");
+    let response = handle_event(&v, &write_tools(), &event)
+        .await
+        .expect("response");
+    assert_eq!(response["isAuthorized"], false);
+}
+
+#[test]
+fn write_tools_come_from_the_environment_and_are_checked() {
+    let with_tools = |tools| {
+        EnvConfig::from_lookup(env(&[
+            ("MCP_AUTH_ISSUER", ISSUER),
+            ("MCP_AUTH_AUDIENCE", AUDIENCE),
+            ("MCP_SIGNING_KEY", K1),
+            ("MCP_WRITE_TOOLS", tools),
+        ]))
+    };
+    let config = with_tools("state_set, file_write").expect("valid");
+    assert_eq!(config.write_tools, ["state_set", "file_write"]);
+    for bad in ["state_set,,file_write", "state set", "tool;rm"] {
+        let error = with_tools(bad).expect_err(bad);
+        assert!(
+            matches!(
+                &error,
+                ConfigError::Invalid {
+                    name: "MCP_WRITE_TOOLS",
+                    ..
+                }
+            ),
+            "{bad}: {error:?}"
+        );
+    }
 }

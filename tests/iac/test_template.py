@@ -263,12 +263,21 @@ def test_the_function_streams_within_lambdas_fifteen_minutes():
 
 
 def test_refusals_carry_the_rfc9728_challenge():
+    # Only gateway responses set a real WWW-Authenticate behind the REST API (the function's
+    # own is renamed x-amzn-Remapped-WWW-Authenticate), so both refusals come from the gateway.
     for logical_id, status in (("UnauthorizedResponse", "401"), ("AccessDeniedResponse", "403")):
         response = properties(logical_id)
         assert response["StatusCode"] == status
         challenge, variables = response["ResponseParameters"]["gatewayresponse.header.WWW-Authenticate"]["Fn::Sub"]
         assert challenge.startswith("'Bearer resource_metadata=\"${Base}/.well-known/oauth-protected-resource/mcp\"")
         assert variables == {"Base": BASE_URL}
+    denied = properties("AccessDeniedResponse")["ResponseParameters"]["gatewayresponse.header.WWW-Authenticate"]
+    assert 'error=\"insufficient_scope\", scope=\"mcp:read mcp:call mcp:write\"' in denied["Fn::Sub"][0]
+
+
+def test_the_authorizer_knows_which_tools_need_write():
+    variables = properties("AuthorizerFunction")["Environment"]["Variables"]
+    assert set(variables["MCP_WRITE_TOOLS"].split(",")) == {"state_set", "state_delete", "file_write"}
 
 
 def test_api_may_invoke_only_its_own_functions():

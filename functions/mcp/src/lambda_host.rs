@@ -60,7 +60,39 @@ use crate::{
 };
 
 /// Serves Lambda events until the runtime stops the instance, answering in `mode`.
+///
+/// A streamed answer whose client went away fails the runtime's request that carries it
+/// (the Runtime API closes it: "broken pipe"), and lambda_runtime then stops its loop. That
+/// ends one invocation, not the instance: the loop starts again and asks for the next event,
+/// keeping the warm instance and its sessions. Only a runtime that fails again at once, three
+/// times in a row, stops the process.
 pub async fn run(
+    handler: LambdaHandler,
+    mode: LambdaResponse,
+) -> Result<(), lambda_runtime::Error> {
+    let mut quick_failures = 0;
+    loop {
+        let started = std::time::Instant::now();
+        let Err(error) = serve_events(handler.clone(), mode).await else {
+            return Ok(());
+        };
+        quick_failures = if started.elapsed() < RUNTIME_RESTART_WINDOW {
+            quick_failures + 1
+        } else {
+            1
+        };
+        if quick_failures >= 3 {
+            return Err(error);
+        }
+        tracing::warn!(%error, "a Runtime API request failed (a client left its stream?); serving the next event");
+    }
+}
+
+/// A runtime that fails within this long of starting counts as failing at once.
+const RUNTIME_RESTART_WINDOW: Duration = Duration::from_secs(1);
+
+/// One run of lambda_runtime's event loop.
+async fn serve_events(
     handler: LambdaHandler,
     mode: LambdaResponse,
 ) -> Result<(), lambda_runtime::Error> {

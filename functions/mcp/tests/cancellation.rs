@@ -11,7 +11,7 @@
 mod common;
 
 use std::sync::{
-    Arc, Mutex,
+    Arc,
     atomic::{AtomicBool, Ordering},
 };
 
@@ -20,14 +20,12 @@ use bytes::Bytes;
 use common::{request_2026, with_token};
 use mcp_function::{
     blob::{Blob, BlobError, BlobMeta, BlobPage, BlobStore},
-    config::{Config, LogFormat},
+    config::Config,
     principal::Principal,
-    server_host::log_subscriber,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Notify;
 use tower::ServiceExt;
-use tracing_subscriber::EnvFilter;
 
 /// A file store whose writes start and then never finish; it notes when a write is dropped.
 #[derive(Default)]
@@ -84,31 +82,9 @@ impl BlobStore for StuckWrites {
     }
 }
 
-/// A writer into shared memory, for capturing the logs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-// The default (current-thread) test runtime runs rmcp's spawned tasks on this thread, so the
-// thread's default subscriber sees the tool's log line.
 #[tokio::test]
 async fn a_client_that_goes_away_stops_its_tool_call() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _guard = tracing::subscriber::set_default(log_subscriber(
-        LogFormat::Json,
-        EnvFilter::new("info"),
-        move || writer.clone(),
-    ));
+    let (captured, _guard) = common::capture_logs("info");
     let key = std::str::from_utf8(common::TEST_KEY).expect("utf8 key");
     let env = [("MCP_SIGNING_KEY".to_owned(), key.to_owned())].into();
     let config = Config::from_sources(Default::default(), &env).expect("valid config");
@@ -141,11 +117,8 @@ async fn a_client_that_goes_away_stops_its_tool_call() {
         "the tool kept running after its client left"
     );
 
-    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
-    let lines: Vec<Value> = logs
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("JSON log line"))
-        .collect();
+    let logs = captured.text();
+    let lines = captured.lines();
     let cancelled = lines
         .iter()
         .find(|line| {

@@ -6,16 +6,9 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use axum::http::StatusCode;
 use common::{ALL_SCOPES, TEST_KEY, bearer, request_2026, send};
-use mcp_function::{config::LogFormat, server_host::log_subscriber};
 use serde_json::{Value, json};
-use tracing_subscriber::EnvFilter;
 
 /// The service and the folder its files live in (removed when dropped).
 struct Service {
@@ -33,47 +26,11 @@ fn tool(name: &str, arguments: Value) -> axum::http::Request<axum::body::Body> {
     request_2026("tools/call", json!({"name": name, "arguments": arguments}))
 }
 
-/// A writer into shared memory, for capturing the logs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        let bytes = self.0.lock().expect("lock").clone();
-        String::from_utf8(bytes)
-            .expect("utf8 logs")
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-            })
-            .collect()
-    }
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf8")
-    }
-}
-
 // The default (current-thread) test runtime runs every task on this thread, so the
 // thread's default subscriber sees rmcp's spawned tasks too.
 #[tokio::test]
 async fn logs_name_the_request_and_the_caller_and_never_a_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _guard = tracing::subscriber::set_default(log_subscriber(
-        LogFormat::Json,
-        EnvFilter::new("debug"),
-        move || writer.clone(),
-    ));
+    let (captured, _guard) = common::capture_logs("debug");
     let (app, dir) = common::server_app(&[]).await;
     let service = Service { app, _dir: dir };
     let token = bearer("alice", ALL_SCOPES);

@@ -139,6 +139,20 @@ mod tests {
     }
 
     #[test]
+    fn the_authorizer_is_told_the_same_writing_tools() {
+        let template =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
+                .expect("template.yaml");
+        let listed = template
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("MCP_WRITE_TOOLS: "))
+            .expect("the template sets MCP_WRITE_TOOLS");
+        let listed: std::collections::HashSet<String> =
+            listed.split(',').map(str::to_owned).collect();
+        assert_eq!(listed, write_tools(&product_tools()));
+    }
+
+    #[test]
     fn a_request_without_a_principal_is_refused() {
         let mut extensions = Extensions::default();
         let refused = request_principal(&extensions).expect_err("no principal");

@@ -387,3 +387,50 @@ pub fn with_token(
     request.headers_mut().insert("authorization", value);
     request
 }
+
+// ─── Captured logs ──────────────────────────────────────────────────────────
+
+/// The product's JSON log lines, captured in memory (see [`capture_logs`]).
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// Every line so far, parsed.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf8 logs")
+    }
+}
+
+/// Captures this thread's log events at `filter` in the product's JSON format until the guard
+/// is dropped. The default (current-thread) test runtime runs rmcp's spawned tasks on this
+/// thread too. Tracing caches which call sites are enabled process-wide, so a test using this
+/// sits alone in its test binary.
+pub fn capture_logs(filter: &str) -> (CapturedLogs, tracing::subscriber::DefaultGuard) {
+    let captured = CapturedLogs::default();
+    let writer = captured.clone();
+    let guard = tracing::subscriber::set_default(mcp_function::server_host::log_subscriber(
+        mcp_function::config::LogFormat::Json,
+        tracing_subscriber::EnvFilter::new(filter),
+        move || writer.clone(),
+    ));
+    (captured, guard)
+}
