@@ -16,8 +16,9 @@
 #      (functions/mcp/examples), which adds a token minted by `mcp-token`; both the
 #      2025-11-25 requirement set (0.1.16) and both wires incl. 2026-07-28 (0.2.0-alpha.12)
 #   5. the Lambda functions: `sam build` of the template (cargo lambda build --release of
-#      mcp-lambda and the JWT authorizer, x86_64 here), then two `cargo lambda watch` emulators over moto: both conformance
-#      suites through the function URL path, and the cross-instance test
+#      mcp-lambda and the JWT authorizer, x86_64 here), then two `cargo lambda watch` emulators over moto
+#      (A streams its answers, B buffers them): the time to first byte of a streamed answer, both
+#      conformance suites through A's function URL path, and the cross-instance tests
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 #
 # Environment:
@@ -331,7 +332,8 @@ else
   fail 1 "sam build"
 fi
 
-# Two emulated functions (`cargo lambda watch`), one with three instances, over one moto.
+# Two emulated functions (`cargo lambda watch`), one with three instances, over one moto:
+# A streams its answers (the default), B buffers them.
 step "Lambda emulators over moto"
 lambda_key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 python3 scripts/lib/aws_fixtures.py --endpoint "$MCP_TEST_AWS_ENDPOINT" \
@@ -366,7 +368,8 @@ lambda_b_port="$(free_port)"
 # Three instances for A: the suite's SEP-1699 scenario sends three POSTs at once, and the
 # emulator answers 500 to a request it has no free instance for (Lambda would scale out).
 start_emulator a "$lambda_a_port" --concurrency 3
-start_emulator b "$lambda_b_port"
+# B answers buffered, as behind an API Gateway HTTP API: both response modes run for real.
+start_emulator b "$lambda_b_port" --env-var MCP_LAMBDA_RESPONSE=buffered
 lambda_a="http://127.0.0.1:$lambda_a_port"
 lambda_b="http://127.0.0.1:$lambda_b_port"
 for emulator in "$lambda_a" "$lambda_b"; do
@@ -387,7 +390,7 @@ read -r first_byte total < <(curl -sS -o /dev/null -w '%{time_starttransfer} %{t
   -H "authorization: Bearer $lambda_token" -H 'content-type: application/json' \
   -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2026-07-28' \
   -H 'mcp-method: tools/call' -H 'mcp-name: test_tool_with_progress' \
-  --data "$progress_call" "$lambda_b/lambda-url/mcp-lambda/mcp") || true
+  --data "$progress_call" "$lambda_a/lambda-url/mcp-lambda/mcp") || true
 printf 'tools/call test_tool_with_progress (3 events 50 ms apart): first byte %ss, complete %ss\n' \
   "${first_byte:-?}" "${total:-?}"
 start_background "$logs/proxy-lambda.log" env MCP_PROXY_AUTHORIZATION="Bearer $lambda_token" \
