@@ -243,29 +243,37 @@ impl LambdaHandler {
             })
     }
 
-    /// `body` until it ends or `deadline` passes, then the invocation's metrics.
+    /// `body` until it ends or `deadline` passes, then the invocation's metrics (also written
+    /// when the answer is dropped first because its client left).
     fn bounded<S, E>(self, body: S, deadline: tokio::time::Instant) -> AnswerStream
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
         E: Into<lambda_runtime::Error> + Send,
     {
-        let open = Some((body, Box::pin(tokio::time::sleep_until(deadline)), self));
-        Box::pin(futures::stream::unfold(open, |open| async move {
-            let (mut body, mut bound, handler) = open?;
+        let stream_max = self.stream_max;
+        let open = Some((
+            body,
+            Box::pin(tokio::time::sleep_until(deadline)),
+            MetricsOnDrop(Some(self)),
+        ));
+        Box::pin(futures::stream::unfold(open, move |open| async move {
+            let (mut body, mut bound, mut metrics) = open?;
             let next = tokio::select! {
                 chunk = body.next() => chunk,
                 () = &mut bound => {
                     tracing::info!(
-                        limit_secs = handler.stream_max.as_secs(),
+                        limit_secs = stream_max.as_secs(),
                         "stream ended at MCP_STREAM_MAX_SECS; the client reconnects or retries"
                     );
                     None
                 }
             };
             match next {
-                Some(chunk) => Some((chunk.map_err(Into::into), Some((body, bound, handler)))),
+                Some(chunk) => Some((chunk.map_err(Into::into), Some((body, bound, metrics)))),
                 None => {
-                    handler.flush_metrics().await;
+                    if let Some(handler) = metrics.0.take() {
+                        handler.flush_metrics().await;
+                    }
                     None
                 }
             }
@@ -278,6 +286,22 @@ impl LambdaHandler {
         let now_ms = chrono::Utc::now().timestamp_millis();
         for line in emf::lines(&emf.namespace, now_ms, samples) {
             (emf.sink)(&line);
+        }
+    }
+}
+
+/// Writes the invocation's metrics if its streamed answer is dropped before it ended: the
+/// runtime drops it when the client has left, and the next invocation's lines must not carry
+/// this one's values.
+struct MetricsOnDrop(Option<LambdaHandler>);
+
+impl Drop for MetricsOnDrop {
+    fn drop(&mut self) {
+        let Some(handler) = self.0.take() else { return };
+        if handler.emf.is_some()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { handler.flush_metrics().await });
         }
     }
 }

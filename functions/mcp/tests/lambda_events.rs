@@ -925,8 +925,12 @@ async fn a_malformed_event_gets_a_streamed_400() {
     );
 }
 
-#[tokio::test]
-async fn streamed_metrics_are_written_once_the_answer_is_complete() {
+/// A streaming handler over the product service whose EMF lines land in the returned list.
+async fn counted_handler() -> (
+    LambdaHandler,
+    Arc<std::sync::Mutex<Vec<String>>>,
+    tempfile::TempDir,
+) {
     let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink_lines = lines.clone();
     let (store, dir) = common::sqlite_store().await;
@@ -942,17 +946,44 @@ async fn streamed_metrics_are_written_once_the_answer_is_complete() {
         &config.metrics_namespace,
         Arc::new(move |line: &str| sink_lines.lock().expect("lock").push(line.to_owned())),
     );
-    let Ok(answer) = handler
-        .stream(LambdaEvent::new(
-            function_url_event(
-                "POST",
-                "/mcp",
-                &headers_2026("echo"),
-                Some(&echo_2026("counted")),
-            ),
-            Context::default(),
-        ))
-        .await;
+    (handler, lines, dir)
+}
+
+fn echo_event(text: &str) -> LambdaEvent<Value> {
+    LambdaEvent::new(
+        function_url_event(
+            "POST",
+            "/mcp",
+            &headers_2026("echo"),
+            Some(&echo_2026(text)),
+        ),
+        Context::default(),
+    )
+}
+
+#[tokio::test]
+async fn an_answer_dropped_before_its_end_still_writes_its_metrics() {
+    let (handler, lines, _dir) = counted_handler().await;
+    let Ok(answer) = handler.stream(echo_event("abandoned")).await;
+    // The runtime drops the answer when the client has left.
+    drop(answer);
+    for _ in 0..100 {
+        if !lines.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let written = lines.lock().expect("lock").join("\n");
+    assert!(
+        written.contains("\"mcp_requests_total\""),
+        "this invocation's metrics were left for the next one: {written:?}"
+    );
+}
+
+#[tokio::test]
+async fn streamed_metrics_are_written_once_the_answer_is_complete() {
+    let (handler, lines, _dir) = counted_handler().await;
+    let Ok(answer) = handler.stream(echo_event("counted")).await;
     assert!(
         lines.lock().expect("lock").is_empty(),
         "nothing is written while the body is still to be sent"
