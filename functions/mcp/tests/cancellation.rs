@@ -1,10 +1,11 @@
-//! A client that goes away cancels its call: the tool stops and the log says so.
+//! A client that goes away cancels its call, on both wires: the tool stops and the log says so.
 //!
 //! Both hosts drop the service's response when the client is gone (hyper when the
 //! connection closes, the Lambda runtime when the response stream cannot be written), so
 //! dropping the `oneshot` future is exactly what a disconnect does to the service. The
 //! call is a `file_write` into a file store that never finishes a write, so only the
-//! cancellation can end it.
+//! cancellation can end it. rmcp cancels a 2026-07-28 request whose stream goes away; a
+//! legacy session request is cancelled by the session gate.
 //!
 //! Alone in its test binary, like `logs.rs`: it captures the process's log events.
 
@@ -17,7 +18,7 @@ use std::sync::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{request_2026, with_token};
+use common::{post, request_2026, with_token};
 use mcp_function::{
     blob::{Blob, BlobError, BlobMeta, BlobPage, BlobStore},
     config::Config,
@@ -82,8 +83,55 @@ impl BlobStore for StuckWrites {
     }
 }
 
+/// Sends `call` and drops its answer as soon as the file store has started the write, then
+/// waits (at most 5 s) for the write to be dropped: true when the tool was stopped.
+async fn leave_mid_call(router: &axum::Router, files: &StuckWrites, call: Request) -> bool {
+    files.dropped.store(false, Ordering::SeqCst);
+    let answer = router.clone().oneshot(call);
+    tokio::select! {
+        _ = answer => panic!("the write never finishes, so neither can the call"),
+        () = files.started.notified() => {}
+    }
+    // The answer was dropped mid-call, as a disconnect drops it.
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while !files.dropped.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+type Request = axum::http::Request<axum::body::Body>;
+
+/// Opens a 2025-11-25 session for alice; returns its id.
+async fn open_session(router: &axum::Router) -> String {
+    let initialize = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}});
+    let opened = router
+        .clone()
+        .oneshot(with_token(post(initialize.to_string(), &[]), "alice"))
+        .await
+        .expect("infallible");
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let headers = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let initialized = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    let acked = router
+        .clone()
+        .oneshot(with_token(post(initialized.to_string(), &headers), "alice"))
+        .await
+        .expect("infallible");
+    assert_eq!(acked.status(), 202);
+    session
+}
+
 #[tokio::test]
-async fn a_client_that_goes_away_stops_its_tool_call() {
+async fn a_client_that_goes_away_stops_its_tool_call_on_either_wire() {
     let (captured, _guard) = common::capture_logs("info");
     let key = std::str::from_utf8(common::TEST_KEY).expect("utf8 key");
     let env = [("MCP_SIGNING_KEY".to_owned(), key.to_owned())].into();
@@ -92,51 +140,60 @@ async fn a_client_that_goes_away_stops_its_tool_call() {
     let files = Arc::new(StuckWrites::default());
     let backends = common::backends(Arc::new(store), "sqlite", files.clone());
     let app = mcp_function::app::build(&config, &backends, "server").expect("service builds");
+    let arguments = json!({"path": "big.bin", "content": "x"});
 
-    let call = with_token(
+    let stateless = with_token(
         request_2026(
             "tools/call",
-            json!({"name": "file_write", "arguments": {"path": "big.bin", "content": "x"}}),
+            json!({"name": "file_write", "arguments": arguments}),
         ),
         "alice",
     );
-    let answer = app.router.clone().oneshot(call);
-    tokio::select! {
-        _ = answer => panic!("the write never finishes, so neither can the call"),
-        () = files.started.notified() => {}
-    }
-    // The answer was dropped mid-call, as a disconnect drops it.
-    let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        while !files.dropped.load(Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
     assert!(
-        stopped.is_ok(),
-        "the tool kept running after its client left"
+        leave_mid_call(&app.router, &files, stateless).await,
+        "the 2026 call kept running after its client left"
+    );
+
+    let session = open_session(&app.router).await;
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"file_write","arguments":arguments}});
+    let headers = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let in_session = with_token(post(call.to_string(), &headers), "alice");
+    assert!(
+        leave_mid_call(&app.router, &files, in_session).await,
+        "the session call kept running after its client left"
     );
 
     let logs = captured.text();
     let lines = captured.lines();
-    let cancelled = lines
+    let cancelled: Vec<_> = lines
         .iter()
-        .find(|line| {
+        .filter(|line| {
             line["message"]
                 .as_str()
                 .is_some_and(|message| message.starts_with("tool call cancelled"))
         })
-        .unwrap_or_else(|| panic!("no cancellation line in {logs}"));
-    assert_eq!(
-        (&cancelled["tool"], &cancelled["level"]),
-        (&json!("file_write"), &json!("WARN"))
-    );
-    let audit = lines
+        .collect();
+    assert_eq!(cancelled.len(), 2, "one line per call: {logs}");
+    for line in cancelled {
+        assert_eq!(
+            (&line["tool"], &line["level"]),
+            (&json!("file_write"), &json!("WARN"))
+        );
+    }
+    let audits: Vec<_> = lines
         .iter()
-        .find(|line| line["target"] == "audit" && line["action"] == "tool.call")
-        .unwrap_or_else(|| panic!("no audit line in {logs}"));
+        .filter(|line| line["target"] == "audit" && line["action"] == "tool.call")
+        .map(|line| (line["principal"].clone(), line["result"].clone()))
+        .collect();
     assert_eq!(
-        (&audit["principal"], &audit["result"]),
-        (&json!("alice"), &json!("cancelled"))
+        audits,
+        [
+            (json!("alice"), json!("cancelled")),
+            (json!("alice"), json!("cancelled"))
+        ],
+        "{logs}"
     );
 }

@@ -382,6 +382,7 @@ mod tests {
     fn message(method: &str, tool: Option<&str>) -> RpcMessage {
         RpcMessage {
             method: Some(method.into()),
+            id: Some(1.into()),
             tool: tool.map(str::to_owned),
         }
     }

@@ -27,6 +27,8 @@ const INVALID_REQUEST: i64 = -32600;
 pub struct RpcMessage {
     /// `None` for a response to a server request.
     pub method: Option<String>,
+    /// The id of a request (`None` for a notification or a response).
+    pub id: Option<Value>,
     /// `params.name` of a `tools/call`.
     pub tool: Option<String>,
 }
@@ -85,8 +87,14 @@ fn summarize(bytes: &[u8]) -> Result<RpcMessage, Box<Response>> {
         }
         Value::Object(object) => {
             let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+            let method = text(object.get("method"));
             return Ok(RpcMessage {
-                method: text(object.get("method")),
+                id: method
+                    .is_some()
+                    .then(|| object.get("id").cloned())
+                    .flatten()
+                    .filter(|id| id.is_string() || id.is_number()),
+                method,
                 tool: text(object.get("params").and_then(|params| params.get("name"))),
             });
         }

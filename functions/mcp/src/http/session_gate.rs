@@ -6,21 +6,29 @@
 //! expiry slid forward lazily: at most one write per refresh interval, so a
 //! warm request costs exactly one store read. The record travels on to
 //! [`DurableSessions`](crate::session::DurableSessions) in a [`RequestScope`].
+//!
+//! A request in a session whose answer is dropped before it ended (the client closed the
+//! stream) is cancelled as if the client had sent `notifications/cancelled`: rmcp cancels
+//! stateless requests whose stream goes away, not session ones.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
+    body::Body,
     extract::{Request, State},
-    http::StatusCode,
+    http::{StatusCode, header},
     middleware::Next,
     response::Response,
 };
 use chrono::Utc;
-use rmcp::transport::streamable_http_server::session::{
-    SessionManager, local::LocalSessionManager,
+use futures::StreamExt;
+use rmcp::{
+    model::ClientJsonRpcMessage,
+    transport::streamable_http_server::session::{SessionManager, local::LocalSessionManager},
 };
+use serde_json::{Value, json};
 
-use super::{SESSION_NOT_FOUND, jsonrpc_error};
+use super::{SESSION_NOT_FOUND, jsonrpc_error, jsonrpc_guard::RpcMessage};
 use crate::{
     principal::Principal,
     session::RequestScope,
@@ -130,7 +138,76 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
             }
         },
     };
-    RequestScope { principal, session }
+    let cancel = match (&session, request.extensions().get::<RpcMessage>()) {
+        (Some(record), Some(RpcMessage { id: Some(id), .. })) => Some(CancelOnDrop {
+            sessions: gate.local.clone(),
+            session: record.id.clone(),
+            request: id.clone(),
+            armed: true,
+        }),
+        _ => None,
+    };
+    let response = RequestScope { principal, session }
         .run(next.run(request))
-        .await
+        .await;
+    match cancel {
+        Some(cancel) => cancel.until_answered(response),
+        None => response,
+    }
+}
+
+/// Cancels a session request, unless disarmed, when dropped: while the answer is being
+/// prepared, or with its streamed body before that has ended.
+struct CancelOnDrop {
+    sessions: Arc<LocalSessionManager>,
+    session: String,
+    request: Value,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    /// `response`, with this guard riding its body until the body ends if it streams (a JSON
+    /// answer is complete already: the request was answered).
+    fn until_answered(mut self, response: Response) -> Response {
+        let streams = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
+        if !streams {
+            self.armed = false;
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let mut guard = Some(self);
+        let end = futures::stream::poll_fn(move |_| {
+            if let Some(mut guard) = guard.take() {
+                guard.armed = false;
+            }
+            std::task::Poll::Ready(None)
+        });
+        Response::from_parts(parts, Body::from_stream(body.into_data_stream().chain(end)))
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        tracing::info!(session = %self.session, "the client closed the stream of a session request: cancelling it");
+        let Ok(cancelled) = serde_json::from_value::<ClientJsonRpcMessage>(json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": { "requestId": self.request, "reason": "the client closed the stream" },
+        })) else {
+            return;
+        };
+        let (sessions, session) = (self.sessions.clone(), self.session.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // The session may be gone already; then so is the request.
+                let _ = sessions.accept_message(&session.into(), cancelled).await;
+            });
+        }
+    }
 }
