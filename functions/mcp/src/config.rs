@@ -180,6 +180,9 @@ pub enum LambdaResponse {
     Buffered,
 }
 
+/// `MCP_STREAM_MAX_SECS` unless set: 14 minutes, a minute inside the 15-minute cap.
+pub const DEFAULT_STREAM_MAX_SECS: u64 = 840;
+
 /// Longest `MCP_STREAM_MAX_SECS`: Lambda stops a function and API Gateway a stream at 900 s;
 /// ending a little earlier lets the stream close cleanly and the metrics be written.
 pub const STREAM_MAX_LIMIT_SECS: u64 = 890;
@@ -362,9 +365,12 @@ impl Config {
                 ));
             }
         };
-        let stream_max = lookup("MCP_STREAM_MAX_SECS").unwrap_or("840");
-        let stream_max =
-            parse_bounded_seconds("MCP_STREAM_MAX_SECS", stream_max, 10, STREAM_MAX_LIMIT_SECS)?;
+        let stream_max = match lookup("MCP_STREAM_MAX_SECS") {
+            Some(secs) => {
+                parse_bounded_seconds("MCP_STREAM_MAX_SECS", secs, 10, STREAM_MAX_LIMIT_SECS)?
+            }
+            None => Duration::from_secs(DEFAULT_STREAM_MAX_SECS),
+        };
         if lambda && lambda_response == LambdaResponse::Stream && tool_timeout >= stream_max {
             return Err(invalid(
                 "MCP_TOOL_TIMEOUT_SECS",

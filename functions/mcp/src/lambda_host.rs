@@ -120,9 +120,6 @@ pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<Bytes, lambda_runtime::
 /// A streamed answer: the metadata prelude (status, headers, cookies), then the body.
 pub type StreamedAnswer = StreamResponse<AnswerStream>;
 
-/// Longest a stream stays open unless told otherwise (`MCP_STREAM_MAX_SECS`' default).
-const DEFAULT_STREAM_MAX: Duration = Duration::from_secs(840);
-
 /// Where EMF lines go: stdout (CloudWatch Logs) in production, a collector in tests.
 pub type MetricSink = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -130,7 +127,7 @@ pub type MetricSink = Arc<dyn Fn(&str) + Send + Sync>;
 #[derive(Clone)]
 struct EmfWriter {
     metrics: Arc<Metrics>,
-    namespace: String,
+    namespace: Arc<str>,
     sink: MetricSink,
 }
 
@@ -154,7 +151,7 @@ impl LambdaHandler {
             router,
             base_path,
             emf: None,
-            stream_max: DEFAULT_STREAM_MAX,
+            stream_max: Duration::from_secs(crate::config::DEFAULT_STREAM_MAX_SECS),
         }
     }
 
@@ -184,7 +181,7 @@ impl LambdaHandler {
     ) -> Self {
         self.emf = Some(EmfWriter {
             metrics,
-            namespace: namespace.to_owned(),
+            namespace: namespace.into(),
             sink,
         });
         self

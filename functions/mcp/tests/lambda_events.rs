@@ -705,23 +705,10 @@ fn assert_emf(doc: &Value, namespace: &str) {
 
 #[tokio::test]
 async fn every_invocation_writes_its_metrics_as_emf_lines() {
-    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink_lines = lines.clone();
-    let (store, dir) = common::sqlite_store().await;
-    let config = lambda_config(&[("MCP_METRICS_NAMESPACE", "MCP/test")]);
-    let app = app::build(
-        &config,
-        &common::backends(Arc::new(store), "sqlite", common::local_blobs(dir.path())),
-        "lambda",
-    )
-    .expect("service builds");
+    let (handler, lines, dir) = counted_handler(&[("MCP_METRICS_NAMESPACE", "MCP/test")]).await;
     let lambda = Lambda {
-        handler: LambdaHandler::new(app.router, None).with_metric_sink(
-            app.metrics,
-            &config.metrics_namespace,
-            Arc::new(move |line: &str| sink_lines.lock().expect("lock").push(line.to_owned())),
-        ),
-        mode: config.lambda_response,
+        handler,
+        mode: LambdaResponse::Stream,
         _dir: dir,
     };
     let take = || -> Vec<Value> {
@@ -925,8 +912,11 @@ async fn a_malformed_event_gets_a_streamed_400() {
     );
 }
 
-/// A streaming handler over the product service whose EMF lines land in the returned list.
-async fn counted_handler() -> (
+/// A handler over the product service (Lambda config plus `extra`) whose EMF lines, in the
+/// configured namespace, land in the returned list.
+async fn counted_handler(
+    extra: &[(&str, &str)],
+) -> (
     LambdaHandler,
     Arc<std::sync::Mutex<Vec<String>>>,
     tempfile::TempDir,
@@ -934,7 +924,7 @@ async fn counted_handler() -> (
     let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink_lines = lines.clone();
     let (store, dir) = common::sqlite_store().await;
-    let config = lambda_config(&[]);
+    let config = lambda_config(extra);
     let app = app::build(
         &config,
         &common::backends(Arc::new(store), "sqlite", common::local_blobs(dir.path())),
@@ -963,7 +953,7 @@ fn echo_event(text: &str) -> LambdaEvent<Value> {
 
 #[tokio::test]
 async fn an_answer_dropped_before_its_end_still_writes_its_metrics() {
-    let (handler, lines, _dir) = counted_handler().await;
+    let (handler, lines, _dir) = counted_handler(&[]).await;
     let Ok(answer) = handler.stream(echo_event("abandoned")).await;
     // The runtime drops the answer when the client has left.
     drop(answer);
@@ -982,7 +972,7 @@ async fn an_answer_dropped_before_its_end_still_writes_its_metrics() {
 
 #[tokio::test]
 async fn streamed_metrics_are_written_once_the_answer_is_complete() {
-    let (handler, lines, _dir) = counted_handler().await;
+    let (handler, lines, _dir) = counted_handler(&[]).await;
     let Ok(answer) = handler.stream(echo_event("counted")).await;
     assert!(
         lines.lock().expect("lock").is_empty(),
