@@ -332,8 +332,9 @@ else
   fail 1 "sam build"
 fi
 
-# Two emulated functions (`cargo lambda watch`), one with three instances, over one moto:
-# A streams its answers (the default), B buffers them.
+# Three emulated functions (`cargo lambda watch`) over one moto: A streams its answers with
+# long-lived streams on (three instances), B buffers them, C streams with long-lived streams
+# off (the Lambda default; three instances).
 step "Lambda emulators over moto"
 lambda_key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 python3 scripts/lib/aws_fixtures.py --endpoint "$MCP_TEST_AWS_ENDPOINT" \
@@ -367,12 +368,16 @@ lambda_a_port="$(free_port)"
 lambda_b_port="$(free_port)"
 # Three instances for A: the suite's SEP-1699 scenario sends three POSTs at once, and the
 # emulator answers 500 to a request it has no free instance for (Lambda would scale out).
-start_emulator a "$lambda_a_port" --concurrency 3
+start_emulator a "$lambda_a_port" --concurrency 3 \
+  --env-var MCP_LONG_STREAMS=on --env-var MCP_LISTEN_POLL_MS=250
 # B answers buffered, as behind an API Gateway HTTP API: both response modes run for real.
 start_emulator b "$lambda_b_port" --env-var MCP_LAMBDA_RESPONSE=buffered
+lambda_c_port="$(free_port)"
+start_emulator c "$lambda_c_port" --concurrency 3 --env-var MCP_LONG_STREAMS=off
 lambda_a="http://127.0.0.1:$lambda_a_port"
 lambda_b="http://127.0.0.1:$lambda_b_port"
-for emulator in "$lambda_a" "$lambda_b"; do
+lambda_c="http://127.0.0.1:$lambda_c_port"
+for emulator in "$lambda_a" "$lambda_b" "$lambda_c"; do
   # The first call builds (if needed) and starts the function; later ones reuse it.
   wait_for_url "$emulator/lambda-url/mcp-lambda/health/ready" 3000 || fail 1 "emulator $emulator did not answer"
 done
@@ -400,6 +405,14 @@ run_conformance "lambda-0.1.16" "conformance-0.1.16" "$lambda_audience" \
   "$root/tests/conformance/lambda-expected-failures.yaml"
 run_conformance "lambda-0.2.0-alpha.12" "conformance-0.2.0" "$lambda_audience" \
   "$root/tests/conformance/lambda-expected-failures.yaml"
+# The same function with long-lived streams off: the 2026-07-28 suite (the one with listen
+# streams) against its own baseline, which adds exactly the listen scenarios.
+lambda_off_proxy_port="$(free_port)"
+start_background "$logs/proxy-lambda-off.log" env MCP_PROXY_AUTHORIZATION="Bearer $lambda_token" \
+  "$bearer_proxy" "127.0.0.1:$lambda_off_proxy_port" "$lambda_c/lambda-url/mcp-lambda"
+wait_for_url "http://127.0.0.1:$lambda_off_proxy_port/health/live" || fail 1 "bearer_proxy (Lambda, streams off) did not start"
+run_conformance "lambda-streams-off-0.2.0-alpha.12" "conformance-0.2.0" \
+  "http://localhost:$lambda_off_proxy_port/mcp" "$root/tests/conformance/lambda-long-streams-off.yaml"
 
 step "cross-instance test (two emulated functions, one DynamoDB)"
 MCP_TEST_LAMBDA_AUTHORIZATION="Bearer $(mint_token "$lambda_key" e2e-1 "$lambda_audience" url-user)" \

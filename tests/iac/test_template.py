@@ -262,6 +262,20 @@ def test_the_function_streams_within_lambdas_fifteen_minutes():
     assert int(variables.get("MCP_TOOL_TIMEOUT_SECS", 30)) < stream_max
 
 
+def test_long_lived_streams_are_a_costed_choice_off_by_default():
+    parameter = PARAMETERS["LongLivedStreams"]
+    assert parameter["Default"] == "false"
+    assert "$0.012 an hour" in parameter["Description"]
+    variables = properties("McpFunction")["Environment"]["Variables"]
+    assert variables["MCP_LONG_STREAMS"] == {"Fn::If": ["HoldsLongStreams", "on", "off"]}
+    assert TEMPLATE["Conditions"]["HoldsLongStreams"] == {"Fn::Equals": [{"Ref": "LongLivedStreams"}, "true"]}
+    # The change feed is one item per caller: read and conditionally written, nothing more.
+    table_actions = next(
+        statement["Action"] for statement in function_statements("McpFunction") if statement.get("Sid") == "OwnTable"
+    )
+    assert {"dynamodb:GetItem", "dynamodb:PutItem"} <= set(table_actions)
+
+
 def test_refusals_carry_the_rfc9728_challenge():
     # Only gateway responses set a real WWW-Authenticate behind the REST API (the function's
     # own is renamed x-amzn-Remapped-WWW-Authenticate), so both refusals come from the gateway.

@@ -80,13 +80,16 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
     ));
     let store = MeteredStore::wrap(backends.store.clone(), backend, metrics.clone());
     let blobs = MeteredBlobs::wrap(backends.blobs.clone(), metrics.clone());
-    let context = Arc::new(ServerContext::new(
-        store.clone(),
-        backend,
-        host,
-        blobs.clone(),
-        config.tool_timeout,
-    ));
+    let context = Arc::new(
+        ServerContext::new(
+            store.clone(),
+            backend,
+            host,
+            blobs.clone(),
+            config.tool_timeout,
+        )
+        .with_listen(config.listen),
+    );
     let server = McpServer::new(context, tools);
     let write_tools = server.write_tools();
     let handler = handler(server, &backends.keys);

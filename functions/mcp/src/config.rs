@@ -166,7 +166,26 @@ pub struct Config {
     /// How long one streamed Lambda response may stay open before it is ended cleanly
     /// (`MCP_STREAM_MAX_SECS`), inside the 15 minutes Lambda and API Gateway allow.
     pub stream_max: Duration,
+    /// `subscriptions/listen` streams, or `None` when they are declined (`MCP_LONG_STREAMS`).
+    pub listen: Option<ListenSettings>,
 }
+
+/// How `subscriptions/listen` streams are held (see [`crate::listen`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenSettings {
+    /// How often an open stream reads its caller's change feed (`MCP_LISTEN_POLL_MS`).
+    pub poll: Duration,
+    /// When a stream ends by itself so the client reconnects: on Lambda a little inside
+    /// `MCP_STREAM_MAX_SECS`, so the stream closes with its final result; `None` on mcp-server.
+    pub limit: Option<Duration>,
+}
+
+/// `MCP_LISTEN_POLL_MS` unless set.
+pub const DEFAULT_LISTEN_POLL_MS: u64 = 1000;
+
+/// How long before the stream bound a Lambda listen stream ends, so its final result and
+/// the invocation's metrics still go out.
+const LISTEN_END_MARGIN: Duration = Duration::from_secs(5);
 
 /// How the Lambda host hands its answers to Lambda.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,6 +390,7 @@ impl Config {
             }
             None => Duration::from_secs(DEFAULT_STREAM_MAX_SECS),
         };
+        let listen = listen_settings(env, lambda, lambda_response, stream_max)?;
         if lambda && lambda_response == LambdaResponse::Stream && tool_timeout >= stream_max {
             return Err(invalid(
                 "MCP_TOOL_TIMEOUT_SECS",
@@ -407,8 +427,53 @@ impl Config {
             metrics_namespace,
             lambda_response,
             stream_max,
+            listen,
         })
     }
+}
+
+/// `MCP_LONG_STREAMS` (on mcp-server `on` by default; on Lambda `off`, as a held stream keeps
+/// an instance busy and billed) and `MCP_LISTEN_POLL_MS`.
+fn listen_settings(
+    env: &HashMap<String, String>,
+    lambda: bool,
+    response: LambdaResponse,
+    stream_max: Duration,
+) -> Result<Option<ListenSettings>, ConfigError> {
+    let lookup = |var: &str| get(env, var);
+    let switch = lookup("MCP_LONG_STREAMS").unwrap_or(if lambda { "off" } else { "on" });
+    let on = match switch {
+        "on" => true,
+        "off" => false,
+        other => return Err(invalid("MCP_LONG_STREAMS", other, "expected on or off")),
+    };
+    if on && lambda && response == LambdaResponse::Buffered {
+        return Err(invalid(
+            "MCP_LONG_STREAMS",
+            switch,
+            "needs MCP_LAMBDA_RESPONSE=stream: a buffered answer only arrives when the stream ends",
+        ));
+    }
+    let poll_ms = lookup("MCP_LISTEN_POLL_MS")
+        .map(|value| {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (100..=60_000).contains(ms))
+                .ok_or_else(|| {
+                    invalid(
+                        "MCP_LISTEN_POLL_MS",
+                        value,
+                        "expected whole milliseconds from 100 to 60000",
+                    )
+                })
+        })
+        .transpose()?
+        .unwrap_or(DEFAULT_LISTEN_POLL_MS);
+    Ok(on.then(|| ListenSettings {
+        poll: Duration::from_millis(poll_ms),
+        limit: lambda.then(|| stream_max.saturating_sub(LISTEN_END_MARGIN)),
+    }))
 }
 
 /// `MCP_METRICS_BIND`: `IP:PORT`, or `off`; it must differ from the MCP listener.
@@ -1088,6 +1153,68 @@ mod tests {
         assert_eq!(off.metrics_bind, None);
         let named = config(&[("MCP_METRICS_NAMESPACE", "MCP/prod")]).expect("namespace");
         assert_eq!(named.metrics_namespace, "MCP/prod");
+    }
+
+    #[test]
+    fn long_streams_are_on_for_the_server_and_a_choice_on_lambda() {
+        let server = config(&[]).expect("defaults");
+        assert_eq!(
+            server.listen,
+            Some(ListenSettings {
+                poll: Duration::from_millis(1000),
+                limit: None
+            })
+        );
+        assert_eq!(
+            config(&[("MCP_LONG_STREAMS", "off")]).expect("off").listen,
+            None
+        );
+        assert_eq!(lambda(&LAMBDA_ENV).expect("defaults").listen, None);
+        let mut env = LAMBDA_ENV.to_vec();
+        env.extend([
+            ("MCP_LONG_STREAMS", "on"),
+            ("MCP_LISTEN_POLL_MS", "250"),
+            ("MCP_STREAM_MAX_SECS", "120"),
+        ]);
+        assert_eq!(
+            lambda(&env).expect("on").listen,
+            Some(ListenSettings {
+                poll: Duration::from_millis(250),
+                limit: Some(Duration::from_secs(115))
+            })
+        );
+
+        let cases: [(&[(&str, &str)], &str, &str); 4] = [
+            (
+                &[("MCP_LONG_STREAMS", "yes")],
+                "MCP_LONG_STREAMS",
+                "expected on or off",
+            ),
+            (
+                &[("MCP_LISTEN_POLL_MS", "50")],
+                "MCP_LISTEN_POLL_MS",
+                "expected whole milliseconds from 100 to 60000",
+            ),
+            (
+                &[("MCP_LISTEN_POLL_MS", "1s")],
+                "MCP_LISTEN_POLL_MS",
+                "expected whole milliseconds from 100 to 60000",
+            ),
+            (
+                &[
+                    ("MCP_LONG_STREAMS", "on"),
+                    ("MCP_LAMBDA_RESPONSE", "buffered"),
+                ],
+                "MCP_LONG_STREAMS",
+                "needs MCP_LAMBDA_RESPONSE=stream: a buffered answer only arrives when the stream ends",
+            ),
+        ];
+        for (vars, var, reason) in cases {
+            let mut env = LAMBDA_ENV.to_vec();
+            env.extend_from_slice(vars);
+            let error = lambda(&env).expect_err(var);
+            assert_eq!((error.var, error.reason.as_str()), (var, reason));
+        }
     }
 
     #[test]

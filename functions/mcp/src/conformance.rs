@@ -32,11 +32,8 @@
 )]
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
+    collections::HashSet,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
@@ -60,13 +57,13 @@ use rmcp::{
         SkillFrontmatter, SkillResource, SkillResources, SubscribeRequestParams,
         SubscriptionFilter, Tool, UnsubscribeRequestParams, UpdateTaskParams,
     },
-    service::{RequestContext, SubscriptionContext, SubscriptionSink},
+    service::{RequestContext, SubscriptionContext},
     task_manager::{TaskContext, TaskExit, TaskFuture, TaskManager, TaskOptions},
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::server::McpServer;
+use crate::{server::McpServer, store::feed::Change, tools::request_principal};
 
 // ─── Fixture data ───────────────────────────────────────────────────────────
 
@@ -108,11 +105,6 @@ struct FixtureState {
     /// URIs subscribed through legacy `resources/subscribe`; the suite only
     /// checks that subscribe and unsubscribe are acknowledged.
     legacy_subscriptions: Mutex<HashSet<String>>,
-    /// Open `subscriptions/listen` streams, so the trigger tools can announce
-    /// list changes to them.
-    listeners: Mutex<HashMap<u64, SubscriptionSink>>,
-    /// Key generator for [`Self::listeners`].
-    next_listener: AtomicU64,
     /// Level last set by `logging/setLevel` on the legacy wire. One level for
     /// all sessions: a fixture simplification the suite does not observe.
     log_level: Mutex<LoggingLevel>,
@@ -132,8 +124,6 @@ impl ConformanceServer {
         let fixtures = FixtureState {
             tools: fixture_tools(),
             legacy_subscriptions: Mutex::default(),
-            listeners: Mutex::default(),
-            next_listener: AtomicU64::new(0),
             log_level: Mutex::new(LoggingLevel::Debug),
             request_state: request_state_codec(request_state_key),
             tasks: TaskManager::new(),
@@ -433,11 +423,11 @@ impl ConformanceServer {
                 text_result(value)
             }
             "test_trigger_tool_change" => {
-                self.announce(ListChange::Tools).await;
+                self.announce(&cx, Change::ToolListChanged).await?;
                 text_result("Tool list change triggered")
             }
             "test_trigger_prompt_change" => {
-                self.announce(ListChange::Prompts).await;
+                self.announce(&cx, Change::PromptListChanged).await?;
                 text_result("Prompt list change triggered")
             }
             "test_missing_capability" => {
@@ -694,41 +684,17 @@ fn enums_schema() -> Value {
 
 // ─── Tools: subscriptions/listen triggers ───────────────────────────────────
 
-/// A list whose change the trigger tools announce.
-#[derive(Clone, Copy)]
-enum ListChange {
-    Tools,
-    Prompts,
-}
-
-/// Removes a listen stream from [`FixtureState::listeners`] when it ends,
-/// however its future finishes.
-struct ListenerRegistration {
-    fixtures: Arc<FixtureState>,
-    key: u64,
-}
-
-impl Drop for ListenerRegistration {
-    fn drop(&mut self) {
-        lock(&self.fixtures.listeners).remove(&self.key);
-    }
-}
-
 impl ConformanceServer {
-    /// Sends the change to every open listen stream; each sink drops what its
-    /// stream's filter did not accept.
-    async fn announce(&self, change: ListChange) {
-        let sinks: Vec<SubscriptionSink> =
-            lock(&self.fixtures.listeners).values().cloned().collect();
-        for sink in sinks {
-            let sent = match change {
-                ListChange::Tools => sink.notify_tool_list_changed().await,
-                ListChange::Prompts => sink.notify_prompt_list_changed().await,
-            };
-            if let Err(error) = sent {
-                tracing::debug!(%error, "conformance: list change not sent on a listen stream");
-            }
-        }
+    /// Records the change in the caller's change feed, which every listen stream of the
+    /// caller follows, on whichever instance it is held.
+    async fn announce(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        change: Change,
+    ) -> Result<(), ErrorData> {
+        let principal = request_principal(&cx.extensions)?;
+        self.product.announce(&principal, &[change]).await;
+        Ok(())
     }
 }
 
@@ -1680,23 +1646,15 @@ impl ServerHandler for ConformanceServer {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        // On Lambda the notifications a listen stream carries are raised on other
-        // instances: decline it (method not found) rather than hold an instance for nothing.
-        if self.on_lambda() {
-            return None;
-        }
-        Some(requested.supported_by(&self.get_info().capabilities))
+        // Declined where the product declines listen streams (MCP_LONG_STREAMS=off);
+        // otherwise every advertised kind, fixture resources included.
+        self.product
+            .listen_filter(requested)
+            .map(|_| requested.supported_by(&self.get_info().capabilities))
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        let key = self.fixtures.next_listener.fetch_add(1, Ordering::Relaxed);
-        lock(&self.fixtures.listeners).insert(key, context.sink().clone());
-        let _registration = ListenerRegistration {
-            fixtures: self.fixtures.clone(),
-            key,
-        };
-        context.cancelled().await;
-        Ok(())
+        self.product.hold_listen(context).await
     }
 
     // ── skills ──

@@ -27,6 +27,7 @@ pub mod conformance;
 pub mod http;
 pub mod keys;
 pub mod lambda_host;
+pub mod listen;
 pub mod principal;
 pub mod prompts;
 pub mod server;

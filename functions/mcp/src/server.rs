@@ -27,17 +27,24 @@ use rmcp::{
         GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
         ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
         ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-        ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, Tool,
+        ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+        SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
     },
-    service::RequestContext,
+    service::{RequestContext, SubscriptionContext},
 };
 use serde_json::json;
 use tracing::Instrument;
 
 use crate::{
     blob::{self, Blob, BlobError, BlobMeta, BlobStore, UriError},
+    config::ListenSettings,
     http::observe::request_span,
-    store::Store,
+    listen::{self, LegacyWatcher, LegacyWatches},
+    principal::Principal,
+    store::{
+        Store,
+        feed::{self, Change},
+    },
     telemetry::{RequestFacts, ToolOutcome},
     tools::request_principal,
 };
@@ -61,6 +68,10 @@ pub struct ServerContext {
     pub started: Instant,
     /// How long one tool call may run (`MCP_TOOL_TIMEOUT_SECS`); then it is cancelled.
     pub tool_timeout: std::time::Duration,
+    /// How listen streams are held; `None` declines them (`MCP_LONG_STREAMS=off`).
+    pub listen: Option<ListenSettings>,
+    /// Legacy `resources/subscribe` watchers, one per subscribed session.
+    legacy_watches: Arc<LegacyWatches>,
     /// Set until the first `health_check`, so callers can tell a cold start.
     cold: AtomicBool,
 }
@@ -79,10 +90,18 @@ impl ServerContext {
             blobs,
             host,
             tool_timeout,
+            listen: None,
+            legacy_watches: Arc::default(),
             region: std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()),
             started: Instant::now(),
             cold: AtomicBool::new(true),
         }
+    }
+
+    /// Serves listen streams and resource subscriptions as `listen` says.
+    pub fn with_listen(mut self, listen: Option<ListenSettings>) -> Self {
+        self.listen = listen;
+        self
     }
 
     /// True exactly once per process.
@@ -132,6 +151,35 @@ impl McpServer {
 
     pub fn has_prompt(&self, name: &str) -> bool {
         self.prompts.has_route(name)
+    }
+
+    /// Appends `changes` to the caller's change feed for its listen streams, when this
+    /// host holds them. A change that cannot be recorded is logged, never failed: the
+    /// write it follows has happened.
+    pub async fn announce(&self, principal: &Principal, changes: &[Change]) {
+        if self.context.listen.is_none() {
+            return;
+        }
+        if let Err(error) = feed::append(self.store(), principal, changes).await {
+            tracing::warn!(%error, "change not recorded in the change feed; listeners will not hear of it");
+        }
+    }
+
+    /// The `subscriptions/listen` filter this host accepts, or `None` when it declines
+    /// listen streams.
+    pub fn listen_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        self.context
+            .listen
+            .map(|_| listen::accepted_filter(requested))
+    }
+
+    /// Holds an accepted listen stream on the caller's change feed.
+    pub async fn hold_listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let Some(settings) = self.context.listen else {
+            return Err(listen_declined());
+        };
+        let principal = request_principal(&context.request_context().extensions)?;
+        listen::serve_listen(context, self.store(), &principal, settings).await
     }
 
     /// Runs a tool within the tool timeout; says how the call ended besides answering it.
@@ -200,6 +248,8 @@ impl ServerHandler for McpServer {
                 .enable_tools()
                 .enable_prompts()
                 .enable_resources()
+                .enable_resources_list_changed()
+                .enable_resources_subscribe()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -353,6 +403,90 @@ impl ServerHandler for McpServer {
             .with_cache_scope(CacheScope::Private)
             .into())
     }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        self.listen_filter(requested)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        self.hold_listen(context).await
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let settings = self.legacy_subscriptions()?;
+        let principal = request_principal(&context.extensions)?;
+        let session = legacy_session_id(&context)?;
+        if let Err(UriError::Malformed(reason)) = blob::key_from_uri(&request.uri) {
+            return Err(ErrorData::invalid_params(
+                format!("malformed file URI {}: {reason}", request.uri),
+                Some(json!({ "uri": request.uri })),
+            ));
+        }
+        let watcher = LegacyWatcher {
+            feed: self.context.store.clone(),
+            principal,
+            peer: context.peer.clone(),
+            poll: settings.poll,
+        };
+        self.context
+            .legacy_watches
+            .subscribe(&session, request.uri, watcher);
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.legacy_subscriptions()?;
+        let session = legacy_session_id(&context)?;
+        self.context
+            .legacy_watches
+            .unsubscribe(&session, &request.uri);
+        Ok(())
+    }
+}
+
+impl McpServer {
+    /// Legacy subscriptions need updates delivered on the session's standalone stream, which
+    /// only mcp-server holds (the Lambda host answers `GET /mcp` with 405).
+    fn legacy_subscriptions(&self) -> Result<ListenSettings, ErrorData> {
+        match self.context.listen {
+            Some(settings) if self.context.host != "lambda" => Ok(settings),
+            _ => Err(ErrorData::invalid_request(
+                "resources/subscribe is not available here: its updates need the standalone GET \
+                 stream, which this host does not hold; listen with subscriptions/listen \
+                 (protocol 2026-07-28) instead",
+                None,
+            )),
+        }
+    }
+}
+
+/// The legacy session a request belongs to (rmcp only routes session requests here).
+fn legacy_session_id(context: &RequestContext<RoleServer>) -> Result<String, ErrorData> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|id| id.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| ErrorData::invalid_request("resources/subscribe needs a session", None))
+}
+
+/// The answer to a listen request where this host holds no listen streams.
+fn listen_declined() -> ErrorData {
+    ErrorData::method_not_found::<rmcp::model::SubscriptionsListenRequestMethod>()
 }
 
 /// The resource templates of the product: the caller's files.

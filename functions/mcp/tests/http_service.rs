@@ -21,6 +21,7 @@ use mcp_function::{
     store::{
         Admission, Document, Expect, Gcra, Page, Put, RateBuckets, SessionRecord, SessionRecords,
         StateStore, Store, StoreError,
+        feed::{FeedLog, FeedRecords},
     },
 };
 use serde_json::{Value, json};
@@ -589,6 +590,21 @@ impl SessionRecords for DownStore {
 #[async_trait]
 impl RateBuckets for DownStore {
     async fn admit(&self, _: &Principal, _: Gcra, _: i64) -> Result<Admission, StoreError> {
+        self.down().await
+    }
+}
+
+#[async_trait]
+impl FeedRecords for DownStore {
+    async fn load_feed(&self, _: &Principal) -> Result<Option<FeedLog>, StoreError> {
+        self.down().await
+    }
+    async fn save_feed(
+        &self,
+        _: &Principal,
+        _: &FeedLog,
+        _: Option<i64>,
+    ) -> Result<bool, StoreError> {
         self.down().await
     }
 }

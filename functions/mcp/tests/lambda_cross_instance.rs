@@ -105,6 +105,27 @@ impl Instance {
         }
     }
 
+    /// A 2026-07-28 POST to /mcp through the function URL path, with the test token and the
+    /// `Mcp-Method` (and `Mcp-Name`) headers; the answer is left unread, to be streamed.
+    async fn post_2026(&self, method: &str, name: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/lambda-url/{FUNCTION}/mcp", self.base))
+            .header("authorization", &self.authorization)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method);
+        if let Some(name) = name {
+            request = request.header("mcp-name", name);
+        }
+        request
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("emulator answers")
+    }
+
     /// A POST to /mcp as `subject`, sent as an API Gateway REST event to the Invoke API.
     async fn invoke_as(&self, subject: &str, session: Option<&str>, body: Value) -> Invoked {
         let mut headers = json!({
@@ -314,18 +335,8 @@ async fn progress_reaches_the_client_while_the_call_still_runs() {
     let call = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_tool_with_progress","arguments":{},"_meta":meta}});
     let sent = Instant::now();
     let response = a
-        .http
-        .post(format!("{}/lambda-url/{FUNCTION}/mcp", a.base))
-        .header("authorization", &a.authorization)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "test_tool_with_progress")
-        .body(call.to_string())
-        .send()
-        .await
-        .expect("emulator answers");
+        .post_2026("tools/call", Some("test_tool_with_progress"), &call)
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     // Each chunk with the time it arrived: the tool sleeps 50 ms after each of its three
@@ -350,4 +361,59 @@ async fn progress_reaches_the_client_while_the_call_still_runs() {
         result >= first_progress + Duration::from_millis(75),
         "the first notification came with the result, not before it: {arrivals:?}"
     );
+}
+
+/// How long a change may take from one instance to a listen stream on another: A polls the
+/// feed every 250 ms (`MCP_LISTEN_POLL_MS` in scripts/test.sh), and the emulator adds its
+/// own latency on a loaded machine.
+const LISTEN_DELIVERY_BOUND: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+#[ignore = "needs two cargo lambda watch emulators; scripts/test.sh runs it"]
+async fn a_listen_stream_on_one_instance_hears_of_a_file_write_through_another() {
+    // A has three instances: the listen stream holds one, so the write lands on another.
+    let a = instance("MCP_TEST_LAMBDA_A");
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "cross-instance", "version": "1"}
+    });
+    let listen = json!({"jsonrpc":"2.0","id":"watch","method":"subscriptions/listen","params":{
+        "notifications": {"resourcesListChanged": true, "resourceSubscriptions": ["files:///cross/listened.txt"]},
+        "_meta": meta}});
+    let response = a.post_2026("subscriptions/listen", None, &listen).await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    let mut read_until = async |text: &str, within: Duration| {
+        let deadline = Instant::now() + within;
+        while !seen.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, body.next()).await {
+                Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => panic!("{text} did not arrive within {within:?}: {seen}"),
+            }
+        }
+    };
+    read_until(
+        "notifications/subscriptions/acknowledged",
+        LISTEN_DELIVERY_BOUND,
+    )
+    .await;
+
+    let write = json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{
+        "name":"file_write","arguments":{"path":"cross/listened.txt","content":"hello"},"_meta":meta}});
+    let written = Instant::now();
+    let reply = a.post_2026("tools/call", Some("file_write"), &write).await;
+    assert_eq!(reply.status(), 200);
+    read_until("files:///cross/listened.txt", LISTEN_DELIVERY_BOUND).await;
+    eprintln!(
+        "file_write on one instance reached a listen stream on another after {:?}",
+        written.elapsed()
+    );
+    assert!(
+        seen.contains("notifications/resources/list_changed"),
+        "{seen}"
+    );
+    assert!(seen.contains("notifications/resources/updated"), "{seen}");
 }

@@ -279,3 +279,79 @@ async fn a_warm_legacy_call_costs_one_get_item() {
         assert_eq!(calls, ["GetItem"]);
     }
 }
+
+#[tokio::test]
+async fn an_idle_listen_stream_costs_one_read_per_poll_and_a_write_one_append() {
+    let app = counted_app().await;
+    let router = router_with(
+        app.store.clone(),
+        app.files.path(),
+        &[("MCP_LISTEN_POLL_MS", "200")],
+    );
+    let listen = json!({"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{
+        "notifications": {"resourcesListChanged": true},
+        "_meta": serde_json::from_str::<Value>(common::META_2026).expect("meta")}});
+    let mut request = post(
+        listen.to_string(),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "subscriptions/listen"),
+        ],
+    );
+    request.headers_mut().insert(
+        axum::http::header::AUTHORIZATION,
+        common::bearer("alice", common::ALL_SCOPES)
+            .parse()
+            .expect("header value"),
+    );
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let held = response.into_body();
+    let idle = std::time::Duration::from_millis(1_000);
+    tokio::time::sleep(idle).await;
+    let calls = app.calls.take();
+    eprintln!(
+        "idle listen stream, {} ms at a 200 ms poll: {} DynamoDB call(s) {calls:?}",
+        idle.as_millis(),
+        calls.len()
+    );
+    // The head read at the start, then one read per tick (the first tick is immediate).
+    assert!(calls.iter().all(|call| call == "GetItem"), "{calls:?}");
+    assert!((5..=7).contains(&calls.len()), "{calls:?}");
+    drop(held);
+
+    // Stopped listening: no more reads.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    app.calls.take();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.calls.take(), Vec::<String>::new());
+
+    // A file write records its change: one read of the feed and one conditional write.
+    let write = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
+        "name":"file_write","arguments":{"path":"a.txt","content":"hi"},
+        "_meta": serde_json::from_str::<Value>(common::META_2026).expect("meta")}});
+    let reply = send(
+        &router,
+        post(
+            write.to_string(),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "file_write"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(
+        reply.body["result"]["isError"],
+        json!(false),
+        "{}",
+        reply.body
+    );
+    let calls = app.calls.take();
+    eprintln!(
+        "2026-07-28 file_write: {} DynamoDB call(s) {calls:?}",
+        calls.len()
+    );
+    assert_eq!(calls, ["GetItem", "PutItem"]);
+}

@@ -12,7 +12,10 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use mcp_function::{
     principal::Principal,
-    store::{Admission, Expect, Gcra, MAX_DOCUMENT_BYTES, Put, SessionRecord, Store, StoreError},
+    store::{
+        Admission, Expect, Gcra, MAX_DOCUMENT_BYTES, Put, SessionRecord, Store, StoreError,
+        feed::{self, Change},
+    },
 };
 use serde_json::{Value, json};
 
@@ -45,7 +48,112 @@ async fn run_suite(store: &dyn Store) {
     deletes_honour_versions(store).await;
     sessions_round_trip_and_expire(store).await;
     rate_buckets_admit_a_burst_then_the_rate(store).await;
+    change_feeds_keep_order_capacity_and_owner(store).await;
     store.ping().await.expect("ping");
+}
+
+fn updated(uri: &str) -> Change {
+    Change::ResourceUpdated {
+        uri: uri.to_owned(),
+    }
+}
+
+async fn change_feeds_keep_order_capacity_and_owner(store: &dyn Store) {
+    let carol = Principal::new("carol").expect("subject");
+    assert_eq!(feed::head(store, &carol).await.expect("head"), 0);
+    let start = feed::head(store, &alice()).await.expect("head");
+
+    let first = feed::append(
+        store,
+        &carol,
+        &[Change::ResourceListChanged, updated("files:///a")],
+    )
+    .await
+    .expect("append");
+    let second = feed::append(store, &carol, &[updated("files:///b")])
+        .await
+        .expect("append");
+    assert!(second > first, "positions grow: {first} then {second}");
+
+    let read = feed::read_after(store, &carol, 0).await.expect("read");
+    let changes: Vec<Change> = read.events.iter().map(|e| e.change.clone()).collect();
+    assert_eq!(
+        changes,
+        [
+            Change::ResourceListChanged,
+            updated("files:///a"),
+            updated("files:///b")
+        ]
+    );
+    assert_eq!((read.head, read.gap), (second, false));
+    let after_first = feed::read_after(store, &carol, first).await.expect("read");
+    assert_eq!(after_first.events.len(), 1);
+    assert_eq!(after_first.events[0].change, updated("files:///b"));
+    let caught_up = feed::read_after(store, &carol, second).await.expect("read");
+    assert_eq!(
+        (caught_up.events.len(), caught_up.head, caught_up.gap),
+        (0, second, false)
+    );
+
+    // Another principal's feed is untouched and unseen.
+    assert_eq!(feed::head(store, &alice()).await.expect("head"), start);
+    let alices = feed::read_after(store, &alice(), start)
+        .await
+        .expect("read");
+    assert!(alices.events.is_empty());
+
+    // Past the capacity the oldest go, and a reader that had not seen them is told.
+    let burst: Vec<Change> = (0..feed::FEED_CAPACITY)
+        .map(|i| updated(&format!("files:///{i}")))
+        .collect();
+    feed::append(store, &carol, &burst).await.expect("append");
+    let behind = feed::read_after(store, &carol, first).await.expect("read");
+    assert!(behind.gap);
+    assert_eq!(behind.events.len(), feed::FEED_CAPACITY);
+    let current = feed::read_after(store, &carol, behind.head)
+        .await
+        .expect("read");
+    assert!(!current.gap && current.events.is_empty());
+}
+
+/// Eight appends to one feed at once: every one lands, each at its own position, in one order.
+async fn race_feed_appends(store: Arc<dyn Store>) {
+    let principal = Principal::new("feed-racer").expect("subject");
+    let start = feed::head(store.as_ref(), &principal).await.expect("head");
+    let appends = (0..8).map(|i| {
+        let store = store.clone();
+        let principal = principal.clone();
+        tokio::spawn(async move {
+            feed::append(
+                store.as_ref(),
+                &principal,
+                &[updated(&format!("files:///{i}"))],
+            )
+            .await
+        })
+    });
+    let mut heads = Vec::new();
+    for append in appends {
+        heads.push(append.await.expect("task").expect("append"));
+    }
+    let read = feed::read_after(store.as_ref(), &principal, start)
+        .await
+        .expect("read");
+    let positions: Vec<i64> = read.events.iter().map(|e| e.position).collect();
+    assert_eq!(positions.len(), 8);
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]));
+    heads.sort_unstable();
+    assert_eq!(heads, positions);
+}
+
+#[tokio::test]
+async fn concurrent_feed_appends_all_land_in_one_order() {
+    let (sqlite, _dir) = common::sqlite_store().await;
+    let (postgres, _schema) = common::postgres_store().await;
+    let dynamo: Arc<dyn Store> = Arc::new(common::dynamo_store().await);
+    for store in [common::shared(sqlite), common::shared(postgres), dynamo] {
+        race_feed_appends(store).await;
+    }
 }
 
 /// 10 per second, bursts of 3: times are chosen, not read from the clock.

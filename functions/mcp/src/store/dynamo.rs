@@ -6,6 +6,8 @@
 //! |----------|----------------------|--------------|------------|
 //! | document | `STATE#<principal>`  | `DOC#<key>`  | `value` (JSON text), `version`, `updated_at`, `expires_at`?, `ttl`? |
 //! | session  | `SESSION#<id>`       | `SESSION`    | `principal`, `init_params` (JSON text), `created_at`, `last_seen_at`, `expires_at`, `ttl` |
+//! | rate bucket | `RATE#<principal>` | `RATE`      | `tat_us`, `ttl` |
+//! | change feed | `FEED#<principal>` | `FEED`      | `head`, `log` (JSON text), `expires_at`, `ttl` |
 //!
 //! Times are epoch milliseconds, except `ttl`, which is epoch *seconds* for
 //! DynamoDB's TTL sweeper. The sweeper deletes late (up to days), so every read
@@ -39,8 +41,10 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Admission, Document, Expect, Gcra, MAX_PAGE_SIZE, Page, Put, RateBuckets, SessionRecord,
-    SessionRecords, StateStore, StoreError, cursor::CursorCodec, now_millis, time_of, ttl_millis,
-    validate_key,
+    SessionRecords, StateStore, StoreError,
+    cursor::CursorCodec,
+    feed::{FeedLog, FeedRecords},
+    now_millis, time_of, ttl_millis, validate_key,
 };
 use crate::principal::Principal;
 
@@ -55,6 +59,8 @@ const SESSION_PREFIX: &str = "SESSION#";
 const SESSION_SK: &str = "SESSION";
 const RATE_PREFIX: &str = "RATE#";
 const RATE_SK: &str = "RATE";
+const FEED_PREFIX: &str = "FEED#";
+const FEED_SK: &str = "FEED";
 /// The fixed key [`StateStore::ping`] reads; it never exists.
 const HEALTH_KEY: &str = "HEALTH";
 
@@ -66,6 +72,7 @@ const EXPIRES_AT: (&str, &str) = ("#expires", "expires_at");
 const TTL: (&str, &str) = ("#ttl", "ttl");
 const LAST_SEEN_AT: (&str, &str) = ("#seen", "last_seen_at");
 const TAT: (&str, &str) = ("#tat", "tat_us");
+const HEAD: (&str, &str) = ("#head", "head");
 
 /// How often [`Expect::Any`] retries when concurrent writers keep expiring and
 /// recreating the document between its two conditional writes.
@@ -322,6 +329,16 @@ fn rate_key(principal: &Principal) -> Item {
             string(format!("{RATE_PREFIX}{}", principal.as_str())),
         ),
         (SK.to_owned(), string(RATE_SK)),
+    ])
+}
+
+fn feed_key(principal: &Principal) -> Item {
+    HashMap::from([
+        (
+            PK.to_owned(),
+            string(format!("{FEED_PREFIX}{}", principal.as_str())),
+        ),
+        (SK.to_owned(), string(FEED_SK)),
     ])
 }
 
@@ -793,6 +810,56 @@ impl RateBuckets for DynamoStore {
         Ok(Admission::Refused {
             retry_after_us: gcra.interval_us,
         })
+    }
+}
+
+#[async_trait]
+impl FeedRecords for DynamoStore {
+    async fn load_feed(&self, principal: &Principal) -> Result<Option<FeedLog>, StoreError> {
+        // Strongly consistent, so an append acknowledged on one instance is in the next
+        // poll on any other.
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(feed_key(principal)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("GetItem", e))?;
+        output
+            .item
+            .map(|item| FeedLog::from_json(required_string(&item, "log")?))
+            .transpose()
+    }
+
+    async fn save_feed(
+        &self,
+        principal: &Principal,
+        log: &FeedLog,
+        expected_head: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let expires_at = FeedLog::expires_at_millis();
+        let mut item = feed_key(principal);
+        item.extend([
+            (HEAD.1.to_owned(), number(log.head)),
+            ("log".to_owned(), string(log.to_json()?)),
+            (EXPIRES_AT.1.to_owned(), number(expires_at)),
+            (TTL.1.to_owned(), number(ttl_seconds(expires_at))),
+        ]);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let put = match expected_head {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(expected) => put
+                .condition_expression("#head = :expected")
+                .expression_attribute_names(HEAD.0, HEAD.1)
+                .expression_attribute_values(":expected", number(expected)),
+        };
+        Ok(conditional("PutItem", put.send().await)?.is_ok())
     }
 }
 

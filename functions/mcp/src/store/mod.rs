@@ -4,6 +4,9 @@
 //!   optional expiry and cursor pagination (the `state_*` tools).
 //! - [`SessionRecords`]: the legacy-wire session records that let any process
 //!   serve any session (see [`crate::session`]).
+//! - [`RateBuckets`]: per-caller request budgets shared by every instance.
+//! - [`feed::FeedRecords`]: per-caller change feeds that carry notifications to
+//!   streams held open on other instances (see [`feed`]).
 //!
 //! Backends: [`sql::SqlStore`] over SQLite (the `cargo run` default) or PostgreSQL,
 //! and [`dynamo::DynamoStore`] over one DynamoDB table (Lambda).
@@ -11,6 +14,7 @@
 
 pub mod cursor;
 pub mod dynamo;
+pub mod feed;
 pub mod sql;
 
 use std::time::Duration;
@@ -170,6 +174,8 @@ pub enum StoreError {
     },
     #[error("the cursor is not valid for this listing; start again without a cursor")]
     BadCursor,
+    #[error("the {0} kept changing under concurrent writes; retry")]
+    Contended(&'static str),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("store backend error: {0}")]
@@ -231,6 +237,7 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Dynamo { retryable, .. } => *retryable,
+            Self::Contended(_) => true,
             Self::Backend(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
             _ => false,
         }
@@ -413,9 +420,9 @@ pub async fn timed_probe<E: std::fmt::Display>(
     }
 }
 
-/// A backend that keeps documents, sessions and rate buckets.
-pub trait Store: StateStore + SessionRecords + RateBuckets {}
-impl<T: StateStore + SessionRecords + RateBuckets> Store for T {}
+/// A backend that keeps documents, sessions, rate buckets and change feeds.
+pub trait Store: StateStore + SessionRecords + RateBuckets + feed::FeedRecords {}
+impl<T: StateStore + SessionRecords + RateBuckets + feed::FeedRecords> Store for T {}
 
 #[cfg(test)]
 mod tests {

@@ -17,8 +17,10 @@ use sqlx::{
 
 use super::{
     Admission, Document, Expect, Gcra, MAX_PAGE_SIZE, Page, Put, RateBuckets, SessionRecord,
-    SessionRecords, StateStore, StoreError, cursor::CursorCodec, now_millis, time_of, ttl_millis,
-    validate_key,
+    SessionRecords, StateStore, StoreError,
+    cursor::CursorCodec,
+    feed::{FeedLog, FeedRecords},
+    now_millis, time_of, ttl_millis, validate_key,
 };
 use crate::principal::Principal;
 
@@ -36,6 +38,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "rate_limits",
                 include_str!("../../migrations/sqlite/0002_rate_limits.sql"),
             ),
+            (
+                3,
+                "feeds",
+                include_str!("../../migrations/sqlite/0003_feeds.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -47,6 +54,11 @@ fn migrator(backend: Backend) -> Migrator {
                 2,
                 "rate_limits",
                 include_str!("../../migrations/postgres/0002_rate_limits.sql"),
+            ),
+            (
+                3,
+                "feeds",
+                include_str!("../../migrations/postgres/0003_feeds.sql"),
             ),
         ],
     };
@@ -404,7 +416,12 @@ impl StateStore for SqlStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(state + sessions + buckets)
+        let feeds = sqlx::query("DELETE FROM mcp_feeds WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(state + sessions + buckets + feeds)
     }
 }
 
@@ -445,6 +462,56 @@ impl RateBuckets for SqlStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(gcra.step(tat, now_us).0)
+    }
+}
+
+#[async_trait]
+impl FeedRecords for SqlStore {
+    async fn load_feed(&self, principal: &Principal) -> Result<Option<FeedLog>, StoreError> {
+        let log: Option<String> =
+            sqlx::query_scalar("SELECT log FROM mcp_feeds WHERE principal = $1")
+                .bind(principal.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        log.as_deref().map(FeedLog::from_json).transpose()
+    }
+
+    /// An insert that does nothing when the row exists, or an update conditional on the
+    /// head: either way one statement whose row count says whether it won.
+    async fn save_feed(
+        &self,
+        principal: &Principal,
+        log: &FeedLog,
+        expected_head: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let json = log.to_json()?;
+        let expires_at = FeedLog::expires_at_millis();
+        let written = match expected_head {
+            None => sqlx::query(
+                "INSERT INTO mcp_feeds (principal, head, log, expires_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (principal) DO NOTHING",
+            )
+            .bind(principal.as_str())
+            .bind(log.head)
+            .bind(json)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?,
+            Some(expected) => {
+                sqlx::query(
+                    "UPDATE mcp_feeds SET head = $2, log = $3, expires_at = $4 \
+                     WHERE principal = $1 AND head = $5",
+                )
+                .bind(principal.as_str())
+                .bind(log.head)
+                .bind(json)
+                .bind(expires_at)
+                .bind(expected)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(written.rows_affected() == 1)
     }
 }
 

@@ -18,6 +18,7 @@ use crate::{
     store::{
         Admission, Document, Expect, Gcra, Page, Put, RateBuckets, SessionRecord, SessionRecords,
         StateStore, Store, StoreError,
+        feed::{FeedLog, FeedRecords},
     },
 };
 
@@ -171,6 +172,27 @@ impl RateBuckets for MeteredStore {
     ) -> Result<Admission, StoreError> {
         self.timed("rate_admit", self.inner.admit(principal, gcra, now_us))
             .await
+    }
+}
+
+#[async_trait]
+impl FeedRecords for MeteredStore {
+    async fn load_feed(&self, principal: &Principal) -> Result<Option<FeedLog>, StoreError> {
+        self.timed("feed_load", self.inner.load_feed(principal))
+            .await
+    }
+
+    async fn save_feed(
+        &self,
+        principal: &Principal,
+        log: &FeedLog,
+        expected_head: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "feed_save",
+            self.inner.save_feed(principal, log, expected_head),
+        )
+        .await
     }
 }
 

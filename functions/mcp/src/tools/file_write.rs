@@ -13,6 +13,7 @@ use super::{Caller, ToolError};
 use crate::{
     blob::{self, BlobError, MAX_CONTENT_TYPE_BYTES, OCTET_STREAM},
     server::McpServer,
+    store::feed::Change,
 };
 
 /// How `content` carries the file's bytes.
@@ -115,8 +116,18 @@ impl McpServer {
             .blobs()
             .put(&principal, &args.path, bytes, &content_type)
             .await?;
+        let uri = blob::resource_uri(&meta.key);
+        // The listing shows each file's size and type, so a replaced file changes it too.
+        self.announce(
+            &principal,
+            &[
+                Change::ResourceListChanged,
+                Change::ResourceUpdated { uri: uri.clone() },
+            ],
+        )
+        .await;
         Ok(Json(FileWriteOutput {
-            uri: blob::resource_uri(&meta.key),
+            uri,
             path: meta.key,
             size: meta.size,
             content_type: meta.content_type,

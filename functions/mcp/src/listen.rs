@@ -1,0 +1,306 @@
+//! Change notifications from the caller's change feed ([`crate::store::feed`]), so a stream
+//! held on one instance hears of a change made through any other.
+//!
+//! - 2026-07-28 `subscriptions/listen`: [`accepted_filter`] says which requested
+//!   notifications this server sends, and [`serve_listen`] holds the stream: it reads the
+//!   feed every poll interval, sends what the stream accepted, and on Lambda ends by itself
+//!   before the stream bound so the client reconnects.
+//! - Legacy `resources/subscribe`: [`LegacyWatches`] keeps one watcher per session that
+//!   sends `notifications/resources/updated` and `list_changed` through the session, which
+//!   rmcp delivers on the session's standalone `GET /mcp` stream.
+//!
+//! An idle stream costs one feed read per poll interval and nothing else.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use rmcp::{
+    ErrorData, Peer, RoleServer,
+    model::{ResourceUpdatedNotificationParam, SubscriptionFilter},
+    service::{SubscriptionContext, SubscriptionSendError, SubscriptionSink},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    blob,
+    config::ListenSettings,
+    principal::Principal,
+    store::{
+        StoreError,
+        feed::{self, Change, FeedRecords},
+    },
+};
+
+/// The notifications of `requested` that the product sends: its files' list and the files
+/// named by `files:///` URIs. Tools and prompts never change at run time, and URIs that name
+/// no file of ours can never be updated, so those are left out of the acknowledgment.
+pub fn accepted_filter(requested: &SubscriptionFilter) -> SubscriptionFilter {
+    let mut accepted = SubscriptionFilter::new();
+    accepted.resources_list_changed = requested.resources_list_changed.filter(|on| *on);
+    accepted.resource_subscriptions = requested
+        .resource_subscriptions
+        .as_ref()
+        .map(|uris| {
+            uris.iter()
+                .filter(|uri| blob::key_from_uri(uri).is_ok())
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|uris| !uris.is_empty());
+    accepted
+}
+
+/// Where the changes after a position are, read once.
+enum Batch {
+    Changes(Vec<Change>),
+    /// Events the reader had not seen were dropped: anything may have changed.
+    Gap,
+}
+
+/// A principal's position in its feed, moved forward by each [`Cursor::next`].
+struct Cursor<'a> {
+    feed: &'a dyn FeedRecords,
+    principal: &'a Principal,
+    position: i64,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the feed's current head: only later changes are delivered.
+    async fn at_head(
+        feed: &'a dyn FeedRecords,
+        principal: &'a Principal,
+    ) -> Result<Self, StoreError> {
+        let position = feed::head(feed, principal).await?;
+        Ok(Self {
+            feed,
+            principal,
+            position,
+        })
+    }
+
+    /// One feed read: what is new since the last one.
+    async fn next(&mut self) -> Result<Batch, StoreError> {
+        let read = feed::read_after(self.feed, self.principal, self.position).await?;
+        self.position = read.head;
+        Ok(if read.gap {
+            Batch::Gap
+        } else {
+            Batch::Changes(read.events.into_iter().map(|event| event.change).collect())
+        })
+    }
+}
+
+/// Holds one `subscriptions/listen` stream until the client leaves, the server stops, or
+/// `settings.limit` passes (then the stream ends with its final result and the client
+/// listens again). A feed that cannot be read is logged and read again next interval.
+pub async fn serve_listen(
+    context: SubscriptionContext,
+    feed: &dyn FeedRecords,
+    principal: &Principal,
+    settings: ListenSettings,
+) -> Result<(), ErrorData> {
+    let mut cursor = Cursor::at_head(feed, principal).await.map_err(|error| {
+        tracing::error!(%error, "change feed unreadable; listen stream refused");
+        ErrorData::internal_error(
+            "the change feed is unavailable right now; listen again shortly",
+            None,
+        )
+    })?;
+    let sink = context.sink().clone();
+    let follow = async {
+        let mut ticks = poll_ticks(settings.poll).await;
+        loop {
+            ticks.tick().await;
+            let changes = match cursor.next().await {
+                Ok(Batch::Changes(changes)) => changes,
+                Ok(Batch::Gap) => everything_accepted(sink.accepted()),
+                Err(error) => {
+                    tracing::warn!(%error, "change feed read failed; trying again next interval");
+                    continue;
+                }
+            };
+            for change in changes {
+                if !send(&sink, change).await {
+                    return;
+                }
+            }
+        }
+    };
+    let limit = async {
+        match settings.limit {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = context.cancelled() => {}
+        () = follow => {}
+        () = limit => tracing::debug!("listen stream reached its bound; the client listens again"),
+    }
+    Ok(())
+}
+
+/// Ticks every `poll`, the first one interval from now (the head was just read).
+async fn poll_ticks(poll: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(poll);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    ticks
+}
+
+/// Sends one change; false once the stream is gone. Changes the stream did not accept are
+/// skipped.
+async fn send(sink: &SubscriptionSink, change: Change) -> bool {
+    let sent = match change {
+        Change::ResourceListChanged => sink.notify_resource_list_changed().await,
+        Change::ResourceUpdated { uri } => sink.notify_resource_updated(uri).await,
+        Change::ToolListChanged => sink.notify_tool_list_changed().await,
+        Change::PromptListChanged => sink.notify_prompt_list_changed().await,
+    };
+    match sent {
+        Ok(()) | Err(SubscriptionSendError::NotificationNotAccepted(_)) => true,
+        Err(error) => {
+            tracing::debug!(%error, "listen stream closed");
+            false
+        }
+    }
+}
+
+/// After a gap: every notification the stream accepted, since any of them may be due.
+fn everything_accepted(accepted: &SubscriptionFilter) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if accepted.tools_list_changed == Some(true) {
+        changes.push(Change::ToolListChanged);
+    }
+    if accepted.prompts_list_changed == Some(true) {
+        changes.push(Change::PromptListChanged);
+    }
+    if accepted.resources_list_changed == Some(true) {
+        changes.push(Change::ResourceListChanged);
+    }
+    for uri in accepted.resource_subscriptions.iter().flatten() {
+        changes.push(Change::ResourceUpdated { uri: uri.clone() });
+    }
+    changes
+}
+
+/// Legacy-wire `resources/subscribe`: one watcher per session that has subscriptions.
+#[derive(Default)]
+pub struct LegacyWatches {
+    sessions: Mutex<HashMap<String, LegacyWatch>>,
+}
+
+/// One session's subscribed URIs and the task that watches the feed for them.
+struct LegacyWatch {
+    uris: Arc<Mutex<HashSet<String>>>,
+    stop: CancellationToken,
+}
+
+impl LegacyWatches {
+    /// Adds `uri` to the session's subscriptions, starting its watcher on the first one.
+    pub fn subscribe(self: &Arc<Self>, session: &str, uri: String, watch: LegacyWatcher) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(existing) = sessions.get(session)
+            && !existing.stop.is_cancelled()
+        {
+            lock(&existing.uris).insert(uri);
+            return;
+        }
+        let uris = Arc::new(Mutex::new(HashSet::from([uri])));
+        let stop = CancellationToken::new();
+        sessions.insert(
+            session.to_owned(),
+            LegacyWatch {
+                uris: uris.clone(),
+                stop: stop.clone(),
+            },
+        );
+        let watches = self.clone();
+        let session = session.to_owned();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = watch.run(&uris) => {}
+            }
+            let mut sessions = lock(&watches.sessions);
+            if sessions
+                .get(&session)
+                .is_some_and(|w| Arc::ptr_eq(&w.uris, &uris))
+            {
+                sessions.remove(&session);
+            }
+        });
+    }
+
+    /// Removes `uri`; the watcher stops with the session's last subscription.
+    pub fn unsubscribe(&self, session: &str, uri: &str) {
+        let mut sessions = lock(&self.sessions);
+        let Some(watch) = sessions.get(session) else {
+            return;
+        };
+        let mut uris = lock(&watch.uris);
+        uris.remove(uri);
+        if uris.is_empty() {
+            watch.stop.cancel();
+            drop(uris);
+            sessions.remove(session);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a legacy watcher needs: the feed, whose it is, the session to notify, the interval.
+pub struct LegacyWatcher {
+    pub feed: Arc<dyn FeedRecords>,
+    pub principal: Principal,
+    pub peer: Peer<RoleServer>,
+    pub poll: Duration,
+}
+
+impl LegacyWatcher {
+    /// Follows the feed until the session's transport closes.
+    async fn run(self, uris: &Mutex<HashSet<String>>) {
+        let Ok(mut cursor) = Cursor::at_head(self.feed.as_ref(), &self.principal).await else {
+            tracing::warn!("change feed unreadable; resources/subscribe updates will not be sent");
+            return;
+        };
+        let mut ticks = poll_ticks(self.poll).await;
+        while !self.peer.is_transport_closed() {
+            ticks.tick().await;
+            let changes = match cursor.next().await {
+                Ok(Batch::Changes(changes)) => changes,
+                Ok(Batch::Gap) => std::iter::once(Change::ResourceListChanged)
+                    .chain(
+                        lock(uris)
+                            .iter()
+                            .map(|uri| Change::ResourceUpdated { uri: uri.clone() }),
+                    )
+                    .collect(),
+                Err(error) => {
+                    tracing::warn!(%error, "change feed read failed; trying again next interval");
+                    continue;
+                }
+            };
+            for change in changes {
+                let sent = match change {
+                    Change::ResourceListChanged => self.peer.notify_resource_list_changed().await,
+                    Change::ResourceUpdated { uri } if lock(uris).contains(&uri) => {
+                        self.peer
+                            .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                            .await
+                    }
+                    _ => Ok(()),
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Change notifications through the HTTP service (`oneshot`, no socket): a
+//! `subscriptions/listen` stream held by one instance hears of a `file_write` made through
+//! another instance over the same store, gets only its own caller's changes and only what
+//! its acknowledgment accepted; legacy `resources/subscribe` delivers on the session's GET
+//! stream; and a host with long-lived streams off declines both with the exact error.
+
+mod common;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode},
+};
+use http_body_util::BodyExt;
+use mcp_function::{
+    app,
+    blob::BlobStore,
+    config::{Config, Flags, ListenSettings},
+    principal::Principal,
+    store::Store,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// How long a notification may take to cross from the writing instance to the stream:
+/// a few poll intervals of the 100 ms the tests set.
+const DELIVERY_BOUND: Duration = Duration::from_secs(3);
+
+/// Two instances of the service over one store and one file folder, as two Lambda
+/// instances share DynamoDB and S3.
+struct Instances {
+    a: Router,
+    b: Router,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn two_instances(env: &[(&str, &str)]) -> Instances {
+    let env: HashMap<String, String> = [("MCP_AUTH", "off"), ("MCP_LISTEN_POLL_MS", "100")]
+        .iter()
+        .chain(env)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    instances_over(Config::from_sources(Flags::default(), &env).expect("valid config")).await
+}
+
+async fn instances_over(config: Config) -> Instances {
+    let (store, dir) = common::sqlite_store().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let blobs: Arc<dyn BlobStore> = common::local_blobs(dir.path());
+    let build = || {
+        app::build(
+            &config,
+            &common::backends(store.clone(), "sqlite", blobs.clone()),
+            "server",
+        )
+        .expect("service builds")
+        .router
+    };
+    Instances {
+        a: build(),
+        b: build(),
+        store,
+        _dir: dir,
+    }
+}
+
+fn alice() -> Principal {
+    Principal::new("alice").expect("subject")
+}
+
+fn bob() -> Principal {
+    Principal::new("bob").expect("subject")
+}
+
+fn as_principal(mut request: Request<Body>, principal: &Principal) -> Request<Body> {
+    request.extensions_mut().insert(principal.clone());
+    request
+}
+
+/// A `file_write` of `path` by `principal` through `router`.
+async fn write_file(router: &Router, principal: &Principal, path: &str) {
+    let request = common::request_2026(
+        "tools/call",
+        json!({"name": "file_write", "arguments": {"path": path, "content": "hello"}}),
+    );
+    let reply = common::send(router, as_principal(request, principal)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.json()["result"]["isError"],
+        json!(false),
+        "{}",
+        reply.body
+    );
+}
+
+/// The JSON-RPC messages of an SSE body, read as they arrive.
+struct SseMessages {
+    body: Body,
+    pending: String,
+}
+
+impl SseMessages {
+    fn new(body: Body) -> Self {
+        Self {
+            body,
+            pending: String::new(),
+        }
+    }
+
+    /// The next message within `within`, or `None` when none came (or the stream ended).
+    async fn next(&mut self, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let event: String = self.pending.drain(..end + 2).collect();
+                let data: String = event
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue;
+                }
+                return Some(serde_json::from_str(&data).expect("JSON-RPC message"));
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await;
+            match frame {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(bytes) = frame.into_data() {
+                        self.pending.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The methods of every message that arrives within `within`.
+    async fn methods_within(&mut self, within: Duration) -> Vec<(String, Value)> {
+        let mut seen = Vec::new();
+        while let Some(message) = self.next(within).await {
+            seen.push((
+                message["method"]
+                    .as_str()
+                    .unwrap_or("(response)")
+                    .to_owned(),
+                message["params"].clone(),
+            ));
+        }
+        seen
+    }
+}
+
+/// Opens a listen stream for `principal` on `router` and returns its acknowledged filter
+/// and the stream.
+async fn listen(
+    router: &Router,
+    principal: &Principal,
+    notifications: Value,
+) -> (Value, SseMessages) {
+    let request = common::request_2026(
+        "subscriptions/listen",
+        json!({ "notifications": notifications }),
+    );
+    let response = router
+        .clone()
+        .oneshot(as_principal(request, principal))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut messages = SseMessages::new(response.into_body());
+    let ack = messages.next(DELIVERY_BOUND).await.expect("acknowledgment");
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    (ack["params"]["notifications"].clone(), messages)
+}
+
+#[tokio::test]
+async fn a_stream_on_one_instance_hears_of_a_write_through_another() {
+    let instances = two_instances(&[]).await;
+    let (accepted, mut stream) = listen(
+        &instances.a,
+        &alice(),
+        json!({
+            "resourcesListChanged": true,
+            "toolsListChanged": true,
+            "resourceSubscriptions": ["files:///notes/a.md", "https://example.com/x"]
+        }),
+    )
+    .await;
+    // Only what the product can ever send is acknowledged: its files' list and its files.
+    assert_eq!(
+        accepted,
+        json!({"resourcesListChanged": true, "resourceSubscriptions": ["files:///notes/a.md"]})
+    );
+
+    // Bob's write of the same path is his own: nothing reaches Alice's stream.
+    write_file(&instances.b, &bob(), "notes/a.md").await;
+    assert_eq!(stream.next(Duration::from_millis(500)).await, None);
+
+    write_file(&instances.b, &alice(), "notes/a.md").await;
+    write_file(&instances.b, &alice(), "notes/other.md").await;
+    let seen = stream.methods_within(DELIVERY_BOUND).await;
+    let methods: Vec<&str> = seen.iter().map(|(method, _)| method.as_str()).collect();
+    // notes/other.md changes the list but was not subscribed to.
+    assert_eq!(
+        methods,
+        [
+            "notifications/resources/list_changed",
+            "notifications/resources/updated",
+            "notifications/resources/list_changed",
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(seen[1].1["uri"], "files:///notes/a.md");
+    let subscription = &seen[0].1["_meta"]["io.modelcontextprotocol/subscriptionId"];
+    assert_eq!(subscription, &json!(1), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_bounded_stream_ends_with_its_result_so_the_client_listens_again() {
+    // As on Lambda, where the bound sits a little inside MCP_STREAM_MAX_SECS.
+    let mut config = Config::from_sources(
+        Flags::default(),
+        &HashMap::from([("MCP_AUTH".to_owned(), "off".to_owned())]),
+    )
+    .expect("valid config");
+    config.listen = Some(ListenSettings {
+        poll: Duration::from_millis(100),
+        limit: Some(Duration::from_millis(400)),
+    });
+    let instances = instances_over(config).await;
+    let (_, mut stream) = listen(
+        &instances.a,
+        &alice(),
+        json!({"resourcesListChanged": true}),
+    )
+    .await;
+    let last = stream.next(DELIVERY_BOUND).await.expect("final result");
+    assert_eq!(last["id"], json!(1), "{last}");
+    assert_eq!(last["result"]["resultType"], "complete", "{last}");
+    assert_eq!(stream.next(Duration::from_millis(200)).await, None);
+}
+
+#[tokio::test]
+async fn legacy_subscriptions_deliver_on_the_sessions_get_stream() {
+    let instances = two_instances(&[]).await;
+    let router = &instances.a;
+    let session = open_legacy_session(router).await;
+    let subscribe = legacy_post(
+        json!({"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"files:///notes/a.md"}}),
+        &session,
+    );
+    let reply = common::send(router, subscribe).await;
+    assert_eq!(reply.json()["result"], json!({}), "{}", reply.body);
+
+    let get = Request::get("/mcp")
+        .header("host", "localhost:8080")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(Body::empty())
+        .expect("request");
+    let response = router.clone().oneshot(get).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = SseMessages::new(response.into_body());
+
+    // Written through the other instance, by the same (anonymous) caller.
+    write_file(&instances.b, &Principal::anonymous(), "notes/a.md").await;
+    let seen = stream.methods_within(DELIVERY_BOUND).await;
+    let methods: Vec<&str> = seen.iter().map(|(method, _)| method.as_str()).collect();
+    assert!(
+        methods.contains(&"notifications/resources/updated"),
+        "{seen:?}"
+    );
+    let updated = seen
+        .iter()
+        .find(|(method, _)| method == "notifications/resources/updated")
+        .map(|(_, params)| params["uri"].clone());
+    assert_eq!(updated, Some(json!("files:///notes/a.md")));
+}
+
+#[tokio::test]
+async fn long_streams_off_declines_listen_and_subscribe_with_exact_errors() {
+    let instances = two_instances(&[("MCP_LONG_STREAMS", "off")]).await;
+    let request = common::request_2026(
+        "subscriptions/listen",
+        json!({"notifications": {"resourcesListChanged": true}}),
+    );
+    let reply = common::send(&instances.a, request).await;
+    assert_eq!(reply.error_code(), -32601, "{}", reply.body);
+
+    let session = open_legacy_session(&instances.a).await;
+    let subscribe = legacy_post(
+        json!({"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"files:///a"}}),
+        &session,
+    );
+    let reply = common::send(&instances.a, subscribe).await;
+    assert_eq!(reply.error_code(), -32600, "{}", reply.body);
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("resources/subscribe is not available here"),
+        "{}",
+        reply.body
+    );
+    // Writes still work and record nothing for listeners that cannot exist.
+    write_file(&instances.b, &alice(), "notes/a.md").await;
+    let feed = mcp_function::store::feed::head(instances.store.as_ref(), &alice()).await;
+    assert_eq!(feed.expect("head"), 0);
+}
+
+#[tokio::test]
+async fn a_malformed_subscription_uri_is_refused_and_starts_nothing() {
+    let instances = two_instances(&[]).await;
+    let session = open_legacy_session(&instances.a).await;
+    let subscribe = legacy_post(
+        json!({"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"files:///../etc/passwd"}}),
+        &session,
+    );
+    let reply = common::send(&instances.a, subscribe).await;
+    assert_eq!(reply.error_code(), -32602, "{}", reply.body);
+}
+
+async fn open_legacy_session(router: &Router) -> String {
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}});
+    let request = Request::post("/mcp")
+        .header("host", "localhost:8080")
+        .header("content-type", "application/json")
+        .header("accept", common::ACCEPT_BOTH)
+        .body(Body::from(init.to_string()))
+        .expect("request");
+    let reply = common::send(router, request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let capabilities = &reply.json()["result"]["capabilities"]["resources"];
+    assert_eq!(
+        capabilities,
+        &json!({"subscribe": true, "listChanged": true})
+    );
+    let session = reply.headers["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let initialized = legacy_post(
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        &session,
+    );
+    assert_eq!(
+        common::send(router, initialized).await.status,
+        StatusCode::ACCEPTED
+    );
+    session
+}
+
+fn legacy_post(body: Value, session: &str) -> Request<Body> {
+    Request::post("/mcp")
+        .header("host", "localhost:8080")
+        .header("content-type", "application/json")
+        .header("accept", common::ACCEPT_BOTH)
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
