@@ -1184,7 +1184,8 @@ mod tests {
             })
         );
 
-        let cases: [(&[(&str, &str)], &str, &str); 4] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case; 4] = [
             (
                 &[("MCP_LONG_STREAMS", "yes")],
                 "MCP_LONG_STREAMS",

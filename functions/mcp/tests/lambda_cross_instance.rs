@@ -406,7 +406,7 @@ async fn a_listen_stream_on_one_instance_hears_of_a_file_write_through_another()
     let written = Instant::now();
     let reply = a.post_2026("tools/call", Some("file_write"), &write).await;
     assert_eq!(reply.status(), 200);
-    read_until("files:///cross/listened.txt", LISTEN_DELIVERY_BOUND).await;
+    read_until("notifications/resources/updated", LISTEN_DELIVERY_BOUND).await;
     eprintln!(
         "file_write on one instance reached a listen stream on another after {:?}",
         written.elapsed()

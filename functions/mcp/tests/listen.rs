@@ -31,10 +31,19 @@ const DELIVERY_BOUND: Duration = Duration::from_secs(3);
 /// Two instances of the service over one store and one file folder, as two Lambda
 /// instances share DynamoDB and S3.
 struct Instances {
-    a: Router,
-    b: Router,
+    a: Instance,
+    b: Instance,
     store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
+}
+
+/// One instance's service, as `common::send` takes it.
+struct Instance(Router);
+
+impl AsRef<Router> for Instance {
+    fn as_ref(&self) -> &Router {
+        &self.0
+    }
 }
 
 async fn two_instances(env: &[(&str, &str)]) -> Instances {
@@ -60,8 +69,8 @@ async fn instances_over(config: Config) -> Instances {
         .router
     };
     Instances {
-        a: build(),
-        b: build(),
+        a: Instance(build()),
+        b: Instance(build()),
         store,
         _dir: dir,
     }
@@ -81,7 +90,7 @@ fn as_principal(mut request: Request<Body>, principal: &Principal) -> Request<Bo
 }
 
 /// A `file_write` of `path` by `principal` through `router`.
-async fn write_file(router: &Router, principal: &Principal, path: &str) {
+async fn write_file(router: &Instance, principal: &Principal, path: &str) {
     let request = common::request_2026(
         "tools/call",
         json!({"name": "file_write", "arguments": {"path": path, "content": "hello"}}),
@@ -157,7 +166,7 @@ impl SseMessages {
 /// Opens a listen stream for `principal` on `router` and returns its acknowledged filter
 /// and the stream.
 async fn listen(
-    router: &Router,
+    router: &Instance,
     principal: &Principal,
     notifications: Value,
 ) -> (Value, SseMessages) {
@@ -166,6 +175,7 @@ async fn listen(
         json!({ "notifications": notifications }),
     );
     let response = router
+        .0
         .clone()
         .oneshot(as_principal(request, principal))
         .await
@@ -264,7 +274,7 @@ async fn legacy_subscriptions_deliver_on_the_sessions_get_stream() {
         .header("mcp-protocol-version", "2025-11-25")
         .body(Body::empty())
         .expect("request");
-    let response = router.clone().oneshot(get).await.expect("infallible");
+    let response = router.0.clone().oneshot(get).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::OK);
     let mut stream = SseMessages::new(response.into_body());
 
@@ -326,7 +336,7 @@ async fn a_malformed_subscription_uri_is_refused_and_starts_nothing() {
     assert_eq!(reply.error_code(), -32602, "{}", reply.body);
 }
 
-async fn open_legacy_session(router: &Router) -> String {
+async fn open_legacy_session(router: &Instance) -> String {
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}});
     let request = Request::post("/mcp")
         .header("host", "localhost:8080")
