@@ -417,7 +417,7 @@ run_conformance "lambda-streams-off-0.2.0-alpha.12" "conformance-0.2.0" \
 step "cross-instance test (two emulated functions, one DynamoDB)"
 MCP_TEST_LAMBDA_AUTHORIZATION="Bearer $(mint_token "$lambda_key" e2e-1 "$lambda_audience" url-user)" \
   MCP_TEST_LAMBDA_A="$lambda_a" MCP_TEST_LAMBDA_B="$lambda_b" \
-  run_cargo_tests lambda-cross-instance cargo test --release -p mcp-function --test lambda_cross_instance -- --ignored
+  run_cargo_tests lambda-cross-instance cargo test --release -p mcp-function --test lambda_cross_instance -- --ignored --nocapture
 
 printf '\nlogs: %s\n' "$logs"
 printf '%s passed, %s failed\n' "$passed" "$failed"
