@@ -197,11 +197,15 @@ async fn a_stream_on_one_instance_hears_of_a_write_through_another() {
         json!({
             "resourcesListChanged": true,
             "toolsListChanged": true,
-            "resourceSubscriptions": ["files:///notes/a.md", "https://example.com/x"]
+            "promptsListChanged": false,
+            "rootsListChanged": true,
+            "resourceSubscriptions": ["files:///notes/a.md", "https://example.com/x", "files:///../x"]
         }),
     )
     .await;
     // Only what the product can ever send is acknowledged: its files' list and its files.
+    // Kinds it never sends (tools, prompts), kinds the protocol does not know, and URIs that
+    // name no file of the caller's are left out, not refused.
     assert_eq!(
         accepted,
         json!({"resourcesListChanged": true, "resourceSubscriptions": ["files:///notes/a.md"]})
