@@ -29,6 +29,7 @@ use crate::{
         session_gate,
     },
     keys::Keyring,
+    relay::RelaySessions,
     server::{McpServer, ServerContext},
     session::DurableSessions,
     store::{self, Store},
@@ -45,6 +46,12 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Every metric of this service: Prometheus text (`mcp-server`) or EMF lines (`mcp-lambda`).
     pub metrics: Arc<Metrics>,
+}
+
+impl AsRef<Router> for App {
+    fn as_ref(&self) -> &Router {
+        &self.router
+    }
 }
 
 /// The store, the file store and the signing keys, as the readiness probe checks them.
@@ -88,7 +95,8 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
             blobs.clone(),
             config.tool_timeout,
         )
-        .with_listen(config.listen),
+        .with_listen(config.listen)
+        .with_client_answers(host != "lambda" || config.relay.is_some()),
     );
     let server = McpServer::new(context, tools);
     let write_tools = server.write_tools();
@@ -106,11 +114,13 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         store.clone(),
         config.session_ttl,
     )));
-    let mcp = StreamableHttpService::new(move || Ok(handler.clone()), sessions.clone(), mcp_config);
+    let relayed = RelaySessions::new(sessions.clone(), store.clone(), config.relay);
+    let mcp = StreamableHttpService::new(move || Ok(handler.clone()), relayed.into(), mcp_config);
     let gate = session_gate::SessionGate {
         store: store.clone(),
         ttl: config.session_ttl,
         local: sessions,
+        relays_answers: config.relay.is_some(),
     };
     let metadata = ResourceMetadata {
         resource: config.resource_url.clone(),

@@ -168,6 +168,19 @@ pub struct Config {
     pub stream_max: Duration,
     /// `subscriptions/listen` streams, or `None` when they are declined (`MCP_LONG_STREAMS`).
     pub listen: Option<ListenSettings>,
+    /// How a legacy server-to-client request waits for an answer posted to another instance
+    /// (see [`crate::relay`]); `None` where the answer reaches this process (mcp-server) or
+    /// the request cannot reach the client at all (a buffered Lambda).
+    pub relay: Option<RelaySettings>,
+}
+
+/// How a tool call waiting for the client's answer reads the mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// How often the mailbox is read (`MCP_LISTEN_POLL_MS`).
+    pub poll: Duration,
+    /// How long an answer is waited for (`MCP_TOOL_TIMEOUT_SECS`).
+    pub wait: Duration,
 }
 
 /// How `subscriptions/listen` streams are held (see [`crate::listen`]).
@@ -391,6 +404,15 @@ impl Config {
             None => Duration::from_secs(DEFAULT_STREAM_MAX_SECS),
         };
         let listen = listen_settings(env, lambda, lambda_response, stream_max)?;
+        // On a streaming Lambda the instance holding a call is busy until it ends, so the
+        // client's answer to a server request always lands elsewhere: it goes by the store.
+        let relay = (lambda && lambda_response == LambdaResponse::Stream)
+            .then(|| poll_interval(env))
+            .transpose()?
+            .map(|poll| RelaySettings {
+                poll,
+                wait: tool_timeout,
+            });
         if lambda && lambda_response == LambdaResponse::Stream && tool_timeout >= stream_max {
             return Err(invalid(
                 "MCP_TOOL_TIMEOUT_SECS",
@@ -428,6 +450,7 @@ impl Config {
             lambda_response,
             stream_max,
             listen,
+            relay,
         })
     }
 }
@@ -454,7 +477,16 @@ fn listen_settings(
             "needs MCP_LAMBDA_RESPONSE=stream: a buffered answer only arrives when the stream ends",
         ));
     }
-    let poll_ms = lookup("MCP_LISTEN_POLL_MS")
+    let poll = poll_interval(env)?;
+    Ok(on.then(|| ListenSettings {
+        poll,
+        limit: lambda.then(|| stream_max.saturating_sub(LISTEN_END_MARGIN)),
+    }))
+}
+
+/// `MCP_LISTEN_POLL_MS`: how often a held stream reads the store.
+fn poll_interval(env: &HashMap<String, String>) -> Result<Duration, ConfigError> {
+    let poll_ms = get(env, "MCP_LISTEN_POLL_MS")
         .map(|value| {
             value
                 .parse::<u64>()
@@ -470,10 +502,7 @@ fn listen_settings(
         })
         .transpose()?
         .unwrap_or(DEFAULT_LISTEN_POLL_MS);
-    Ok(on.then(|| ListenSettings {
-        poll: Duration::from_millis(poll_ms),
-        limit: lambda.then(|| stream_max.saturating_sub(LISTEN_END_MARGIN)),
-    }))
+    Ok(Duration::from_millis(poll_ms))
 }
 
 /// `MCP_METRICS_BIND`: `IP:PORT`, or `off`; it must differ from the MCP listener.
@@ -1153,6 +1182,26 @@ mod tests {
         assert_eq!(off.metrics_bind, None);
         let named = config(&[("MCP_METRICS_NAMESPACE", "MCP/prod")]).expect("namespace");
         assert_eq!(named.metrics_namespace, "MCP/prod");
+    }
+
+    #[test]
+    fn answers_to_server_requests_are_relayed_only_on_a_streaming_lambda() {
+        assert_eq!(config(&[]).expect("defaults").relay, None);
+        let mut buffered = LAMBDA_ENV.to_vec();
+        buffered.push(("MCP_LAMBDA_RESPONSE", "buffered"));
+        assert_eq!(lambda(&buffered).expect("buffered").relay, None);
+        let mut streaming = LAMBDA_ENV.to_vec();
+        streaming.extend([
+            ("MCP_LISTEN_POLL_MS", "250"),
+            ("MCP_TOOL_TIMEOUT_SECS", "20"),
+        ]);
+        assert_eq!(
+            lambda(&streaming).expect("streaming").relay,
+            Some(RelaySettings {
+                poll: Duration::from_millis(250),
+                wait: Duration::from_secs(20),
+            })
+        );
     }
 
     #[test]

@@ -386,9 +386,9 @@ impl ConformanceServer {
             | "test_elicitation"
             | "test_elicitation_sep1034_defaults"
             | "test_elicitation_sep1330_enums"
-                if self.on_lambda() =>
+                if !self.product.context().client_can_answer =>
             {
-                no_client_requests_on_lambda()
+                no_client_answers()
             }
             "test_sampling" => {
                 sample_from_client(&cx, string_arg(&args, "prompt").unwrap_or("Hello")).await
@@ -546,22 +546,13 @@ async fn report_progress(cx: &RequestContext<RoleServer>) -> CallToolResult {
 
 // ─── Tools: requests to the client (legacy wire) ────────────────────────────
 
-impl ConformanceServer {
-    /// True on the Lambda host, where each request may land on another instance and a
-    /// held stream keeps its instance busy.
-    fn on_lambda(&self) -> bool {
-        self.product.context().host == "lambda"
-    }
-}
-
-/// A legacy server-to-client request needs the client's answer to reach this very
-/// request while it waits; on Lambda that answer arrives as a new invocation, on
-/// another instance while this one is busy with the waiting call.
-fn no_client_requests_on_lambda() -> CallToolResult {
+/// A legacy server-to-client request needs the client's answer while the call waits; a
+/// buffered Lambda answer only leaves once the call has ended.
+fn no_client_answers() -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(
-        "Server-to-client requests (sampling, elicitation) are not available on the Lambda host: \
-         the client's answer would arrive as a new invocation on another instance, never reaching \
-         this call. Use the 2026-07-28 input_required flow, or mcp-server.",
+        "Server-to-client requests (sampling, elicitation) are not available on a buffered \
+         Lambda host: the request would only reach the client after this call has ended. \
+         Use MCP_LAMBDA_RESPONSE=stream, the 2026-07-28 input_required flow, or mcp-server.",
     )])
 }
 

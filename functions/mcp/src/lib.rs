@@ -7,6 +7,7 @@
 //! - [`app`]: builds the HTTP service: `/mcp`, `/health/live`, `/health/ready`.
 //! - [`http`]: tower layers around rmcp (principal, session gate, JSON responses).
 //! - [`session`]: durable legacy-wire sessions on top of rmcp's session manager.
+//! - [`relay`]: legacy server-to-client requests answered through another instance.
 //! - [`server`]: the MCP handler: capabilities and dispatch.
 //! - [`tools`]: one file per product tool. [`prompts`]: the runbooks.
 //! - [`store`]: the store traits and the SQLite/PostgreSQL backend.
@@ -30,6 +31,7 @@ pub mod lambda_host;
 pub mod listen;
 pub mod principal;
 pub mod prompts;
+pub mod relay;
 pub mod server;
 pub mod server_host;
 pub mod session;

@@ -144,7 +144,7 @@ pub async fn serve_listen(
 }
 
 /// Ticks every `poll`, the first one interval from now (the head was just read).
-async fn poll_ticks(poll: Duration) -> tokio::time::Interval {
+pub(crate) async fn poll_ticks(poll: Duration) -> tokio::time::Interval {
     let mut ticks = tokio::time::interval(poll);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;

@@ -70,6 +70,9 @@ pub struct ServerContext {
     pub tool_timeout: std::time::Duration,
     /// How listen streams are held; `None` declines them (`MCP_LONG_STREAMS=off`).
     pub listen: Option<ListenSettings>,
+    /// Whether the client can answer a tool's legacy request (sampling, elicitation): not
+    /// on a buffered Lambda, whose answer only leaves once the call has ended.
+    pub client_can_answer: bool,
     /// Legacy `resources/subscribe` watchers, one per subscribed session.
     legacy_watches: Arc<LegacyWatches>,
     /// Set until the first `health_check`, so callers can tell a cold start.
@@ -91,6 +94,7 @@ impl ServerContext {
             host,
             tool_timeout,
             listen: None,
+            client_can_answer: true,
             legacy_watches: Arc::default(),
             region: std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()),
             started: Instant::now(),
@@ -101,6 +105,12 @@ impl ServerContext {
     /// Serves listen streams and resource subscriptions as `listen` says.
     pub fn with_listen(mut self, listen: Option<ListenSettings>) -> Self {
         self.listen = listen;
+        self
+    }
+
+    /// Whether the client can answer a tool's legacy request; see [`Self::client_can_answer`].
+    pub fn with_client_answers(mut self, client_can_answer: bool) -> Self {
+        self.client_can_answer = client_can_answer;
         self
     }
 

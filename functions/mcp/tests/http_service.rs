@@ -22,6 +22,7 @@ use mcp_function::{
         Admission, Document, Expect, Gcra, Page, Put, RateBuckets, SessionRecord, SessionRecords,
         StateStore, Store, StoreError,
         feed::{FeedLog, FeedRecords},
+        mailbox::MailboxRecords,
     },
 };
 use serde_json::{Value, json};
@@ -605,6 +606,22 @@ impl FeedRecords for DownStore {
         _: &FeedLog,
         _: Option<i64>,
     ) -> Result<bool, StoreError> {
+        self.down().await
+    }
+}
+
+#[async_trait]
+impl MailboxRecords for DownStore {
+    async fn open_request(&self, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
+        self.down().await
+    }
+    async fn post_answer(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
+        self.down().await
+    }
+    async fn load_answer(&self, _: &str, _: &str) -> Result<Option<String>, StoreError> {
+        self.down().await
+    }
+    async fn close_request(&self, _: &str, _: &str) -> Result<(), StoreError> {
         self.down().await
     }
 }

@@ -71,6 +71,29 @@ impl Instance {
         session: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        let response = self.send_legacy(authorization, method, session, body).await;
+        let status = response.status().as_u16();
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.expect("body");
+        Reply {
+            status,
+            session,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    /// A 2025-wire request to /mcp through the function URL path; the answer is left unread.
+    async fn send_legacy(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
         let url = format!("{}/lambda-url/{FUNCTION}/mcp", self.base);
         let mut request = match method {
             "DELETE" => self.http.delete(&url),
@@ -90,19 +113,7 @@ impl Instance {
         if let Some(body) = body {
             request = request.body(body.to_string());
         }
-        let response = request.send().await.expect("emulator answers");
-        let status = response.status().as_u16();
-        let session = response
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = response.text().await.expect("body");
-        Reply {
-            status,
-            session,
-            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        }
+        request.send().await.expect("emulator answers")
     }
 
     /// A 2026-07-28 POST to /mcp through the function URL path, with the test token and the
@@ -416,4 +427,91 @@ async fn a_listen_stream_on_one_instance_hears_of_a_file_write_through_another()
         "{seen}"
     );
     assert!(seen.contains("notifications/resources/updated"), "{seen}");
+}
+
+/// How long a client's answer may take from the instance it was posted to to the call
+/// waiting on another: A reads the mailbox every 250 ms.
+const ANSWER_DELIVERY_BOUND: Duration = Duration::from_secs(5);
+
+/// The `data:` payloads of an SSE text, as JSON.
+fn sse_messages(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str(data.trim()).ok())
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs two cargo lambda watch emulators; scripts/test.sh runs it"]
+async fn an_elicitation_raised_on_one_instance_is_answered_through_another() {
+    // A has three instances: the call holds one, so every answer lands on another.
+    let a = instance("MCP_TEST_LAMBDA_A");
+    let session = open_session(&a).await;
+    let call = tool("test_elicitation", json!({"message": "Who is calling?"}));
+    let response = a
+        .send_legacy(Some(&a.authorization), "POST", Some(&session), Some(call))
+        .await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    let mut read_until = async |wanted: fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + ANSWER_DELIVERY_BOUND;
+        loop {
+            if let Some(found) = sse_messages(&seen).into_iter().find(wanted) {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, body.next()).await {
+                Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => panic!("the awaited message did not arrive: {seen}"),
+            }
+        }
+    };
+    let question = read_until(|message| message["method"] == "elicitation/create").await;
+    let id = question["id"].clone();
+    let answer = json!({"jsonrpc": "2.0", "id": id, "result": {
+        "action": "accept", "content": {"name": "Ada", "email": "ada@example.com"}}});
+
+    // Another principal cannot answer it: the session is not theirs.
+    let stranger = a
+        .invoke_as("someone-else", Some(&session), answer.clone())
+        .await;
+    assert_eq!(stranger.body["error"]["code"], -32001, "{}", stranger.body);
+    // Nor is an answer to a request that was never asked taken.
+    let unasked = json!({"jsonrpc": "2.0", "id": 4242, "result": {"action": "decline"}});
+    let refused = a.url("POST", Some(&session), Some(unasked)).await;
+    assert_eq!(
+        (refused.status, &refused.body["error"]),
+        (
+            400,
+            &json!({"code": -32600, "message": "Invalid Request: no request with id 4242 is waiting for an answer in this session"})
+        )
+    );
+
+    let posted_at = Instant::now();
+    let posted = a.url("POST", Some(&session), Some(answer.clone())).await;
+    assert_eq!(
+        posted.status,
+        StatusCode::ACCEPTED.as_u16(),
+        "{}",
+        posted.body
+    );
+    let result = read_until(|message| message.get("result").is_some()).await;
+    eprintln!(
+        "an answer posted to one instance reached the call on another after {:?}",
+        posted_at.elapsed()
+    );
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.starts_with("User response: action=accept"), "{result}");
+    assert!(text.contains("Ada"), "{result}");
+    assert_ne!(result["result"]["isError"], true, "{result}");
+
+    // Answered once: the same answer again finds nothing waiting.
+    let again = a.url("POST", Some(&session), Some(answer)).await;
+    assert_eq!(
+        (again.status, again.body["error"]["code"].clone()),
+        (400, json!(-32600))
+    );
 }

@@ -15,6 +15,7 @@ use mcp_function::{
     store::{
         Admission, Expect, Gcra, MAX_DOCUMENT_BYTES, Put, SessionRecord, Store, StoreError,
         feed::{self, Change},
+        mailbox,
     },
 };
 use serde_json::{Value, json};
@@ -49,6 +50,7 @@ async fn run_suite(store: &dyn Store) {
     sessions_round_trip_and_expire(store).await;
     rate_buckets_admit_a_burst_then_the_rate(store).await;
     change_feeds_keep_order_capacity_and_owner(store).await;
+    the_mailbox_takes_one_answer_per_open_request(store).await;
     store.ping().await.expect("ping");
 }
 
@@ -669,6 +671,86 @@ async fn sessions_round_trip_and_expire(store: &dyn Store) {
         .delete_session("never-existed")
         .await
         .expect("deleting unknown is fine");
+}
+
+async fn the_mailbox_takes_one_answer_per_open_request(store: &dyn Store) {
+    let session = uuid::Uuid::new_v4().to_string();
+    let later = mailbox::expires_at_millis(Duration::from_secs(60));
+    let answer = r#"{"jsonrpc":"2.0","id":0,"result":{}}"#;
+
+    // Nothing is open yet: the answer is refused and nothing is kept.
+    assert!(
+        !store
+            .post_answer(&session, "0", answer)
+            .await
+            .expect("post")
+    );
+    assert_eq!(store.load_answer(&session, "0").await.expect("load"), None);
+
+    store
+        .open_request(&session, "0", later)
+        .await
+        .expect("open");
+    assert_eq!(store.load_answer(&session, "0").await.expect("load"), None);
+    assert!(
+        store
+            .post_answer(&session, "0", answer)
+            .await
+            .expect("post")
+    );
+    // A second answer to the same request, or one to another id or session, is refused.
+    assert!(!store.post_answer(&session, "0", "{}").await.expect("post"));
+    assert!(
+        !store
+            .post_answer(&session, "1", answer)
+            .await
+            .expect("post")
+    );
+    assert!(
+        !store
+            .post_answer("another-session", "0", answer)
+            .await
+            .expect("post")
+    );
+    assert_eq!(
+        store
+            .load_answer(&session, "0")
+            .await
+            .expect("load")
+            .as_deref(),
+        Some(answer)
+    );
+
+    // Reopening a request id (a restored session counts its ids from 0 again) forgets the
+    // old answer.
+    store
+        .open_request(&session, "0", later)
+        .await
+        .expect("reopen");
+    assert_eq!(store.load_answer(&session, "0").await.expect("load"), None);
+
+    store.close_request(&session, "0").await.expect("close");
+    assert!(
+        !store
+            .post_answer(&session, "0", answer)
+            .await
+            .expect("post")
+    );
+    store
+        .close_request(&session, "0")
+        .await
+        .expect("closing twice is fine");
+
+    // An expired request takes no answer and shows none.
+    let past = mailbox::expires_at_millis(Duration::ZERO) - 1_000;
+    store.open_request(&session, "2", past).await.expect("open");
+    assert!(
+        !store
+            .post_answer(&session, "2", answer)
+            .await
+            .expect("post")
+    );
+    assert_eq!(store.load_answer(&session, "2").await.expect("load"), None);
 }
 
 #[tokio::test]

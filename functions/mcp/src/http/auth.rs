@@ -384,6 +384,7 @@ mod tests {
             method: Some(method.into()),
             id: Some(1.into()),
             tool: tool.map(str::to_owned),
+            answers: None,
         }
     }
 

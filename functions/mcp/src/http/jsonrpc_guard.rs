@@ -16,11 +16,10 @@ use axum::{
 };
 use serde_json::Value;
 
-use super::jsonrpc_error;
+use super::{INVALID_REQUEST, jsonrpc_error};
 use crate::telemetry::RequestFacts;
 
 const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
 
 /// What the later layers need to know of a POSTed message, without parsing it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +30,8 @@ pub struct RpcMessage {
     pub id: Option<Value>,
     /// `params.name` of a `tools/call`.
     pub tool: Option<String>,
+    /// The id a response or error answers: the client's answer to a server request.
+    pub answers: Option<Value>,
 }
 
 /// The largest body accepted, in bytes.
@@ -88,12 +89,15 @@ fn summarize(bytes: &[u8]) -> Result<RpcMessage, Box<Response>> {
         Value::Object(object) => {
             let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
             let method = text(object.get("method"));
+            let id = object
+                .get("id")
+                .filter(|id| id.is_string() || id.is_number())
+                .cloned();
+            let is_answer =
+                method.is_none() && (object.contains_key("result") || object.contains_key("error"));
             return Ok(RpcMessage {
-                id: method
-                    .is_some()
-                    .then(|| object.get("id").cloned())
-                    .flatten()
-                    .filter(|id| id.is_string() || id.is_number()),
+                answers: id.clone().filter(|_| is_answer),
+                id: id.filter(|_| method.is_some()),
                 method,
                 tool: text(object.get("params").and_then(|params| params.get("name"))),
             });

@@ -30,6 +30,9 @@ use serde_json::json;
 /// JSON-RPC error code for an unknown or expired session (as the reference SDKs use).
 pub const SESSION_NOT_FOUND: i64 = -32001;
 
+/// JSON-RPC error code for a message that is not a valid request.
+pub const INVALID_REQUEST: i64 = -32600;
+
 /// A JSON-RPC error response with no request id, for failures before dispatch.
 pub fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     let body = json!({

@@ -7,6 +7,10 @@
 //! warm request costs exactly one store read. The record travels on to
 //! [`DurableSessions`](crate::session::DurableSessions) in a [`RequestScope`].
 //!
+//! Where answers are relayed (a streaming Lambda), a client's answer to a server request in
+//! a live session goes to the store's mailbox here, without waking rmcp's copy of the
+//! session (see [`crate::relay`]).
+//!
 //! A request in a session whose answer is dropped before it ended (the client closed the
 //! stream) is cancelled as if the client had sent `notifications/cancelled`: rmcp cancels
 //! stateless requests whose stream goes away, not session ones.
@@ -31,6 +35,7 @@ use serde_json::{Value, json};
 use super::{SESSION_NOT_FOUND, jsonrpc_error, jsonrpc_guard::RpcMessage};
 use crate::{
     principal::Principal,
+    relay,
     session::RequestScope,
     store::{SessionRecord, Store, StoreError},
 };
@@ -45,6 +50,9 @@ pub struct SessionGate {
     pub ttl: Duration,
     /// Live sessions of this process, closed here when the store says they are gone.
     pub local: Arc<LocalSessionManager>,
+    /// Whether a client's answer to a server request goes to the mailbox (see
+    /// [`crate::relay`]) instead of to this process's copy of the session.
+    pub relays_answers: bool,
 }
 
 impl SessionGate {
@@ -138,6 +146,27 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
             }
         },
     };
+    if let (
+        true,
+        Some(record),
+        Some(RpcMessage {
+            answers: Some(answers),
+            ..
+        }),
+    ) = (
+        gate.relays_answers,
+        &session,
+        request.extensions().get::<RpcMessage>(),
+    ) {
+        let answers = answers.clone();
+        return relay::post_answer(
+            gate.store.as_ref(),
+            &record.id,
+            &answers,
+            request.into_body(),
+        )
+        .await;
+    }
     let cancel = match (&session, request.extensions().get::<RpcMessage>()) {
         (Some(record), Some(RpcMessage { id: Some(id), .. })) => Some(CancelOnDrop {
             sessions: gate.local.clone(),

@@ -8,6 +8,7 @@
 //! | session  | `SESSION#<id>`       | `SESSION`    | `principal`, `init_params` (JSON text), `created_at`, `last_seen_at`, `expires_at`, `ttl` |
 //! | rate bucket | `RATE#<principal>` | `RATE`      | `tat_us`, `ttl` |
 //! | change feed | `FEED#<principal>` | `FEED`      | `head`, `log` (JSON text), `expires_at`, `ttl` |
+//! | mailbox  | `MAILBOX#<session>`  | `REQUEST#<id>` | `answer`? (JSON text), `expires_at`, `ttl` |
 //!
 //! Times are epoch milliseconds, except `ttl`, which is epoch *seconds* for
 //! DynamoDB's TTL sweeper. The sweeper deletes late (up to days), so every read
@@ -44,6 +45,7 @@ use super::{
     SessionRecords, StateStore, StoreError,
     cursor::CursorCodec,
     feed::{FeedLog, FeedRecords},
+    mailbox::MailboxRecords,
     now_millis, time_of, ttl_millis, validate_key,
 };
 use crate::principal::Principal;
@@ -61,6 +63,8 @@ const RATE_PREFIX: &str = "RATE#";
 const RATE_SK: &str = "RATE";
 const FEED_PREFIX: &str = "FEED#";
 const FEED_SK: &str = "FEED";
+const MAILBOX_PREFIX: &str = "MAILBOX#";
+const REQUEST_PREFIX: &str = "REQUEST#";
 /// The fixed key [`StateStore::ping`] reads; it never exists.
 const HEALTH_KEY: &str = "HEALTH";
 
@@ -73,6 +77,7 @@ const TTL: (&str, &str) = ("#ttl", "ttl");
 const LAST_SEEN_AT: (&str, &str) = ("#seen", "last_seen_at");
 const TAT: (&str, &str) = ("#tat", "tat_us");
 const HEAD: (&str, &str) = ("#head", "head");
+const ANSWER: (&str, &str) = ("#answer", "answer");
 
 /// How often [`Expect::Any`] retries when concurrent writers keep expiring and
 /// recreating the document between its two conditional writes.
@@ -339,6 +344,13 @@ fn feed_key(principal: &Principal) -> Item {
             string(format!("{FEED_PREFIX}{}", principal.as_str())),
         ),
         (SK.to_owned(), string(FEED_SK)),
+    ])
+}
+
+fn mailbox_key(session: &str, request: &str) -> Item {
+    HashMap::from([
+        (PK.to_owned(), string(format!("{MAILBOX_PREFIX}{session}"))),
+        (SK.to_owned(), string(format!("{REQUEST_PREFIX}{request}"))),
     ])
 }
 
@@ -860,6 +872,90 @@ impl FeedRecords for DynamoStore {
                 .expression_attribute_values(":expected", number(expected)),
         };
         Ok(conditional("PutItem", put.send().await)?.is_ok())
+    }
+}
+
+#[async_trait]
+impl MailboxRecords for DynamoStore {
+    async fn open_request(
+        &self,
+        session: &str,
+        request: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut item = mailbox_key(session, request);
+        item.extend([
+            (EXPIRES_AT.1.to_owned(), number(expires_at)),
+            (TTL.1.to_owned(), number(ttl_seconds(expires_at))),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| dynamo_error("PutItem", e))?;
+        Ok(())
+    }
+
+    /// One conditional `UpdateItem`: the condition fails unless the request is open.
+    async fn post_answer(
+        &self,
+        session: &str,
+        request: &str,
+        answer: &str,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(mailbox_key(session, request)))
+            .update_expression("SET #answer = :answer")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(#answer) AND #expires > :now",
+            )
+            .expression_attribute_names(ANSWER.0, ANSWER.1)
+            .expression_attribute_names(EXPIRES_AT.0, EXPIRES_AT.1)
+            .expression_attribute_values(":answer", string(answer))
+            .expression_attribute_values(":now", number(now_millis()))
+            .send()
+            .await;
+        Ok(conditional("UpdateItem", update)?.is_ok())
+    }
+
+    async fn load_answer(
+        &self,
+        session: &str,
+        request: &str,
+    ) -> Result<Option<String>, StoreError> {
+        // Strongly consistent, so an answer posted on one instance is in the next poll.
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(mailbox_key(session, request)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("GetItem", e))?;
+        let now = now_millis();
+        match output.item {
+            Some(item) if is_live(&item, now)? && item.contains_key(ANSWER.1) => {
+                required_string(&item, ANSWER.1).map(|answer| Some(answer.to_owned()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn close_request(&self, session: &str, request: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(mailbox_key(session, request)))
+            .send()
+            .await
+            .map_err(|e| dynamo_error("DeleteItem", e))?;
+        Ok(())
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`RateBuckets`]: per-caller request budgets shared by every instance.
 //! - [`feed::FeedRecords`]: per-caller change feeds that carry notifications to
 //!   streams held open on other instances (see [`feed`]).
+//! - [`mailbox::MailboxRecords`]: legacy server-to-client requests waiting for the
+//!   client's answer, which may arrive on another instance (see [`mailbox`]).
 //!
 //! Backends: [`sql::SqlStore`] over SQLite (the `cargo run` default) or PostgreSQL,
 //! and [`dynamo::DynamoStore`] over one DynamoDB table (Lambda).
@@ -15,6 +17,7 @@
 pub mod cursor;
 pub mod dynamo;
 pub mod feed;
+pub mod mailbox;
 pub mod sql;
 
 use std::time::Duration;
@@ -420,9 +423,15 @@ pub async fn timed_probe<E: std::fmt::Display>(
     }
 }
 
-/// A backend that keeps documents, sessions, rate buckets and change feeds.
-pub trait Store: StateStore + SessionRecords + RateBuckets + feed::FeedRecords {}
-impl<T: StateStore + SessionRecords + RateBuckets + feed::FeedRecords> Store for T {}
+/// A backend that keeps documents, sessions, rate buckets, change feeds and the mailbox.
+pub trait Store:
+    StateStore + SessionRecords + RateBuckets + feed::FeedRecords + mailbox::MailboxRecords
+{
+}
+impl<T> Store for T where
+    T: StateStore + SessionRecords + RateBuckets + feed::FeedRecords + mailbox::MailboxRecords
+{
+}
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ use super::{
     SessionRecords, StateStore, StoreError,
     cursor::CursorCodec,
     feed::{FeedLog, FeedRecords},
+    mailbox::MailboxRecords,
     now_millis, time_of, ttl_millis, validate_key,
 };
 use crate::principal::Principal;
@@ -43,6 +44,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "feeds",
                 include_str!("../../migrations/sqlite/0003_feeds.sql"),
             ),
+            (
+                4,
+                "mailbox",
+                include_str!("../../migrations/sqlite/0004_mailbox.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -59,6 +65,11 @@ fn migrator(backend: Backend) -> Migrator {
                 3,
                 "feeds",
                 include_str!("../../migrations/postgres/0003_feeds.sql"),
+            ),
+            (
+                4,
+                "mailbox",
+                include_str!("../../migrations/postgres/0004_mailbox.sql"),
             ),
         ],
     };
@@ -421,7 +432,12 @@ impl StateStore for SqlStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(state + sessions + buckets + feeds)
+        let mailbox = sqlx::query("DELETE FROM mcp_mailbox WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(state + sessions + buckets + feeds + mailbox)
     }
 }
 
@@ -512,6 +528,74 @@ impl FeedRecords for SqlStore {
             }
         };
         Ok(written.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl MailboxRecords for SqlStore {
+    async fn open_request(
+        &self,
+        session: &str,
+        request: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO mcp_mailbox (session_id, request_id, answer, expires_at) \
+             VALUES ($1, $2, NULL, $3) \
+             ON CONFLICT (session_id, request_id) DO UPDATE SET answer = NULL, expires_at = $3",
+        )
+        .bind(session)
+        .bind(request)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One conditional update: its row count says whether the request was open.
+    async fn post_answer(
+        &self,
+        session: &str,
+        request: &str,
+        answer: &str,
+    ) -> Result<bool, StoreError> {
+        let written = sqlx::query(
+            "UPDATE mcp_mailbox SET answer = $3 \
+             WHERE session_id = $1 AND request_id = $2 AND answer IS NULL AND expires_at > $4",
+        )
+        .bind(session)
+        .bind(request)
+        .bind(answer)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(written.rows_affected() == 1)
+    }
+
+    async fn load_answer(
+        &self,
+        session: &str,
+        request: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let answer: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT answer FROM mcp_mailbox \
+             WHERE session_id = $1 AND request_id = $2 AND expires_at > $3",
+        )
+        .bind(session)
+        .bind(request)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(answer.flatten())
+    }
+
+    async fn close_request(&self, session: &str, request: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM mcp_mailbox WHERE session_id = $1 AND request_id = $2")
+            .bind(session)
+            .bind(request)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ use crate::{
         Admission, Document, Expect, Gcra, Page, Put, RateBuckets, SessionRecord, SessionRecords,
         StateStore, Store, StoreError,
         feed::{FeedLog, FeedRecords},
+        mailbox::MailboxRecords,
     },
 };
 
@@ -193,6 +194,49 @@ impl FeedRecords for MeteredStore {
             self.inner.save_feed(principal, log, expected_head),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl MailboxRecords for MeteredStore {
+    async fn open_request(
+        &self,
+        session: &str,
+        request: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.timed(
+            "mailbox_open",
+            self.inner.open_request(session, request, expires_at),
+        )
+        .await
+    }
+
+    async fn post_answer(
+        &self,
+        session: &str,
+        request: &str,
+        answer: &str,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "mailbox_post",
+            self.inner.post_answer(session, request, answer),
+        )
+        .await
+    }
+
+    async fn load_answer(
+        &self,
+        session: &str,
+        request: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.timed("mailbox_load", self.inner.load_answer(session, request))
+            .await
+    }
+
+    async fn close_request(&self, session: &str, request: &str) -> Result<(), StoreError> {
+        self.timed("mailbox_close", self.inner.close_request(session, request))
+            .await
     }
 }
 

@@ -1,0 +1,323 @@
+//! Legacy server-to-client requests across instances: a tool's question to the client
+//! (sampling, elicitation) on the 2025 wire, answered through whichever instance the
+//! client's answer reaches.
+//!
+//! The tool's request leaves on the stream of its call; the client answers with a new
+//! POST. On a streaming Lambda the instance holding the call is busy until the call ends,
+//! so that POST always reaches another instance. The answer goes through the store's
+//! mailbox ([`crate::store::mailbox`]):
+//!
+//! - [`RelaySessions`] (the waiting side) is rmcp's `LocalSessionManager` that, before a
+//!   server request leaves on a call's stream, opens the request's record, so the answer
+//!   can never arrive first. It then reads the record every poll interval and hands the
+//!   answer to the session as if the client had posted it here. No answer within the wait
+//!   (the tool timeout) is handed over as an error, so the tool ends with a clear
+//!   `isError`. When the call's stream ends, its waiters stop.
+//! - [`post_answer`] (the answering side, called by the session gate once the session is
+//!   known to be the caller's) writes the answer into that record, only while it is open,
+//!   and answers 202; an answer to no open request gets a 400 and changes nothing.
+//!
+//! Where the answer reaches the waiting process anyway (mcp-server) the relay is off and
+//! rmcp's own routing serves.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::{Body, to_bytes},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use futures::{Stream, StreamExt, future::Either};
+use rmcp::{
+    ErrorData,
+    model::{ClientJsonRpcMessage, ErrorCode, RequestId, ServerJsonRpcMessage},
+    transport::{
+        common::server_side_http::{ServerSseMessage, SessionId},
+        streamable_http_server::session::{
+            RestoreOutcome, SessionManager,
+            local::{LocalSessionManager, LocalSessionManagerError},
+        },
+    },
+};
+use serde::Serialize;
+use tokio::{sync::oneshot, task::AbortHandle};
+
+use crate::{
+    config::RelaySettings,
+    http::{INVALID_REQUEST, jsonrpc_error},
+    store::{
+        Store,
+        mailbox::{self, MAX_ANSWER_BYTES},
+    },
+};
+
+/// JSON-RPC code of a server request the client left unanswered (as the SDKs' "request
+/// timeout").
+const NO_ANSWER: ErrorCode = ErrorCode(-32001);
+
+/// How long a mailbox record outlives the wait, so a late answer is refused by the
+/// waiting side's close rather than by expiry alone.
+const RECORD_MARGIN: Duration = Duration::from_secs(30);
+
+/// The mailbox key of a request id: its JSON text, so `1` and `"1"` stay apart.
+pub fn request_key(id: &impl Serialize) -> String {
+    serde_json::to_string(id).unwrap_or_default()
+}
+
+/// rmcp's in-process session manager, with server requests relayed through the mailbox
+/// when `relay` is set.
+pub struct RelaySessions {
+    local: Arc<LocalSessionManager>,
+    relay: Option<Relay>,
+}
+
+impl RelaySessions {
+    pub fn new(
+        local: Arc<LocalSessionManager>,
+        store: Arc<dyn Store>,
+        settings: Option<RelaySettings>,
+    ) -> Self {
+        Self {
+            local,
+            relay: settings.map(|settings| Relay { store, settings }),
+        }
+    }
+}
+
+/// The store and how to read it.
+#[derive(Clone)]
+struct Relay {
+    store: Arc<dyn Store>,
+    settings: RelaySettings,
+}
+
+impl Relay {
+    /// `stream` with a waiter started for every server request on it, each released to the
+    /// client once its record is open.
+    fn watch(
+        &self,
+        local: Arc<LocalSessionManager>,
+        session: SessionId,
+        stream: impl Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static {
+        let relay = self.clone();
+        let mut waiters = Waiters::default();
+        stream.then(move |message| {
+            let Some(ServerJsonRpcMessage::Request(request)) = message.message.as_deref() else {
+                return Either::Left(std::future::ready(message));
+            };
+            let (opened, is_open) = oneshot::channel();
+            waiters.start(relay.clone().relay_answer(
+                local.clone(),
+                session.clone(),
+                request.id.clone(),
+                opened,
+            ));
+            Either::Right(async move {
+                // Released even when the record could not be opened: the waiter has
+                // already answered the tool with the error.
+                let _ = is_open.await;
+                message
+            })
+        })
+    }
+
+    /// Opens request `id`'s record, says so on `opened`, waits for the answer and hands it
+    /// (or the reason there is none) to the session.
+    async fn relay_answer(
+        self,
+        local: Arc<LocalSessionManager>,
+        session: SessionId,
+        id: RequestId,
+        opened: oneshot::Sender<()>,
+    ) {
+        let key = request_key(&id);
+        let expires_at = mailbox::expires_at_millis(self.settings.wait + RECORD_MARGIN);
+        let answer = match self.store.open_request(&session, &key, expires_at).await {
+            Ok(()) => {
+                let _ = opened.send(());
+                self.await_answer(&session, &key, id).await
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not open the mailbox record of a server request");
+                no_answer(
+                    id,
+                    "the server could not keep its request to the client; try again",
+                )
+            }
+        };
+        if let Err(error) = local.accept_message(&session, answer).await {
+            // The call ended meanwhile (cancelled, or the session closed): nobody waits.
+            tracing::debug!(%error, "a relayed answer found no waiting call");
+        }
+        if let Err(error) = self.store.close_request(&session, &key).await {
+            tracing::warn!(%error, "could not close a mailbox record; it expires by itself");
+        }
+    }
+
+    /// Reads the record every poll interval until the answer is there or the wait is over.
+    async fn await_answer(&self, session: &str, key: &str, id: RequestId) -> ClientJsonRpcMessage {
+        let deadline = tokio::time::Instant::now() + self.settings.wait;
+        let mut ticks = crate::listen::poll_ticks(self.settings.poll).await;
+        loop {
+            match self.store.load_answer(session, key).await {
+                Ok(Some(text)) => return read_answer(&text, id),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "reading the mailbox failed; reading again"),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let why = format!(
+                    "the client did not answer within {} s",
+                    self.settings.wait.as_secs()
+                );
+                return no_answer(id, &why);
+            }
+            ticks.tick().await;
+        }
+    }
+}
+
+/// The posted answer as the session expects it; the gate stored only well-formed JSON-RPC
+/// responses to this id.
+fn read_answer(text: &str, id: RequestId) -> ClientJsonRpcMessage {
+    match serde_json::from_str::<ClientJsonRpcMessage>(text) {
+        Ok(answer @ (ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_))) => answer,
+        _ => no_answer(id, "the client's answer could not be read"),
+    }
+}
+
+fn no_answer(id: RequestId, why: &str) -> ClientJsonRpcMessage {
+    ClientJsonRpcMessage::error(ErrorData::new(NO_ANSWER, why.to_owned(), None), Some(id))
+}
+
+/// The waiters of one call's stream, stopped when it is dropped (the call ended or the
+/// client left).
+#[derive(Default)]
+struct Waiters(Vec<AbortHandle>);
+
+impl Waiters {
+    fn start(&mut self, waiter: impl Future<Output = ()> + Send + 'static) {
+        self.0.retain(|handle| !handle.is_finished());
+        self.0.push(tokio::spawn(waiter).abort_handle());
+    }
+}
+
+impl Drop for Waiters {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
+    }
+}
+
+/// The answering side: puts a client's answer to request `answers` of `session` into the
+/// mailbox. 202 when a request was waiting; 400 when none is (unknown, already answered
+/// or given up), with nothing stored.
+pub async fn post_answer(
+    store: &dyn Store,
+    session: &str,
+    answers: &serde_json::Value,
+    body: Body,
+) -> Response {
+    let Ok(answer) = to_bytes(body, MAX_ANSWER_BYTES).await else {
+        return jsonrpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            INVALID_REQUEST,
+            &format!(
+                "Invalid Request: an answer to a server request is limited to {MAX_ANSWER_BYTES} bytes"
+            ),
+        );
+    };
+    // The guard has parsed the body already; it is JSON text.
+    let answer = String::from_utf8_lossy(&answer);
+    match store
+        .post_answer(session, &request_key(answers), &answer)
+        .await
+    {
+        Ok(true) => StatusCode::ACCEPTED.into_response(),
+        Ok(false) => jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            &format!(
+                "Invalid Request: no request with id {answers} is waiting for an answer in this session"
+            ),
+        ),
+        Err(error) => {
+            tracing::error!(%error, "could not post an answer to the mailbox");
+            jsonrpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                -32603,
+                "Session store unavailable; retry shortly",
+            )
+        }
+    }
+}
+
+impl SessionManager for RelaySessions {
+    type Error = LocalSessionManagerError;
+    type Transport = <LocalSessionManager as SessionManager>::Transport;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        self.local.create_session().await
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        self.local.initialize_session(id, message).await
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.local.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.local.close_session(id).await
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let stream = self.local.create_stream(id, message).await?;
+        Ok(match &self.relay {
+            None => stream.left_stream(),
+            Some(relay) => relay
+                .watch(self.local.clone(), id.clone(), stream)
+                .right_stream(),
+        })
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        self.local.accept_message(id, message).await
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.local.create_standalone_stream(id).await
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.local.resume(id, last_event_id).await
+    }
+
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        self.local.restore_session(id).await
+    }
+}
