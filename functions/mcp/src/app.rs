@@ -114,7 +114,8 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         store.clone(),
         config.session_ttl,
     )));
-    let relayed = RelaySessions::new(sessions.clone(), store.clone(), config.relay);
+    let relayed = RelaySessions::new(sessions.clone(), store.clone(), config.relay)
+        .with_notes_on_calls(host == "lambda");
     let mcp = StreamableHttpService::new(move || Ok(handler.clone()), relayed.into(), mcp_config);
     let gate = session_gate::SessionGate {
         store: store.clone(),

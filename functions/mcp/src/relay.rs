@@ -19,6 +19,12 @@
 //!
 //! Where the answer reaches the waiting process anyway (mcp-server) the relay is off and
 //! rmcp's own routing serves.
+//!
+//! The same manager carries a session's other notifications on Lambda. rmcp sends what is not
+//! tied to a request (log messages above all) on the session's standalone `GET /mcp` stream,
+//! which the Lambda host does not hold; with `notes_on_calls` each call's stream also carries
+//! what the session sends there while the call runs, ahead of the call's own messages, so a
+//! tool's log messages reach the client before its result.
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,7 +33,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use futures::{Stream, StreamExt, future::Either};
+use futures::{FutureExt, Stream, StreamExt, future::Either};
 use rmcp::{
     ErrorData,
     model::{ClientJsonRpcMessage, ErrorCode, RequestId, ServerJsonRpcMessage},
@@ -65,10 +71,12 @@ pub fn request_key(id: &impl Serialize) -> String {
 }
 
 /// rmcp's in-process session manager, with server requests relayed through the mailbox
-/// when `relay` is set.
+/// when `relay` is set, and session notifications carried on calls' streams when
+/// `notes_on_calls` is.
 pub struct RelaySessions {
     local: Arc<LocalSessionManager>,
     relay: Option<Relay>,
+    notes_on_calls: bool,
 }
 
 impl RelaySessions {
@@ -80,7 +88,61 @@ impl RelaySessions {
         Self {
             local,
             relay: settings.map(|settings| Relay { store, settings }),
+            notes_on_calls: false,
         }
+    }
+
+    /// Carries the session's standalone-stream notifications on each call's stream: for a
+    /// host that holds no standalone stream (Lambda).
+    pub fn with_notes_on_calls(mut self, notes_on_calls: bool) -> Self {
+        self.notes_on_calls = notes_on_calls;
+        self
+    }
+
+    /// What the session sends on its standalone stream from now on. rmcp replays what it
+    /// kept for an earlier stream when a new one opens; that is dropped here, as it went out
+    /// on an earlier call or had no stream to go to.
+    async fn session_notes(
+        &self,
+        id: &SessionId,
+    ) -> Result<
+        impl Stream<Item = ServerSseMessage> + Send + Sync + Unpin + 'static,
+        LocalSessionManagerError,
+    > {
+        let mut notes = self.local.create_standalone_stream(id).await?;
+        while let Some(Some(_replayed)) = notes.next().now_or_never() {}
+        Ok(notes)
+    }
+}
+
+/// A call's stream with the session's notifications merged in, each sent as soon as it is
+/// raised and ahead of the call's own next message; it ends with the call's stream.
+struct WithSessionNotes<C, N> {
+    call: C,
+    notes: Option<N>,
+}
+
+impl<C, N> Stream for WithSessionNotes<C, N>
+where
+    C: Stream<Item = ServerSseMessage> + Unpin,
+    N: Stream<Item = ServerSseMessage> + Unpin,
+{
+    type Item = ServerSseMessage;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ServerSseMessage>> {
+        use std::task::Poll;
+        if let Some(notes) = self.notes.as_mut() {
+            match notes.poll_next_unpin(cx) {
+                Poll::Ready(Some(note)) => return Poll::Ready(Some(note)),
+                // The session is gone; the call's stream says the rest.
+                Poll::Ready(None) => self.notes = None,
+                Poll::Pending => {}
+            }
+        }
+        self.call.poll_next_unpin(cx)
     }
 }
 
@@ -282,7 +344,13 @@ impl SessionManager for RelaySessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        let stream = self.local.create_stream(id, message).await?;
+        // Opened before the request goes in, so nothing the call raises is missed.
+        let notes = match self.notes_on_calls {
+            true => Some(self.session_notes(id).await?),
+            false => None,
+        };
+        let call = self.local.create_stream(id, message).await?;
+        let stream = WithSessionNotes { call, notes };
         Ok(match &self.relay {
             None => stream.left_stream(),
             Some(relay) => relay

@@ -3,6 +3,10 @@
 //! the waiting side ([`RelaySessions`]) with a tool that asks. Both over one SQLite store,
 //! as two Lambda instances share one table.
 
+// Log messages are deprecated for the 2026 wire (SEP-2577); the legacy wire, tested here,
+// still has them.
+#![allow(deprecated)]
+
 mod common;
 
 use std::{sync::Arc, time::Duration};
@@ -20,7 +24,8 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, ContentBlock,
-        ElicitRequest, ElicitRequestParams, ServerCapabilities, ServerConfig, ServerRequest,
+        ElicitRequest, ElicitRequestParams, LoggingLevel, LoggingMessageNotificationParam,
+        ServerCapabilities, ServerConfig, ServerRequest,
     },
     service::RequestContext,
     transport::{
@@ -161,7 +166,9 @@ async fn answers_to_requests_never_asked_or_of_someone_else_are_refused_and_kept
 
 // ─── The waiting side: a tool that asks, over RelaySessions ─────────────────
 
-/// Asks the client for a name and answers with what came back, or with the error.
+/// `ask`: asks the client for a name and answers with what came back, or with the error.
+/// `log`: sends two log messages (on the session's standalone stream, as rmcp routes them),
+/// then answers.
 #[derive(Clone)]
 struct Asker;
 
@@ -172,9 +179,19 @@ impl ServerHandler for Asker {
 
     async fn call_tool(
         &self,
-        _request: CallToolRequestParams,
+        request: CallToolRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if request.name == "log" {
+            for step in ["first", "second"] {
+                let note = LoggingMessageNotificationParam::new(LoggingLevel::Info, json!(step));
+                cx.peer
+                    .notify_logging_message(note)
+                    .await
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            }
+            return Ok(CallToolResult::success(vec![ContentBlock::text("logged")]).into());
+        }
         let question = ElicitRequestParams::FormElicitationParams {
             meta: None,
             message: "Your name?".to_owned(),
@@ -205,7 +222,8 @@ fn asking_service(store: Arc<dyn Store>, wait: Duration) -> Service {
         Arc::new(LocalSessionManager::default()),
         store,
         Some(settings(wait)),
-    );
+    )
+    .with_notes_on_calls(true);
     StreamableHttpService::new(
         || Ok(Asker),
         Arc::new(sessions),
@@ -249,18 +267,69 @@ async fn next_message(body: &mut Body, seen: &mut String, wanted: fn(&Value) -> 
     }
 }
 
-async fn ask(service: &Service) -> (String, Body) {
+async fn start_session(service: &Service) -> String {
     let init = call(service, INITIALIZE, None).await;
     let session = init.headers()["mcp-session-id"]
         .to_str()
         .expect("ascii")
         .to_owned();
     call(service, INITIALIZED, Some(&session)).await;
-    let tool =
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ask","arguments":{}}}"#;
-    let response = call(service, tool, Some(&session)).await;
+    session
+}
+
+/// The streamed answer of tool `name`, called as request `id`.
+async fn call_tool(service: &Service, session: &str, id: u32, name: &str) -> Body {
+    let tool = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": name, "arguments": {}}});
+    let response = call(service, &tool.to_string(), Some(session)).await;
     assert_eq!(response.status(), StatusCode::OK);
-    (session, response.into_body())
+    response.into_body()
+}
+
+async fn ask(service: &Service) -> (String, Body) {
+    let session = start_session(service).await;
+    let body = call_tool(service, &session, 2, "ask").await;
+    (session, body)
+}
+
+/// Every message of a finished SSE body, in order.
+async fn all_messages(body: Body) -> Vec<Value> {
+    let bytes = body.collect().await.expect("body").to_bytes();
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .collect()
+}
+
+/// A message as `[method, data]` for a notification, `["result", id]` for an answer.
+fn shape(messages: Vec<Value>) -> Vec<Value> {
+    messages
+        .into_iter()
+        .map(|m| match m["method"].as_str() {
+            Some(method) => json!([method, m["params"]["data"]]),
+            None => json!(["result", m["id"]]),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn log_messages_ride_the_call_stream_before_its_result_and_only_once() {
+    let (store, _dir) = common::sqlite_store().await;
+    let service = asking_service(Arc::new(store), Duration::from_secs(10));
+    let session = start_session(&service).await;
+    let logged = |id: u32| {
+        vec![
+            json!(["notifications/message", "first"]),
+            json!(["notifications/message", "second"]),
+            json!(["result", id]),
+        ]
+    };
+    let first = all_messages(call_tool(&service, &session, 2, "log").await).await;
+    assert_eq!(shape(first), logged(2));
+    // The next call carries its own messages, not the first call's again.
+    let second = all_messages(call_tool(&service, &session, 3, "log").await).await;
+    assert_eq!(shape(second), logged(3));
 }
 
 #[tokio::test]
