@@ -91,6 +91,35 @@ impl<'a> Cursor<'a> {
             Batch::Changes(read.events.into_iter().map(|event| event.change).collect())
         })
     }
+
+    /// Reads the feed every `poll` while `open()` holds and hands each new change to `send`,
+    /// until `send` says the stream is gone. After a gap, `everything()` stands in for what
+    /// was missed. A failed read is logged and tried again next interval.
+    async fn follow<Sent: Future<Output = bool>>(
+        &mut self,
+        poll: Duration,
+        open: impl Fn() -> bool,
+        everything: impl Fn() -> Vec<Change>,
+        mut send: impl FnMut(Change) -> Sent,
+    ) {
+        let mut ticks = poll_ticks(poll).await;
+        while open() {
+            ticks.tick().await;
+            let changes = match self.next().await {
+                Ok(Batch::Changes(changes)) => changes,
+                Ok(Batch::Gap) => everything(),
+                Err(error) => {
+                    tracing::warn!(%error, "change feed read failed; trying again next interval");
+                    continue;
+                }
+            };
+            for change in changes {
+                if !send(change).await {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Holds one `subscriptions/listen` stream until the client leaves, the server stops, or
@@ -109,26 +138,13 @@ pub async fn serve_listen(
             None,
         )
     })?;
-    let sink = context.sink().clone();
-    let follow = async {
-        let mut ticks = poll_ticks(settings.poll).await;
-        loop {
-            ticks.tick().await;
-            let changes = match cursor.next().await {
-                Ok(Batch::Changes(changes)) => changes,
-                Ok(Batch::Gap) => everything_accepted(sink.accepted()),
-                Err(error) => {
-                    tracing::warn!(%error, "change feed read failed; trying again next interval");
-                    continue;
-                }
-            };
-            for change in changes {
-                if !send(&sink, change).await {
-                    return;
-                }
-            }
-        }
-    };
+    let sink = &context.sink().clone();
+    let follow = cursor.follow(
+        settings.poll,
+        || true,
+        || everything_accepted(sink.accepted()),
+        |change| send(sink, change),
+    );
     let limit = async {
         match settings.limit {
             Some(limit) => tokio::time::sleep(limit).await,
@@ -270,37 +286,37 @@ impl LegacyWatcher {
             tracing::warn!("change feed unreadable; resources/subscribe updates will not be sent");
             return;
         };
-        let mut ticks = poll_ticks(self.poll).await;
-        while !self.peer.is_transport_closed() {
-            ticks.tick().await;
-            let changes = match cursor.next().await {
-                Ok(Batch::Changes(changes)) => changes,
-                Ok(Batch::Gap) => std::iter::once(Change::ResourceListChanged)
-                    .chain(
-                        lock(uris)
-                            .iter()
-                            .map(|uri| Change::ResourceUpdated { uri: uri.clone() }),
-                    )
-                    .collect(),
-                Err(error) => {
-                    tracing::warn!(%error, "change feed read failed; trying again next interval");
-                    continue;
-                }
-            };
-            for change in changes {
-                let sent = match change {
-                    Change::ResourceListChanged => self.peer.notify_resource_list_changed().await,
-                    Change::ResourceUpdated { uri } if lock(uris).contains(&uri) => {
-                        self.peer
-                            .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
-                            .await
-                    }
-                    _ => Ok(()),
-                };
-                if sent.is_err() {
-                    return;
-                }
-            }
-        }
+        let everything = || {
+            std::iter::once(Change::ResourceListChanged)
+                .chain(
+                    lock(uris)
+                        .iter()
+                        .map(|uri| Change::ResourceUpdated { uri: uri.clone() }),
+                )
+                .collect()
+        };
+        let peer = &self.peer;
+        let send = |change| notify_session(peer, uris, change);
+        cursor
+            .follow(self.poll, || !peer.is_transport_closed(), everything, send)
+            .await;
     }
+}
+
+/// Sends one change to a legacy session (updates only for URIs it subscribed to); false once
+/// the session is gone.
+async fn notify_session(
+    peer: &Peer<RoleServer>,
+    uris: &Mutex<HashSet<String>>,
+    change: Change,
+) -> bool {
+    let sent = match change {
+        Change::ResourceListChanged => peer.notify_resource_list_changed().await,
+        Change::ResourceUpdated { uri } if lock(uris).contains(&uri) => {
+            peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                .await
+        }
+        _ => Ok(()),
+    };
+    sent.is_ok()
 }
