@@ -9,7 +9,9 @@
 //!
 //! - [`RelaySessions`] (the waiting side) is rmcp's `LocalSessionManager` that, before a
 //!   server request leaves on a call's stream, opens the request's record, so the answer
-//!   can never arrive first. It then reads the record every poll interval and hands the
+//!   can never arrive first. The request leaves under an id of its own (the instances
+//!   serving one session each number their requests from 0) and the answer is handed back
+//!   under the session's. It then reads the record every poll interval and hands the
 //!   answer to the session as if the client had posted it here. No answer within the wait
 //!   (the tool timeout) is handed over as an error, so the tool ends with a clear
 //!   `isError`. When the call's stream ends, its waiters stop.
@@ -164,17 +166,25 @@ impl Relay {
     ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static {
         let relay = self.clone();
         let mut waiters = Waiters::default();
-        stream.then(move |message| {
+        stream.then(move |mut message| {
             let Some(ServerJsonRpcMessage::Request(request)) = message.message.as_deref() else {
                 return Either::Left(std::future::ready(message));
             };
+            // Each instance numbers its requests from 0, even in one session: the client
+            // sees an id no other instance can have issued.
+            let mut renamed = request.clone();
+            renamed.id = RequestId::String(format!("relay-{}", uuid::Uuid::new_v4()).into());
+            let ids = Ids {
+                session: request.id.clone(),
+                client: renamed.id.clone(),
+            };
+            message.message = Some(Arc::new(ServerJsonRpcMessage::Request(renamed)));
             let (opened, is_open) = oneshot::channel();
-            waiters.start(relay.clone().relay_answer(
-                local.clone(),
-                session.clone(),
-                request.id.clone(),
-                opened,
-            ));
+            waiters.start(
+                relay
+                    .clone()
+                    .relay_answer(local.clone(), session.clone(), ids, opened),
+            );
             Either::Right(async move {
                 // Released even when the record could not be opened: the waiter has
                 // already answered the tool with the error.
@@ -184,26 +194,26 @@ impl Relay {
         })
     }
 
-    /// Opens request `id`'s record, says so on `opened`, waits for the answer and hands it
-    /// (or the reason there is none) to the session.
+    /// Opens the request's record, says so on `opened`, waits for the answer and hands it
+    /// (or the reason there is none) to the session under the id it sent.
     async fn relay_answer(
         self,
         local: Arc<LocalSessionManager>,
         session: SessionId,
-        id: RequestId,
+        ids: Ids,
         opened: oneshot::Sender<()>,
     ) {
-        let key = request_key(&id);
+        let key = request_key(&ids.client);
         let expires_at = mailbox::expires_at_millis(self.settings.wait + RECORD_MARGIN);
         let answer = match self.store.open_request(&session, &key, expires_at).await {
             Ok(()) => {
                 let _ = opened.send(());
-                self.await_answer(&session, &key, id).await
+                self.await_answer(&session, &key, ids.session).await
             }
             Err(error) => {
                 tracing::error!(%error, "could not open the mailbox record of a server request");
                 no_answer(
-                    id,
+                    ids.session,
                     "the server could not keep its request to the client; try again",
                 )
             }
@@ -239,11 +249,23 @@ impl Relay {
     }
 }
 
-/// The posted answer as the session expects it; the gate stored only well-formed JSON-RPC
-/// responses to this id.
+/// A relayed request's id in the session that sent it, and the one the client sees.
+struct Ids {
+    session: RequestId,
+    client: RequestId,
+}
+
+/// The posted answer as the session expects it: under the id the session sent.
 fn read_answer(text: &str, id: RequestId) -> ClientJsonRpcMessage {
     match serde_json::from_str::<ClientJsonRpcMessage>(text) {
-        Ok(answer @ (ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_))) => answer,
+        Ok(ClientJsonRpcMessage::Response(mut response)) => {
+            response.id = id;
+            ClientJsonRpcMessage::Response(response)
+        }
+        Ok(ClientJsonRpcMessage::Error(mut error)) => {
+            error.id = Some(id);
+            ClientJsonRpcMessage::Error(error)
+        }
         _ => no_answer(id, "the client's answer could not be read"),
     }
 }

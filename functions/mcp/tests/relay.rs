@@ -343,6 +343,9 @@ async fn the_waiting_call_resumes_with_an_answer_posted_to_the_mailbox() {
         m["method"] == "elicitation/create"
     })
     .await;
+    // The question goes out under an id of its own, not the session's count of requests.
+    let relayed_id = question["id"].as_str().unwrap_or_default();
+    assert!(relayed_id.starts_with("relay-"), "{question}");
     let key = mcp_function::relay::request_key(&question["id"]);
 
     // The record was open before the question left: the answer can be posted at once.
