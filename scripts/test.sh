@@ -366,9 +366,10 @@ start_emulator() {
 }
 lambda_a_port="$(free_port)"
 lambda_b_port="$(free_port)"
-# Three instances for A: the suite's SEP-1699 scenario sends three POSTs at once, and the
+# Six instances for A: the suite's SEP-1699 scenario sends three POSTs at once while the
+# client holds its legacy GET stream (served, as long-lived streams are on), and the
 # emulator answers 500 to a request it has no free instance for (Lambda would scale out).
-start_emulator a "$lambda_a_port" --concurrency 3 \
+start_emulator a "$lambda_a_port" --concurrency 6 \
   --env-var MCP_LONG_STREAMS=on --env-var MCP_LISTEN_POLL_MS=250
 # B answers buffered, as behind an API Gateway HTTP API: both response modes run for real.
 start_emulator b "$lambda_b_port" --env-var MCP_LAMBDA_RESPONSE=buffered

@@ -10,8 +10,9 @@
 //!    payloads);
 //! 3. strips the stage (`/Prod/mcp` → `/mcp`) and `MCP_BASE_PATH` so routes
 //!    are the same as on `mcp-server`;
-//! 4. answers `GET /mcp` with 405: a standalone stream would hold the instance, and the
-//!    notifications it carries are raised on other instances;
+//! 4. answers `GET /mcp` with 405 unless long-lived streams are on (a standalone stream
+//!    holds the instance; when on, it is fed from the caller's change feed, see
+//!    [`crate::listen::session_stream`]);
 //! 5. takes the principal and its scopes from the API Gateway authorizer's context
 //!    (`sub` and `scope`, set by the JWT authorizer after it verified the token);
 //!    without an authorizer (a function URL) the service verifies the token itself;
@@ -27,11 +28,19 @@
 //!    (Lambda runs one invocation per instance at a time, so what was recorded since the
 //!    last flush is this invocation's).
 
-use std::{convert::Infallible, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Router,
-    extract::Request,
+    extract::{Request, State},
     http::{HeaderValue, Method, StatusCode, Uri, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -135,6 +144,8 @@ struct EmfWriter {
 #[derive(Clone)]
 pub struct LambdaHandler {
     router: Router,
+    /// Whether `GET /mcp` is served (long-lived streams on) or answered 405.
+    standalone_streams: Arc<AtomicBool>,
     base_path: Option<String>,
     emf: Option<EmfWriter>,
     stream_max: Duration,
@@ -143,16 +154,27 @@ pub struct LambdaHandler {
 impl LambdaHandler {
     /// Wraps `router` (from [`crate::app::build`]) with the Lambda-only layers.
     pub fn new(router: Router, base_path: Option<String>) -> Self {
+        let standalone_streams = Arc::new(AtomicBool::new(false));
         let router = router
-            .layer(middleware::from_fn(no_standalone_stream))
+            .layer(middleware::from_fn_with_state(
+                standalone_streams.clone(),
+                no_standalone_stream,
+            ))
             .layer(middleware::from_fn(authorizer_principal))
             .layer(middleware::from_fn(request_span));
         Self {
             router,
+            standalone_streams,
             base_path,
             emf: None,
             stream_max: Duration::from_secs(crate::config::DEFAULT_STREAM_MAX_SECS),
         }
+    }
+
+    /// Serves `GET /mcp` instead of answering 405: with long-lived streams on.
+    pub fn with_standalone_streams(self, on: bool) -> Self {
+        self.standalone_streams.store(on, Ordering::Relaxed);
+        self
     }
 
     /// Ends every streamed answer still open after `limit` (`MCP_STREAM_MAX_SECS`).
@@ -418,9 +440,15 @@ fn strip_segment(path: &str, prefix: &str) -> String {
     }
 }
 
-/// `GET /mcp` (the optional standalone stream) is not offered on Lambda: 405, as the spec allows.
-async fn no_standalone_stream(request: Request, next: Next) -> Response {
-    if request.method() == Method::GET && request.uri().path() == "/mcp" {
+/// `GET /mcp` (the optional standalone stream) is not offered on Lambda unless long-lived
+/// streams are on: 405, as the spec allows.
+async fn no_standalone_stream(
+    State(served): State<Arc<AtomicBool>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let served = served.load(Ordering::Relaxed);
+    if !served && request.method() == Method::GET && request.uri().path() == "/mcp" {
         let mut response = (
             StatusCode::METHOD_NOT_ALLOWED,
             "GET /mcp (a standalone SSE stream) is not offered by the Lambda host; use POST",

@@ -7,7 +7,11 @@
 //!   before the stream bound so the client reconnects.
 //! - Legacy `resources/subscribe`: [`LegacyWatches`] keeps one watcher per session that
 //!   sends `notifications/resources/updated` and `list_changed` through the session, which
-//!   rmcp delivers on the session's standalone `GET /mcp` stream.
+//!   rmcp delivers on the session's standalone `GET /mcp` stream (mcp-server).
+//! - Legacy `GET /mcp` on a host that keeps no session between requests (Lambda with
+//!   long-lived streams on): [`session_stream`] is that standalone stream, fed from the
+//!   feed, bounded like a listen stream, each event's id naming its feed position and the
+//!   session, so a client reconnecting with `Last-Event-ID` gets exactly what it missed.
 //!
 //! An idle stream costs one feed read per poll interval and nothing else.
 
@@ -19,8 +23,12 @@ use std::{
 
 use rmcp::{
     ErrorData, Peer, RoleServer,
-    model::{ResourceUpdatedNotificationParam, SubscriptionFilter},
+    model::{
+        ResourceUpdatedNotificationParam, ServerJsonRpcMessage, ServerNotification,
+        SubscriptionFilter,
+    },
     service::{SubscriptionContext, SubscriptionSendError, SubscriptionSink},
+    transport::common::server_side_http::ServerSseMessage,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -29,8 +37,8 @@ use crate::{
     config::ListenSettings,
     principal::Principal,
     store::{
-        StoreError,
-        feed::{self, Change, FeedRecords},
+        Store, StoreError,
+        feed::{self, Change, FeedEvent, FeedRecords},
     },
 };
 
@@ -55,7 +63,7 @@ pub fn accepted_filter(requested: &SubscriptionFilter) -> SubscriptionFilter {
 
 /// Where the changes after a position are, read once.
 enum Batch {
-    Changes(Vec<Change>),
+    Changes(Vec<FeedEvent>),
     /// Events the reader had not seen were dropped: anything may have changed.
     Gap,
 }
@@ -88,33 +96,39 @@ impl<'a> Cursor<'a> {
         Ok(if read.gap {
             Batch::Gap
         } else {
-            Batch::Changes(read.events.into_iter().map(|event| event.change).collect())
+            Batch::Changes(read.events)
         })
     }
 
-    /// Reads the feed every `poll` while `open()` holds and hands each new change to `send`,
+    /// Reads the feed every `poll` while `open()` holds and hands each new event to `send`,
     /// until `send` says the stream is gone. After a gap, `everything()` stands in for what
-    /// was missed. A failed read is logged and tried again next interval.
+    /// was missed, at the head. A failed read is logged and tried again next interval.
     async fn follow<Sent: Future<Output = bool>>(
         &mut self,
         poll: Duration,
         open: impl Fn() -> bool,
         everything: impl Fn() -> Vec<Change>,
-        mut send: impl FnMut(Change) -> Sent,
+        mut send: impl FnMut(FeedEvent) -> Sent,
     ) {
         let mut ticks = poll_ticks(poll).await;
         while open() {
             ticks.tick().await;
-            let changes = match self.next().await {
-                Ok(Batch::Changes(changes)) => changes,
-                Ok(Batch::Gap) => everything(),
+            let events = match self.next().await {
+                Ok(Batch::Changes(events)) => events,
+                Ok(Batch::Gap) => everything()
+                    .into_iter()
+                    .map(|change| FeedEvent {
+                        position: self.position,
+                        change,
+                    })
+                    .collect(),
                 Err(error) => {
                     tracing::warn!(%error, "change feed read failed; trying again next interval");
                     continue;
                 }
             };
-            for change in changes {
-                if !send(change).await {
+            for event in events {
+                if !send(event).await {
                     return;
                 }
             }
@@ -143,7 +157,7 @@ pub async fn serve_listen(
         settings.poll,
         || true,
         || everything_accepted(sink.accepted()),
-        |change| send(sink, change),
+        |event| send(sink, event.change),
     );
     let limit = async {
         match settings.limit {
@@ -296,7 +310,7 @@ impl LegacyWatcher {
                 .collect()
         };
         let peer = &self.peer;
-        let send = |change| notify_session(peer, uris, change);
+        let send = |event: FeedEvent| notify_session(peer, uris, event.change);
         cursor
             .follow(self.poll, || !peer.is_transport_closed(), everything, send)
             .await;
@@ -319,4 +333,107 @@ async fn notify_session(
         _ => Ok(()),
     };
     sent.is_ok()
+}
+
+// ─── Legacy standalone streams fed from the feed (Lambda) ───────────────────
+
+/// A session's standalone `GET /mcp` stream, from `after` (a position its `Last-Event-ID`
+/// named) or from the feed's head: `notifications/resources/list_changed` for every file the
+/// caller creates, wherever it was written. Ends when the client leaves or at `settings.limit`.
+pub fn session_stream(
+    store: Arc<dyn Store>,
+    principal: Principal,
+    session: Arc<str>,
+    settings: ListenSettings,
+    after: Option<i64>,
+) -> impl futures::Stream<Item = ServerSseMessage> + Send + Sync + Unpin + 'static {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ServerSseMessage>(16);
+    tokio::spawn(async move {
+        let feed: &dyn FeedRecords = store.as_ref();
+        let mut cursor = match after {
+            Some(position) => Cursor {
+                feed,
+                principal: &principal,
+                position,
+            },
+            None => match Cursor::at_head(feed, &principal).await {
+                Ok(cursor) => cursor,
+                Err(error) => {
+                    tracing::error!(%error, "change feed unreadable; the GET stream ends");
+                    return;
+                }
+            },
+        };
+        let tx = &tx;
+        let follow = cursor.follow(
+            settings.poll,
+            || !tx.is_closed(),
+            || vec![Change::ResourceListChanged],
+            |event| {
+                let message = session_notification(&event.change).map(|notification| {
+                    let mut message = ServerSseMessage::from_message(notification);
+                    message.event_id = Some(session_event_id(&session, event.position));
+                    message
+                });
+                async move {
+                    match message {
+                        Some(message) => tx.send(message).await.is_ok(),
+                        None => true,
+                    }
+                }
+            },
+        );
+        let limit = async {
+            match settings.limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = follow => {}
+            () = limit => tracing::debug!("GET stream reached its bound; the client reconnects"),
+        }
+    });
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// What a legacy standalone stream says of a change. Resource updates are for subscribed
+/// URIs only, and a host without a session worker keeps no subscriptions.
+fn session_notification(change: &Change) -> Option<ServerJsonRpcMessage> {
+    let notification = match change {
+        Change::ResourceListChanged => {
+            ServerNotification::ResourceListChangedNotification(Default::default())
+        }
+        Change::ToolListChanged => {
+            ServerNotification::ToolListChangedNotification(Default::default())
+        }
+        Change::PromptListChanged => {
+            ServerNotification::PromptListChangedNotification(Default::default())
+        }
+        Change::ResourceUpdated { .. } => return None,
+    };
+    Some(ServerJsonRpcMessage::notification(notification))
+}
+
+/// The SSE event id of feed `position` on `session`'s stream: the position, and a tag of the
+/// session so an id from another session's stream is told apart.
+pub fn session_event_id(session: &str, position: i64) -> String {
+    format!("{position}.{}", session_tag(session))
+}
+
+/// The feed position a `Last-Event-ID` names, if it was issued on `session`'s stream.
+pub fn position_of_event_id(session: &str, event_id: &str) -> Option<i64> {
+    let (position, tag) = event_id.split_once('.')?;
+    (tag == session_tag(session))
+        .then(|| position.parse().ok())
+        .flatten()
+}
+
+fn session_tag(session: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(session.as_bytes());
+    digest[..6]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

@@ -51,8 +51,10 @@ use serde::Serialize;
 use tokio::{sync::oneshot, task::AbortHandle};
 
 use crate::{
-    config::RelaySettings,
+    config::{ListenSettings, RelaySettings},
     http::{INVALID_REQUEST, jsonrpc_error},
+    listen,
+    session::RequestScope,
     store::{
         Store,
         mailbox::{self, MAX_ANSWER_BYTES},
@@ -79,6 +81,8 @@ pub struct RelaySessions {
     local: Arc<LocalSessionManager>,
     relay: Option<Relay>,
     notes_on_calls: bool,
+    /// Serves `GET /mcp` from the caller's change feed instead of the local session.
+    feed_streams: Option<(Arc<dyn Store>, ListenSettings)>,
 }
 
 impl RelaySessions {
@@ -91,7 +95,39 @@ impl RelaySessions {
             local,
             relay: settings.map(|settings| Relay { store, settings }),
             notes_on_calls: false,
+            feed_streams: None,
         }
+    }
+
+    /// Serves each session's standalone `GET /mcp` stream from its caller's change feed
+    /// ([`listen::session_stream`]): for a host whose next request may land on another
+    /// instance (Lambda), with long-lived streams on.
+    pub fn with_feed_streams(
+        mut self,
+        store: Arc<dyn Store>,
+        listen: Option<ListenSettings>,
+    ) -> Self {
+        self.feed_streams = listen.map(|listen| (store, listen));
+        self
+    }
+
+    /// The feed-fed standalone stream of session `id`, from `after`; `None` where the
+    /// local session serves it.
+    fn feed_stream(
+        &self,
+        id: &SessionId,
+        after: Option<i64>,
+    ) -> Option<impl Stream<Item = ServerSseMessage> + Send + Sync + Unpin + 'static> {
+        let (store, listen) = self.feed_streams.as_ref()?;
+        // The session gate put the caller in scope after checking the session is theirs.
+        let principal = RequestScope::current()?.principal;
+        Some(listen::session_stream(
+            store.clone(),
+            principal,
+            id.clone(),
+            *listen,
+            after,
+        ))
     }
 
     /// Carries the session's standalone-stream notifications on each call's stream: for a
@@ -393,7 +429,14 @@ impl SessionManager for RelaySessions {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.local.create_standalone_stream(id).await
+        Ok(match self.feed_stream(id, None) {
+            Some(stream) => stream.left_stream(),
+            None => self
+                .local
+                .create_standalone_stream(id)
+                .await?
+                .right_stream(),
+        })
     }
 
     async fn resume(
@@ -401,7 +444,16 @@ impl SessionManager for RelaySessions {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.local.resume(id, last_event_id).await
+        if self.feed_streams.is_none() {
+            return Ok(self.local.resume(id, last_event_id).await?.right_stream());
+        }
+        // An id this session's stream never issued resumes nothing (rmcp then answers
+        // with an empty stream, so the client stops asking).
+        let after = listen::position_of_event_id(id, &last_event_id)
+            .ok_or_else(|| LocalSessionManagerError::SessionNotFound(id.clone()))?;
+        self.feed_stream(id, Some(after))
+            .map(StreamExt::left_stream)
+            .ok_or_else(|| LocalSessionManagerError::SessionNotFound(id.clone()))
     }
 
     async fn restore_session(

@@ -41,7 +41,7 @@ impl RequestScope {
         REQUEST_SCOPE.scope(self, future).await
     }
 
-    fn current() -> Option<Self> {
+    pub(crate) fn current() -> Option<Self> {
         REQUEST_SCOPE.try_with(Clone::clone).ok()
     }
 }

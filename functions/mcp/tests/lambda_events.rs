@@ -72,7 +72,8 @@ fn lambda_over(
     )
     .expect("service builds");
     Lambda {
-        handler: LambdaHandler::new(app.router, config.base_path.clone()),
+        handler: LambdaHandler::new(app.router, config.base_path.clone())
+            .with_standalone_streams(config.listen.is_some()),
         mode: config.lambda_response,
         _dir: dir,
     }
@@ -431,6 +432,25 @@ async fn get_mcp_is_405_on_lambda() {
         .await;
     assert_eq!(status(&response), 405, "{response}");
     assert_eq!(response["headers"]["allow"], "POST, DELETE");
+}
+
+#[tokio::test]
+async fn get_mcp_reaches_the_service_with_long_lived_streams_on() {
+    let lambda = lambda_with(&[("MCP_LONG_STREAMS", "on")]).await;
+    // Without a session there is no stream to hold: the service's own answer, not 405.
+    let response = lambda
+        .invoke(function_url_event(
+            "GET",
+            "/mcp",
+            &mcp_headers(&[("accept", "text/event-stream")]),
+            None,
+        ))
+        .await;
+    assert_eq!(
+        (status(&response), response["body"].clone()),
+        (400, json!("Bad Request: Session ID is required")),
+        "{response}"
+    );
 }
 
 #[tokio::test]

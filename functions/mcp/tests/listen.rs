@@ -52,10 +52,12 @@ async fn two_instances(env: &[(&str, &str)]) -> Instances {
         .chain(env)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    instances_over(Config::from_sources(Flags::default(), &env).expect("valid config")).await
+    let config = Config::from_sources(Flags::default(), &env).expect("valid config");
+    instances_over(config, "server").await
 }
 
-async fn instances_over(config: Config) -> Instances {
+/// Two instances of `host` ("server" or "lambda") built over `config`.
+async fn instances_over(config: Config, host: &'static str) -> Instances {
     let (store, dir) = common::sqlite_store().await;
     let store: Arc<dyn Store> = Arc::new(store);
     let blobs: Arc<dyn BlobStore> = common::local_blobs(dir.path());
@@ -63,7 +65,7 @@ async fn instances_over(config: Config) -> Instances {
         app::build(
             &config,
             &common::backends(store.clone(), "sqlite", blobs.clone()),
-            "server",
+            host,
         )
         .expect("service builds")
         .router
@@ -121,19 +123,28 @@ impl SseMessages {
 
     /// The next message within `within`, or `None` when none came (or the stream ended).
     async fn next(&mut self, within: Duration) -> Option<Value> {
+        self.next_event(within).await.map(|(_, message)| message)
+    }
+
+    /// The next message and its SSE event id, within `within`.
+    async fn next_event(&mut self, within: Duration) -> Option<(Option<String>, Value)> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(end) = self.pending.find("\n\n") {
                 let event: String = self.pending.drain(..end + 2).collect();
-                let data: String = event
-                    .lines()
-                    .filter_map(|line| line.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
+                let field = |name: &str| -> String {
+                    event
+                        .lines()
+                        .filter_map(|line| line.strip_prefix(name))
+                        .map(str::trim_start)
+                        .collect()
+                };
+                let data = field("data:");
                 if data.is_empty() {
                     continue;
                 }
-                return Some(serde_json::from_str(&data).expect("JSON-RPC message"));
+                let id = Some(field("id:")).filter(|id| !id.is_empty());
+                return Some((id, serde_json::from_str(&data).expect("JSON-RPC message")));
             }
             let frame = tokio::time::timeout_at(deadline, self.body.frame()).await;
             match frame {
@@ -143,6 +154,22 @@ impl SseMessages {
                     }
                 }
                 _ => return None,
+            }
+        }
+    }
+
+    /// Whether the stream ends within `within` without another message.
+    async fn ends_within(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Ok(None) => return self.pending.trim().is_empty(),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(bytes) = frame.into_data() {
+                        self.pending.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                Ok(Some(Err(_))) | Err(_) => return false,
             }
         }
     }
@@ -246,7 +273,7 @@ async fn a_bounded_stream_ends_with_its_result_so_the_client_listens_again() {
         poll: Duration::from_millis(100),
         limit: Some(Duration::from_millis(400)),
     });
-    let instances = instances_over(config).await;
+    let instances = instances_over(config, "server").await;
     let (_, mut stream) = listen(
         &instances.a,
         &alice(),
@@ -379,4 +406,75 @@ fn legacy_post(body: Value, session: &str) -> Request<Body> {
         .header("mcp-protocol-version", "2025-11-25")
         .body(Body::from(body.to_string()))
         .expect("request")
+}
+
+/// A legacy `GET /mcp` for `session`, resuming after `last_event_id` when given.
+fn legacy_get(session: &str, last_event_id: Option<&str>) -> Request<Body> {
+    let mut get = Request::get("/mcp")
+        .header("host", "localhost:8080")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(id) = last_event_id {
+        get = get.header("last-event-id", id);
+    }
+    get.body(Body::empty()).expect("request")
+}
+
+async fn open_get_stream(router: &Instance, request: Request<Body>) -> SseMessages {
+    let response = router.0.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    SseMessages::new(response.into_body())
+}
+
+#[tokio::test]
+async fn on_lambda_the_get_stream_follows_the_feed_and_resumes_after_its_last_event_id() {
+    // As on Lambda with long-lived streams on: no instance keeps the session's worker
+    // between requests, so the GET stream is fed from the caller's change feed.
+    let env = HashMap::from([
+        ("MCP_AUTH".to_owned(), "off".to_owned()),
+        ("MCP_LISTEN_POLL_MS".to_owned(), "100".to_owned()),
+    ]);
+    let config = Config::from_sources(Flags::default(), &env).expect("valid config");
+    let instances = instances_over(config, "lambda").await;
+    let session = open_legacy_session(&instances.a).await;
+    let mut stream = open_get_stream(&instances.a, legacy_get(&session, None)).await;
+
+    write_file(&instances.b, &Principal::anonymous(), "get/one.md").await;
+    let (first_id, first) = stream
+        .next_event(DELIVERY_BOUND)
+        .await
+        .expect("a notification");
+    assert_eq!(
+        first["method"], "notifications/resources/list_changed",
+        "{first}"
+    );
+    let first_id = first_id.expect("an event id");
+
+    // The client leaves; a file is written meanwhile; it comes back with its Last-Event-ID.
+    drop(stream);
+    write_file(&instances.b, &Principal::anonymous(), "get/two.md").await;
+    let mut resumed = open_get_stream(&instances.b, legacy_get(&session, Some(&first_id))).await;
+    let (second_id, second) = resumed
+        .next_event(DELIVERY_BOUND)
+        .await
+        .expect("the missed one");
+    assert_eq!(
+        second["method"], "notifications/resources/list_changed",
+        "{second}"
+    );
+    assert_ne!(second_id.as_deref(), Some(first_id.as_str()));
+    assert_eq!(
+        resumed.next(Duration::from_millis(300)).await,
+        None,
+        "nothing twice"
+    );
+
+    // An id issued on another session's stream resumes nothing: the stream ends at once.
+    let other = open_legacy_session(&instances.a).await;
+    let mut foreign = open_get_stream(&instances.a, legacy_get(&other, Some(&first_id))).await;
+    assert!(foreign.ends_within(Duration::from_secs(1)).await);
+    let mut malformed = open_get_stream(&instances.a, legacy_get(&other, Some("not-an-id"))).await;
+    assert!(malformed.ends_within(Duration::from_secs(1)).await);
 }
