@@ -55,6 +55,16 @@ fn router_over(store: Arc<dyn Store>, files: &std::path::Path) -> Router {
 }
 
 fn router_with(store: Arc<dyn Store>, files: &std::path::Path, env: &[(&str, &str)]) -> Router {
+    router_for("server", store, files, env)
+}
+
+/// The service as `host` ("server" or "lambda") builds it.
+fn router_for(
+    host: &'static str,
+    store: Arc<dyn Store>,
+    files: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Router {
     let env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -63,7 +73,7 @@ fn router_with(store: Arc<dyn Store>, files: &std::path::Path, env: &[(&str, &st
     app::build(
         &config,
         &common::backends(store, "dynamodb", common::local_blobs(files)),
-        "server",
+        host,
     )
     .expect("service builds")
     .router
@@ -354,4 +364,69 @@ async fn an_idle_listen_stream_costs_one_read_per_poll_and_a_write_one_append() 
         calls.len()
     );
     assert_eq!(calls, ["GetItem", "PutItem"]);
+}
+
+#[tokio::test]
+async fn an_idle_lambda_get_stream_costs_one_read_per_poll() {
+    let app = counted_app().await;
+    let router = router_for(
+        "lambda",
+        app.store.clone(),
+        app.files.path(),
+        &[("MCP_LISTEN_POLL_MS", "200")],
+    );
+    let initialize = send(
+        &router,
+        post(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#,
+            &[],
+        ),
+    )
+    .await;
+    let id = initialize.session_id.expect("session id");
+    let ack = send(
+        &router,
+        post(
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            &session(&id),
+        ),
+    )
+    .await;
+    assert_eq!(ack.status, StatusCode::ACCEPTED);
+    app.calls.take();
+
+    let mut get = Request::get("/mcp")
+        .header("host", "localhost:8080")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(Body::empty())
+        .expect("request");
+    get.headers_mut().insert(
+        axum::http::header::AUTHORIZATION,
+        common::bearer("alice", common::ALL_SCOPES)
+            .parse()
+            .expect("header value"),
+    );
+    let response = router.clone().oneshot(get).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let held = response.into_body();
+    let idle = std::time::Duration::from_millis(1_000);
+    tokio::time::sleep(idle).await;
+    let calls = app.calls.take();
+    eprintln!(
+        "idle Lambda GET stream, {} ms at a 200 ms poll: {} DynamoDB call(s) {calls:?}",
+        idle.as_millis(),
+        calls.len()
+    );
+    // The session check, the head read at the start, then one read per tick.
+    assert!(calls.iter().all(|call| call == "GetItem"), "{calls:?}");
+    assert!((6..=8).contains(&calls.len()), "{calls:?}");
+    drop(held);
+
+    // The client left: no more reads.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    app.calls.take();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.calls.take(), Vec::<String>::new());
 }
