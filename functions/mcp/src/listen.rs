@@ -338,8 +338,9 @@ async fn notify_session(
 // ─── Legacy standalone streams fed from the feed (Lambda) ───────────────────
 
 /// A session's standalone `GET /mcp` stream, from `after` (a position its `Last-Event-ID`
-/// named) or from the feed's head: `notifications/resources/list_changed` for every file the
-/// caller creates, wherever it was written. Ends when the client leaves or at `settings.limit`.
+/// named) or from the feed's head: an opening event (no data) whose id names that position,
+/// then `notifications/resources/list_changed` for every file the caller creates, wherever it
+/// was written. Ends when the client leaves or at `settings.limit`.
 pub fn session_stream(
     store: Arc<dyn Store>,
     principal: Principal,
@@ -364,6 +365,14 @@ pub fn session_stream(
                 }
             },
         };
+        // A first event naming where the stream starts, so a client that leaves before any
+        // change still reconnects from here and misses nothing (rmcp's own opening event
+        // names no position).
+        let mut opening = ServerSseMessage::default();
+        opening.event_id = Some(session_event_id(&session, cursor.position));
+        if tx.send(opening).await.is_err() {
+            return;
+        }
         let tx = &tx;
         let follow = cursor.follow(
             settings.poll,

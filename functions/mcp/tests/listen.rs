@@ -174,6 +174,33 @@ impl SseMessages {
         }
     }
 
+    /// The last event id seen within `within`, as an SSE client keeps it (on an idle stream:
+    /// the opening events' ids).
+    async fn last_event_id(&mut self, within: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = None;
+        loop {
+            while let Some(end) = self.pending.find("\n\n") {
+                let event: String = self.pending.drain(..end + 2).collect();
+                let id: String = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("id:"))
+                    .collect();
+                if !id.trim().is_empty() {
+                    last = Some(id.trim().to_owned());
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(bytes) = frame.into_data() {
+                        self.pending.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                _ => return last,
+            }
+        }
+    }
+
     /// The methods of every message that arrives within `within`.
     async fn methods_within(&mut self, within: Duration) -> Vec<(String, Value)> {
         let mut seen = Vec::new();
@@ -439,8 +466,28 @@ async fn on_lambda_the_get_stream_follows_the_feed_and_resumes_after_its_last_ev
     let config = Config::from_sources(Flags::default(), &env).expect("valid config");
     let instances = instances_over(config, "lambda").await;
     let session = open_legacy_session(&instances.a).await;
-    let mut stream = open_get_stream(&instances.a, legacy_get(&session, None)).await;
 
+    // A client that leaves before any change reconnects from the opening event's id and
+    // still hears of what happened while it was away.
+    let mut quiet = open_get_stream(&instances.a, legacy_get(&session, None)).await;
+    let opening = quiet
+        .last_event_id(Duration::from_millis(300))
+        .await
+        .expect("an opening event with an id");
+    drop(quiet);
+    write_file(&instances.b, &Principal::anonymous(), "get/zero.md").await;
+    let mut back = open_get_stream(&instances.b, legacy_get(&session, Some(&opening))).await;
+    let missed = back
+        .next(DELIVERY_BOUND)
+        .await
+        .expect("the change made while away");
+    assert_eq!(
+        missed["method"], "notifications/resources/list_changed",
+        "{missed}"
+    );
+    drop(back);
+
+    let mut stream = open_get_stream(&instances.a, legacy_get(&session, None)).await;
     write_file(&instances.b, &Principal::anonymous(), "get/one.md").await;
     let (first_id, first) = stream
         .next_event(DELIVERY_BOUND)
