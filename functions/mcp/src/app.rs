@@ -116,7 +116,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
     )));
     let relayed = RelaySessions::new(sessions.clone(), store.clone(), config.relay)
         .with_notes_on_calls(host == "lambda")
-        .with_feed_streams(store.clone(), config.listen.filter(|_| host == "lambda"));
+        .with_feed_streams(config.listen.filter(|_| host == "lambda"));
     let mcp = StreamableHttpService::new(move || Ok(handler.clone()), relayed.into(), mcp_config);
     let gate = session_gate::SessionGate {
         store: store.clone(),

@@ -159,18 +159,20 @@ pub async fn serve_listen(
         || everything_accepted(sink.accepted()),
         |event| send(sink, event.change),
     );
-    let limit = async {
-        match settings.limit {
-            Some(limit) => tokio::time::sleep(limit).await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
         () = context.cancelled() => {}
         () = follow => {}
-        () = limit => tracing::debug!("listen stream reached its bound; the client listens again"),
+        () = bound(settings.limit) => tracing::debug!("listen stream reached its bound; the client listens again"),
     }
     Ok(())
+}
+
+/// Ready once `limit` has passed; never without one (mcp-server keeps streams open).
+async fn bound(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Ticks every `poll`, the first one interval from now (the head was just read).
@@ -392,15 +394,9 @@ pub fn session_stream(
                 }
             },
         );
-        let limit = async {
-            match settings.limit {
-                Some(limit) => tokio::time::sleep(limit).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = follow => {}
-            () = limit => tracing::debug!("GET stream reached its bound; the client reconnects"),
+            () = bound(settings.limit) => tracing::debug!("GET stream reached its bound; the client reconnects"),
         }
     });
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))

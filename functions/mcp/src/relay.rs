@@ -52,7 +52,7 @@ use tokio::{sync::oneshot, task::AbortHandle};
 
 use crate::{
     config::{ListenSettings, RelaySettings},
-    http::{INVALID_REQUEST, jsonrpc_error},
+    http::{INVALID_REQUEST, jsonrpc_error, store_unavailable},
     listen,
     session::RequestScope,
     store::{
@@ -79,10 +79,11 @@ pub fn request_key(id: &impl Serialize) -> String {
 /// `notes_on_calls` is.
 pub struct RelaySessions {
     local: Arc<LocalSessionManager>,
+    store: Arc<dyn Store>,
     relay: Option<Relay>,
     notes_on_calls: bool,
     /// Serves `GET /mcp` from the caller's change feed instead of the local session.
-    feed_streams: Option<(Arc<dyn Store>, ListenSettings)>,
+    feed_streams: Option<ListenSettings>,
 }
 
 impl RelaySessions {
@@ -93,7 +94,11 @@ impl RelaySessions {
     ) -> Self {
         Self {
             local,
-            relay: settings.map(|settings| Relay { store, settings }),
+            relay: settings.map(|settings| Relay {
+                store: store.clone(),
+                settings,
+            }),
+            store,
             notes_on_calls: false,
             feed_streams: None,
         }
@@ -102,12 +107,8 @@ impl RelaySessions {
     /// Serves each session's standalone `GET /mcp` stream from its caller's change feed
     /// ([`listen::session_stream`]): for a host whose next request may land on another
     /// instance (Lambda), with long-lived streams on.
-    pub fn with_feed_streams(
-        mut self,
-        store: Arc<dyn Store>,
-        listen: Option<ListenSettings>,
-    ) -> Self {
-        self.feed_streams = listen.map(|listen| (store, listen));
+    pub fn with_feed_streams(mut self, listen: Option<ListenSettings>) -> Self {
+        self.feed_streams = listen;
         self
     }
 
@@ -118,14 +119,14 @@ impl RelaySessions {
         id: &SessionId,
         after: Option<i64>,
     ) -> Option<impl Stream<Item = ServerSseMessage> + Send + Sync + Unpin + 'static> {
-        let (store, listen) = self.feed_streams.as_ref()?;
+        let listen = self.feed_streams?;
         // The session gate put the caller in scope after checking the session is theirs.
         let principal = RequestScope::current()?.principal;
         Some(listen::session_stream(
-            store.clone(),
+            self.store.clone(),
             principal,
             id.clone(),
-            *listen,
+            listen,
             after,
         ))
     }
@@ -364,11 +365,7 @@ pub async fn post_answer(
         ),
         Err(error) => {
             tracing::error!(%error, "could not post an answer to the mailbox");
-            jsonrpc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                -32603,
-                "Session store unavailable; retry shortly",
-            )
+            store_unavailable()
         }
     }
 }

@@ -33,6 +33,15 @@ pub const SESSION_NOT_FOUND: i64 = -32001;
 /// JSON-RPC error code for a message that is not a valid request.
 pub const INVALID_REQUEST: i64 = -32600;
 
+/// 503 for a store that did not answer: the request may be sent again.
+pub fn store_unavailable() -> Response {
+    jsonrpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        -32603,
+        "Session store unavailable; retry shortly",
+    )
+}
+
 /// A JSON-RPC error response with no request id, for failures before dispatch.
 pub fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     let body = json!({

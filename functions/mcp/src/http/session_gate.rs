@@ -32,7 +32,7 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-use super::{SESSION_NOT_FOUND, jsonrpc_error, jsonrpc_guard::RpcMessage};
+use super::{SESSION_NOT_FOUND, jsonrpc_error, jsonrpc_guard::RpcMessage, store_unavailable};
 use crate::{
     principal::Principal,
     relay,
@@ -138,11 +138,7 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
             }
             Err(error) => {
                 tracing::error!(%error, "session lookup failed");
-                return jsonrpc_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    -32603,
-                    "Session store unavailable; retry shortly",
-                );
+                return store_unavailable();
             }
         },
     };
