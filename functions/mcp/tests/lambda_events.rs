@@ -84,6 +84,13 @@ async fn lambda() -> Lambda {
 }
 
 impl Lambda {
+    /// `GET /mcp` through the function URL, accepting SSE, without a session.
+    async fn get_mcp(&self) -> Value {
+        let headers = mcp_headers(&[("accept", "text/event-stream")]);
+        self.invoke(function_url_event("GET", "/mcp", &headers, None))
+            .await
+    }
+
     /// The answer as the client gets it: `statusCode`, `headers` and `body` (streamed), or
     /// the buffered answer in the event source's shape.
     async fn invoke(&self, event: Value) -> Value {
@@ -421,15 +428,7 @@ async fn a_legacy_session_is_served_and_ended_through_events() {
 
 #[tokio::test]
 async fn get_mcp_is_405_on_lambda() {
-    let lambda = lambda().await;
-    let response = lambda
-        .invoke(function_url_event(
-            "GET",
-            "/mcp",
-            &mcp_headers(&[("accept", "text/event-stream")]),
-            None,
-        ))
-        .await;
+    let response = lambda().await.get_mcp().await;
     assert_eq!(status(&response), 405, "{response}");
     assert_eq!(response["headers"]["allow"], "POST, DELETE");
 }
@@ -438,14 +437,7 @@ async fn get_mcp_is_405_on_lambda() {
 async fn get_mcp_reaches_the_service_with_long_lived_streams_on() {
     let lambda = lambda_with(&[("MCP_LONG_STREAMS", "on")]).await;
     // Without a session there is no stream to hold: the service's own answer, not 405.
-    let response = lambda
-        .invoke(function_url_event(
-            "GET",
-            "/mcp",
-            &mcp_headers(&[("accept", "text/event-stream")]),
-            None,
-        ))
-        .await;
+    let response = lambda.get_mcp().await;
     assert_eq!(
         (status(&response), response["body"].clone()),
         (400, json!("Bad Request: Session ID is required")),

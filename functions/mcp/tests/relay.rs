@@ -245,15 +245,17 @@ async fn call(service: &Service, body: &str, session: Option<&str>) -> http::Res
     response.map(Body::new)
 }
 
+/// The JSON-RPC messages in SSE text, in order.
+fn sse_messages(text: &str) -> impl Iterator<Item = Value> + '_ {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+}
+
 /// Reads SSE events from `body` until one whose JSON satisfies `wanted`.
 async fn next_message(body: &mut Body, seen: &mut String, wanted: fn(&Value) -> bool) -> Value {
     loop {
-        let found = seen
-            .lines()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-            .find(wanted);
-        if let Some(found) = found {
+        if let Some(found) = sse_messages(seen).find(wanted) {
             return found;
         }
         let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
@@ -295,11 +297,7 @@ async fn ask(service: &Service) -> (String, Body) {
 /// Every message of a finished SSE body, in order.
 async fn all_messages(body: Body) -> Vec<Value> {
     let bytes = body.collect().await.expect("body").to_bytes();
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .collect()
+    sse_messages(&String::from_utf8_lossy(&bytes)).collect()
 }
 
 /// A message as `[method, data]` for a notification, `["result", id]` for an answer.

@@ -301,40 +301,17 @@ async fn an_idle_listen_stream_costs_one_read_per_poll_and_a_write_one_append() 
     let listen = json!({"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{
         "notifications": {"resourcesListChanged": true},
         "_meta": serde_json::from_str::<Value>(common::META_2026).expect("meta")}});
-    let mut request = post(
+    let request = post(
         listen.to_string(),
         &[
             ("mcp-protocol-version", "2026-07-28"),
             ("mcp-method", "subscriptions/listen"),
         ],
     );
-    request.headers_mut().insert(
-        axum::http::header::AUTHORIZATION,
-        common::bearer("alice", common::ALL_SCOPES)
-            .parse()
-            .expect("header value"),
-    );
-    let response = router.clone().oneshot(request).await.expect("infallible");
-    assert_eq!(response.status(), StatusCode::OK);
-    let held = response.into_body();
-    let idle = std::time::Duration::from_millis(1_000);
-    tokio::time::sleep(idle).await;
-    let calls = app.calls.take();
-    eprintln!(
-        "idle listen stream, {} ms at a 200 ms poll: {} DynamoDB call(s) {calls:?}",
-        idle.as_millis(),
-        calls.len()
-    );
+    let calls = idle_stream_calls(&app, &router, request, "idle listen stream").await;
     // The head read at the start, then one read per tick (the first tick is immediate).
     assert!(calls.iter().all(|call| call == "GetItem"), "{calls:?}");
     assert!((5..=7).contains(&calls.len()), "{calls:?}");
-    drop(held);
-
-    // Stopped listening: no more reads.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    app.calls.take();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(app.calls.take(), Vec::<String>::new());
 
     // A file write records its change: one read of the feed and one conditional write.
     let write = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
@@ -395,33 +372,44 @@ async fn an_idle_lambda_get_stream_costs_one_read_per_poll() {
     assert_eq!(ack.status, StatusCode::ACCEPTED);
     app.calls.take();
 
-    let mut get = Request::get("/mcp")
+    let get = Request::get("/mcp")
         .header("host", "localhost:8080")
         .header("accept", "text/event-stream")
         .header("mcp-session-id", &id)
         .header("mcp-protocol-version", "2025-11-25")
         .body(Body::empty())
         .expect("request");
-    get.headers_mut().insert(
+    let calls = idle_stream_calls(&app, &router, get, "idle Lambda GET stream").await;
+    // The session check, the head read at the start, then one read per tick.
+    assert!(calls.iter().all(|call| call == "GetItem"), "{calls:?}");
+    assert!((6..=8).contains(&calls.len()), "{calls:?}");
+}
+
+/// The DynamoDB calls of the stream `request` opens (as alice), held idle for one second at
+/// a 200 ms poll; once it is dropped, checks that the reads stop.
+async fn idle_stream_calls(
+    app: &Counted,
+    router: &Router,
+    mut request: Request<Body>,
+    what: &str,
+) -> Vec<String> {
+    request.headers_mut().insert(
         axum::http::header::AUTHORIZATION,
         common::bearer("alice", common::ALL_SCOPES)
             .parse()
             .expect("header value"),
     );
-    let response = router.clone().oneshot(get).await.expect("infallible");
+    let response = router.clone().oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::OK);
     let held = response.into_body();
     let idle = std::time::Duration::from_millis(1_000);
     tokio::time::sleep(idle).await;
     let calls = app.calls.take();
     eprintln!(
-        "idle Lambda GET stream, {} ms at a 200 ms poll: {} DynamoDB call(s) {calls:?}",
+        "{what}, {} ms at a 200 ms poll: {} DynamoDB call(s) {calls:?}",
         idle.as_millis(),
         calls.len()
     );
-    // The session check, the head read at the start, then one read per tick.
-    assert!(calls.iter().all(|call| call == "GetItem"), "{calls:?}");
-    assert!((6..=8).contains(&calls.len()), "{calls:?}");
     drop(held);
 
     // The client left: no more reads.
@@ -429,4 +417,5 @@ async fn an_idle_lambda_get_stream_costs_one_read_per_poll() {
     app.calls.take();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(app.calls.take(), Vec::<String>::new());
+    calls
 }
