@@ -57,6 +57,7 @@ async fn instance(
             std::str::from_utf8(common::TEST_KEY).expect("utf8"),
         ),
         ("AWS_REGION", "us-east-1"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "mcp-test"),
         ("MCP_AUTH_ISSUER", authorizer::mint::DEFAULT_ISSUER),
         ("MCP_AUTH_AUDIENCE", authorizer::mint::DEFAULT_AUDIENCE),
         ("MCP_RATE_LIMIT_PER_SEC", "0"),

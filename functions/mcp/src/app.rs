@@ -33,6 +33,7 @@ use crate::{
     server::{McpServer, ServerContext},
     session::DurableSessions,
     store::{self, Store},
+    tasks::{RunStarter, Tasks},
     telemetry::{
         metered::{MeteredBlobs, MeteredStore},
         metrics::Metrics,
@@ -46,6 +47,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Every metric of this service: Prometheus text (`mcp-server`) or EMF lines (`mcp-lambda`).
     pub metrics: Arc<Metrics>,
+    /// What the handlers share; the Lambda host runs task invocations over it.
+    pub context: Arc<ServerContext>,
 }
 
 impl AsRef<Router> for App {
@@ -96,9 +99,10 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
             config.tool_timeout,
         )
         .with_listen(config.listen)
-        .with_client_answers(host != "lambda" || config.relay.is_some()),
+        .with_client_answers(host != "lambda" || config.relay.is_some())
+        .with_tasks(tasks(config, backends)),
     );
-    let server = McpServer::new(context, tools);
+    let server = McpServer::new(context.clone(), tools);
     let write_tools = server.write_tools();
     let handler = handler(server, &backends.keys);
     let mut mcp_config = StreamableHttpServerConfig::default()
@@ -180,7 +184,21 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         router,
         shutdown,
         metrics,
+        context,
     })
+}
+
+/// The task-capable tools (with the conformance fixtures' in that build) and how their
+/// runs start: by the backends' Lambda invoker when there is one, else in process.
+fn tasks(config: &Config, backends: &Backends) -> Tasks {
+    let jobs = crate::tools::task_jobs();
+    #[cfg(feature = "conformance")]
+    let jobs = jobs.merged(crate::conformance::task_jobs());
+    let starter = match &backends.task_invoker {
+        Some(invoker) => RunStarter::Invoke(invoker.clone()),
+        None => RunStarter::InProcess,
+    };
+    Tasks::new(jobs, starter, config.tasks.poll, config.tasks.run_limit)
 }
 
 #[cfg(not(feature = "conformance"))]

@@ -1,4 +1,5 @@
-//! Opens what the service runs on, once per process: AWS clients, signing keys, the store, files.
+//! Opens what the service runs on, once per process: AWS clients, signing keys, the store,
+//! files, and the Lambda client that starts task runs.
 //!
 //! Both hosts call [`open`] before serving, outside any request, so a Lambda
 //! instance pays for SDK clients, the secret read and store connections in its
@@ -10,9 +11,10 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::{
     blob::{BlobStore, local::LocalBlobs, s3::S3Blobs},
-    config::{Config, FilesTarget, KeysTarget, StoreTarget},
+    config::{Config, FilesTarget, KeysTarget, StoreTarget, TaskRuns},
     keys::{KeyError, KeySet, Keyring, SecretsManagerKeys},
     store::{Store, StoreError, cursor::CursorCodec, dynamo::DynamoStore, sql::SqlStore},
+    tasks::LambdaInvoker,
 };
 
 /// Everything [`crate::app::build`] serves over.
@@ -24,6 +26,8 @@ pub struct Backends {
     pub store_backend: &'static str,
     /// The callers' files: a local folder or S3.
     pub blobs: Arc<dyn BlobStore>,
+    /// Starts task runs as asynchronous invocations (Lambda); `None` runs them in process.
+    pub task_invoker: Option<Arc<LambdaInvoker>>,
 }
 
 /// Why a backend could not be opened.
@@ -73,11 +77,26 @@ pub async fn open(config: &Config) -> Result<Backends, OpenError> {
             ))
         }
     };
+    let task_invoker = match &config.tasks.runs {
+        TaskRuns::InProcess => None,
+        TaskRuns::Invoke {
+            function,
+            endpoint_url,
+        } => {
+            let mut lambda_config = aws_sdk_lambda::config::Builder::from(aws.sdk().await);
+            if let Some(endpoint) = endpoint_url {
+                lambda_config = lambda_config.endpoint_url(endpoint);
+            }
+            let client = aws_sdk_lambda::Client::from_conf(lambda_config.build());
+            Some(Arc::new(LambdaInvoker::new(client, function.clone())))
+        }
+    };
     Ok(Backends {
         keys,
         store,
         store_backend,
         blobs,
+        task_invoker,
     })
 }
 

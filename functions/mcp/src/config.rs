@@ -172,6 +172,32 @@ pub struct Config {
     /// (see [`crate::relay`]); `None` where the answer reaches this process (mcp-server) or
     /// the request cannot reach the client at all (a buffered Lambda).
     pub relay: Option<RelaySettings>,
+    /// How task-augmented tool calls run (see [`crate::tasks`]).
+    pub tasks: TaskSettings,
+}
+
+/// How task runs start and how long they may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSettings {
+    pub runs: TaskRuns,
+    /// How often a running task reads its record for a cancellation (`MCP_LISTEN_POLL_MS`).
+    pub poll: Duration,
+    /// How long one run may take (`MCP_STREAM_MAX_SECS`: inside the function's timeout).
+    pub run_limit: Duration,
+}
+
+/// Where a task's work runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskRuns {
+    /// In this process (`mcp-server`).
+    InProcess,
+    /// In an asynchronous invocation of `function` (`mcp-lambda` invokes itself, never
+    /// leaving work running after a response). `endpoint_url` is `AWS_ENDPOINT_URL_LAMBDA`
+    /// (an emulator's Invoke API in tests).
+    Invoke {
+        function: String,
+        endpoint_url: Option<String>,
+    },
 }
 
 /// How a tool call waiting for the client's answer reads the mailbox.
@@ -425,6 +451,27 @@ impl Config {
             ));
         }
 
+        let runs = if lambda {
+            let function = lookup("AWS_LAMBDA_FUNCTION_NAME").ok_or_else(|| {
+                invalid(
+                    "AWS_LAMBDA_FUNCTION_NAME",
+                    "",
+                    "is set by the Lambda runtime and names the function that runs tasks",
+                )
+            })?;
+            TaskRuns::Invoke {
+                function: function.to_owned(),
+                endpoint_url: lookup("AWS_ENDPOINT_URL_LAMBDA").map(str::to_owned),
+            }
+        } else {
+            TaskRuns::InProcess
+        };
+        let tasks = TaskSettings {
+            runs,
+            poll: poll_interval(env)?,
+            run_limit: stream_max,
+        };
+
         Ok(Self {
             bind,
             store_url,
@@ -451,6 +498,7 @@ impl Config {
             stream_max,
             listen,
             relay,
+            tasks,
         })
     }
 }
@@ -880,7 +928,8 @@ mod tests {
         Config::for_profile(Profile::Lambda, Flags::default(), &env)
     }
 
-    const LAMBDA_ENV: [(&str, &str); 6] = [
+    const LAMBDA_ENV: [(&str, &str); 7] = [
+        ("AWS_LAMBDA_FUNCTION_NAME", "mcp-dev-function"),
         ("MCP_STORE_URL", "dynamodb://mcp-dev"),
         ("MCP_FILES_URL", "s3://mcp-dev-files/tenant-a/"),
         ("MCP_SECRET_ID", "mcp/dev/keys"),
@@ -888,6 +937,24 @@ mod tests {
         ("MCP_AUTH_ISSUER", "https://auth.example.com"),
         ("MCP_RESOURCE_URL", "https://api.example.com/mcp"),
     ];
+
+    #[test]
+    fn lambda_tasks_run_in_asynchronous_invocations_of_the_function_itself() {
+        let on_lambda = lambda(&LAMBDA_ENV).expect("valid lambda env");
+        assert_eq!(
+            on_lambda.tasks.runs,
+            TaskRuns::Invoke {
+                function: "mcp-dev-function".into(),
+                endpoint_url: None
+            }
+        );
+        assert_eq!(on_lambda.tasks.run_limit, on_lambda.stream_max);
+        let without_name: Vec<_> = LAMBDA_ENV[1..].to_vec();
+        let error = lambda(&without_name).expect_err("the function name is required");
+        assert_eq!(error.var, "AWS_LAMBDA_FUNCTION_NAME");
+        let server = config(&[]).expect("defaults are valid");
+        assert_eq!(server.tasks.runs, TaskRuns::InProcess);
+    }
 
     #[test]
     fn lambda_reads_aws_targets() {

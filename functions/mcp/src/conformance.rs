@@ -42,28 +42,32 @@ use rmcp::{
     model::{
         CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
         ClientCapabilities, ClientResult, CompleteRequestParams, CompleteResult, CompletionInfo,
-        ContentBlock, CreateMessageRequest, CreateMessageRequestParams, CreateTaskResult,
-        DIRECTORY_MIME_TYPE, ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction,
-        ElicitationSchema, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
-        GetSkillRequestParams, GetSkillResult, GetTaskParams, GetTaskResult, ImageContent,
-        InputRequest, InputRequests, InputRequiredResult, InputResponses, JsonObject,
-        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListRootsRequest,
-        ListSkillsResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
-        PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptArgument, PromptMessage,
-        ProtocolVersion, ReadResourceDirectoryRequestParams, ReadResourceDirectoryResult,
-        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference,
-        RequestStateCodec, Resource, ResourceContents, ResourceTemplate, Role, SamplingMessage,
-        ServerCapabilities, ServerConfig, ServerRequest, SetLevelRequestParams, Skill,
-        SkillFrontmatter, SkillResource, SkillResources, SubscribeRequestParams,
-        SubscriptionFilter, Tool, UnsubscribeRequestParams, UpdateTaskParams,
+        ContentBlock, CreateMessageRequest, CreateMessageRequestParams, DIRECTORY_MIME_TYPE,
+        ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationSchema,
+        GetPromptRequestParams, GetPromptResponse, GetPromptResult, GetSkillRequestParams,
+        GetSkillResult, GetTaskParams, GetTaskResult, ImageContent, InputRequest, InputRequests,
+        InputRequiredResult, InputResponses, JsonObject, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListRootsRequest, ListSkillsResult,
+        ListToolsResult, LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+        ProgressNotificationParam, Prompt, PromptArgument, PromptMessage, ProtocolVersion,
+        ReadResourceDirectoryRequestParams, ReadResourceDirectoryResult, ReadResourceRequestParams,
+        ReadResourceResponse, ReadResourceResult, Reference, RequestStateCodec, Resource,
+        ResourceContents, ResourceTemplate, Role, SamplingMessage, ServerCapabilities,
+        ServerConfig, ServerRequest, SetLevelRequestParams, Skill, SkillFrontmatter, SkillResource,
+        SkillResources, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
+        UpdateTaskParams,
     },
     service::{RequestContext, SubscriptionContext},
-    task_manager::{TaskContext, TaskExit, TaskFuture, TaskManager, TaskOptions},
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{server::McpServer, store::feed::Change, tools::request_principal};
+use crate::{
+    server::{McpServer, client_allows_tasks},
+    store::feed::Change,
+    tasks::{JobInput, JobOutcome, TaskJobs},
+    tools::request_principal,
+};
 
 // ─── Fixture data ───────────────────────────────────────────────────────────
 
@@ -111,8 +115,6 @@ struct FixtureState {
     /// Seals and opens SEP-2322 `requestState`; the client echoes it back, so
     /// it is untrusted input and must pass integrity checks.
     request_state: RequestStateCodec,
-    /// Runs and tracks SEP-2663 tasks for `tasks/get|update|cancel`.
-    tasks: TaskManager,
     /// The SEP-2640 skill served over resources.
     skill: FixtureSkill,
 }
@@ -126,7 +128,6 @@ impl ConformanceServer {
             legacy_subscriptions: Mutex::default(),
             log_level: Mutex::new(LoggingLevel::Debug),
             request_state: request_state_codec(request_state_key),
-            tasks: TaskManager::new(),
             skill: FixtureSkill::new(),
         };
         Self {
@@ -684,7 +685,7 @@ impl ConformanceServer {
         change: Change,
     ) -> Result<(), ErrorData> {
         let principal = request_principal(&cx.extensions)?;
-        self.product.announce(&principal, &[change]).await;
+        self.product.context().announce(&principal, &[change]).await;
         Ok(())
     }
 }
@@ -1071,125 +1072,129 @@ impl ConformanceServer {
         request: &CallToolRequestParams,
         cx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let client_allows_tasks = cx
-            .client_capabilities()
-            .is_some_and(|capabilities| capabilities.supports_tasks());
+        let client_allows_tasks = client_allows_tasks(cx);
         if tool.support == TaskSupport::Required && !client_allows_tasks {
             return Err(ErrorData::missing_required_client_capability(
                 ClientCapabilities::builder().enable_tasks().build(),
             ));
         }
-        let as_task = client_allows_tasks && tool.support != TaskSupport::Never;
         let args = request.arguments.clone().unwrap_or_default();
         match tool.name {
             "greet" => {
                 let name = string_arg(&args, "name").unwrap_or("friend");
                 Ok(text_result(format!("Hello, {name}!")).into())
             }
-            "slow_compute" => {
-                let duration = compute_duration(&args);
-                let label = string_arg(&args, "label").unwrap_or("compute").to_owned();
-                let done = move || {
-                    text_result(format!(
-                        "slow_compute({label}) done after {}s",
-                        duration.as_secs_f64()
-                    ))
+            "test_tool_with_task" => {
+                let Some(reply) = answer(request.input_responses.as_ref(), "user_name") else {
+                    return Ok(ask("user_name", ask_name()).into());
                 };
-                if !as_task {
-                    tokio::time::sleep(duration).await;
-                    return Ok(done().into());
-                }
-                // Cancellation is cooperative: settle as `cancelled` when
-                // tasks/cancel arrives before the work is done.
-                Ok(self.spawn_task(move |task| {
-                    Box::pin(async move {
-                        tokio::select! {
-                            () = task.cancelled() => Err(TaskExit::Cancelled),
-                            () = tokio::time::sleep(duration) => Ok(done()),
-                        }
-                    })
-                }))
+                let name = answered_field(reply, "name").unwrap_or("friend");
+                let arguments = object(json!({ "name": name }));
+                self.product.start_task(cx, tool.name, arguments).await
             }
-            "failing_job" => Ok(self.spawn_task(|_| Box::pin(async { Ok(failing_job().await) }))),
-            "protocol_error_job" => {
-                if !as_task {
-                    return protocol_error_job().await.map(Into::into);
-                }
-                Ok(self.spawn_task(|_| {
-                    Box::pin(async { protocol_error_job().await.map_err(TaskExit::Error) })
-                }))
-            }
-            "confirm_delete" => {
-                let filename = string_arg(&args, "filename")
-                    .unwrap_or("file.txt")
-                    .to_owned();
-                Ok(self.spawn_task(move |task| Box::pin(confirm_delete(task, filename))))
-            }
-            "multi_input" => Ok(self.spawn_task(|task| Box::pin(multi_input(task)))),
-            "test_tool_with_task" => Ok(self.greet_then_task(request.input_responses.as_ref())),
+            name if client_allows_tasks => self.product.start_task(cx, name, args).await,
+            // Optional task tools answer in the call when the client cannot take a task.
+            "slow_compute" => Ok(slow_compute(&args).await.into()),
+            "protocol_error_job" => protocol_error_job().await.map(Into::into),
             name => Err(unknown_tool(name)),
         }
     }
-
-    fn spawn_task<F>(&self, work: F) -> CallToolResponse
-    where
-        F: FnOnce(TaskContext) -> TaskFuture,
-    {
-        let task = self.fixtures.tasks.spawn(TaskOptions::default(), work);
-        CreateTaskResult::new(task).into()
-    }
-
-    /// MRTR then tasks: round 1 asks for a name; round 2 answers with a task
-    /// whose result uses it.
-    fn greet_then_task(&self, responses: Option<&InputResponses>) -> CallToolResponse {
-        let Some(reply) = answer(responses, "user_name") else {
-            return ask("user_name", ask_name()).into();
-        };
-        let name = answered_field(reply, "name").unwrap_or("friend").to_owned();
-        self.spawn_task(move |_| {
-            Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                Ok(text_result(format!("Hello, {name}! (async)")))
-            })
-        })
-    }
 }
 
-async fn confirm_delete(task: TaskContext, filename: String) -> Result<CallToolResult, TaskExit> {
-    let question = form_request(
-        &format!("Delete {filename}?"),
-        json!({ "confirm": { "type": "boolean" } }),
-        &["confirm"],
-    );
-    let reply = task.request_input("confirm", question).await?;
+/// The fixtures' task forms (see [`crate::tasks`]): each run is a function of the
+/// arguments and the answers so far, so it can run on any instance.
+pub fn task_jobs() -> TaskJobs {
+    TaskJobs::default()
+        .with("slow_compute", |input| {
+            Box::pin(async move { JobOutcome::Done(slow_compute(&input.arguments).await) })
+        })
+        .with("failing_job", |_| {
+            Box::pin(async { JobOutcome::Done(failing_job().await) })
+        })
+        .with("protocol_error_job", |_| {
+            Box::pin(async {
+                match protocol_error_job().await {
+                    Ok(result) => JobOutcome::Done(result),
+                    Err(error) => JobOutcome::Failed(error),
+                }
+            })
+        })
+        .with("confirm_delete", |input| {
+            Box::pin(async move { confirm_delete(&input) })
+        })
+        .with("multi_input", |input| {
+            Box::pin(async move { multi_input(&input) })
+        })
+        .with("test_tool_with_task", |input| {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let name = string_arg(&input.arguments, "name").unwrap_or("friend");
+                JobOutcome::Done(text_result(format!("Hello, {name}! (async)")))
+            })
+        })
+}
+
+/// Sleeps `seconds`, then answers; a cancelled task stops its run while it sleeps.
+async fn slow_compute(args: &JsonObject) -> CallToolResult {
+    let duration = compute_duration(args);
+    let label = string_arg(args, "label").unwrap_or("compute");
+    tokio::time::sleep(duration).await;
+    text_result(format!(
+        "slow_compute({label}) done after {}s",
+        duration.as_secs_f64()
+    ))
+}
+
+/// Asks for one confirmation, then answers with it.
+fn confirm_delete(input: &JobInput) -> JobOutcome {
+    let filename = string_arg(&input.arguments, "filename").unwrap_or("file.txt");
+    let Some(reply) = input.input_responses.get("confirm") else {
+        let question = form_request(
+            &format!("Delete {filename}?"),
+            json!({ "confirm": { "type": "boolean" } }),
+            &["confirm"],
+        );
+        return JobOutcome::NeedsInput(InputRequests::from([("confirm".to_owned(), question)]));
+    };
     let confirmed = reply
         .get("content")
         .and_then(|content| content.get("confirm"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    Ok(text_result(format!(
+    JobOutcome::Done(text_result(format!(
         "confirm_delete({filename}): confirmed = {confirmed}"
     )))
 }
 
-/// Asks two questions at once, so both are outstanding together.
-async fn multi_input(task: TaskContext) -> Result<CallToolResult, TaskExit> {
-    let question = |label: &str| {
-        form_request(
-            &format!("Provide value {label}"),
-            json!({ "value": { "type": "string" } }),
-            &["value"],
-        )
+/// Asks two questions at once, so both are outstanding together; answers once both are in.
+fn multi_input(input: &JobInput) -> JobOutcome {
+    let keys = [("input-a", "A"), ("input-b", "B")];
+    let missing: InputRequests = keys
+        .iter()
+        .filter(|(key, _)| !input.input_responses.contains_key(*key))
+        .map(|(key, label)| {
+            let question = form_request(
+                &format!("Provide value {label}"),
+                json!({ "value": { "type": "string" } }),
+                &["value"],
+            );
+            ((*key).to_owned(), question)
+        })
+        .collect();
+    if !missing.is_empty() {
+        return JobOutcome::NeedsInput(missing);
+    }
+    let value = |key: &str| {
+        input
+            .input_responses
+            .get(key)
+            .and_then(|reply| elicited_value(reply, "value"))
+            .unwrap_or_else(|| "(none)".into())
     };
-    let (a, b) = tokio::join!(
-        task.request_input("input-a", question("A")),
-        task.request_input("input-b", question("B")),
-    );
-    let value = |reply: &Value| elicited_value(reply, "value").unwrap_or_else(|| "(none)".into());
-    Ok(text_result(format!(
+    JobOutcome::Done(text_result(format!(
         "multi_input: a = {}, b = {}",
-        value(&a?),
-        value(&b?)
+        value("input-a"),
+        value("input-b")
     )))
 }
 
@@ -1727,29 +1732,25 @@ impl ServerHandler for ConformanceServer {
     async fn get_task(
         &self,
         request: GetTaskParams,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
-        Ok(GetTaskResult::new(
-            self.fixtures.tasks.get_task(&request.task_id)?,
-        ))
+        self.product.get_task(request, cx).await
     }
 
     async fn update_task(
         &self,
         request: UpdateTaskParams,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.fixtures
-            .tasks
-            .update_task(&request.task_id, request.input_responses)
+        self.product.update_task(request, cx).await
     }
 
     async fn cancel_task(
         &self,
         request: CancelTaskParams,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.fixtures.tasks.cancel_task(&request.task_id)
+        self.product.cancel_task(request, cx).await
     }
 }
 

@@ -24,7 +24,9 @@
 //!    SSE events reach the client while the call runs; a stream still open at
 //!    `MCP_STREAM_MAX_SECS` is ended cleanly. Buffered, the answer is one document in the
 //!    event source's shape;
-//! 8. writes the invocation's metrics as CloudWatch EMF lines once the answer is complete
+//! 8. runs a task instead when the event is one of the asynchronous invocations the
+//!    function sends itself to do a task's work (`{"mcpTaskRun": …}`, see [`crate::tasks`]);
+//! 9. writes the invocation's metrics as CloudWatch EMF lines once the answer is complete
 //!    (Lambda runs one invocation per instance at a time, so what was recorded since the
 //!    last flush is this invocation's).
 
@@ -65,6 +67,8 @@ use crate::{
         observe::{self, RequestId, TraceId},
     },
     principal::Principal,
+    server::ServerContext,
+    tasks::TaskRun,
     telemetry::{emf, metrics::Metrics},
 };
 
@@ -149,6 +153,8 @@ pub struct LambdaHandler {
     base_path: Option<String>,
     emf: Option<EmfWriter>,
     stream_max: Duration,
+    /// Runs the task invocations this function sends itself (see [`crate::tasks`]).
+    tasks: Option<Arc<ServerContext>>,
 }
 
 impl LambdaHandler {
@@ -168,6 +174,7 @@ impl LambdaHandler {
             base_path,
             emf: None,
             stream_max: Duration::from_secs(crate::config::DEFAULT_STREAM_MAX_SECS),
+            tasks: None,
         }
     }
 
@@ -181,6 +188,34 @@ impl LambdaHandler {
     pub fn with_stream_max(mut self, limit: Duration) -> Self {
         self.stream_max = limit;
         self
+    }
+
+    /// Runs task invocations (`{"mcpTaskRun": …}` events) over `context`, the service's.
+    pub fn with_task_runs(mut self, context: Arc<ServerContext>) -> Self {
+        self.tasks = Some(context);
+        self
+    }
+
+    /// Runs the task an asynchronous invocation asks for, if `payload` is one; its answer
+    /// goes nowhere (Lambda drops an `Event` invocation's response).
+    async fn run_task(&self, payload: &Value) -> Option<Value> {
+        let run = TaskRun::from_event(payload)?;
+        let Some(context) = &self.tasks else {
+            tracing::error!(task = %run.task_id, "task invocation on a handler without tasks");
+            return Some(json!({ "taskRun": "refused" }));
+        };
+        let answer = match Principal::new(&run.principal) {
+            Ok(principal) => {
+                crate::tasks::run(context.clone(), principal, run.task_id).await;
+                json!({ "taskRun": "finished" })
+            }
+            Err(error) => {
+                tracing::error!(task = %run.task_id, %error, "task invocation names no valid principal");
+                json!({ "taskRun": "refused" })
+            }
+        };
+        self.flush_metrics().await;
+        Some(answer)
     }
 
     /// Writes `metrics` as EMF lines in `namespace` to stdout after every invocation.
@@ -213,6 +248,9 @@ impl LambdaHandler {
     /// the invocation, so every caller gets an HTTP answer.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Infallible> {
         let LambdaEvent { payload, context } = event;
+        if let Some(answer) = self.run_task(&payload).await {
+            return Ok(answer);
+        }
         let request = match parse_event(payload, &context) {
             Ok(request) => request,
             Err(reason) => return Ok(bad_event(reason)),
@@ -233,6 +271,9 @@ impl LambdaHandler {
     /// bound passes. Never fails the invocation.
     pub async fn stream(&self, event: LambdaEvent<Value>) -> Result<StreamedAnswer, Infallible> {
         let LambdaEvent { payload, context } = event;
+        if let Some(answer) = self.run_task(&payload).await {
+            return Ok(json_stream(StatusCode::OK, Bytes::from(answer.to_string())));
+        }
         let request = match parse_event(payload, &context) {
             Ok(request) => request,
             Err(reason) => return Ok(bad_event_stream(reason)),
@@ -373,15 +414,19 @@ fn bad_event(reason: &str) -> Value {
 
 /// The same 400 as a streamed answer.
 fn bad_event_stream(reason: &str) -> StreamedAnswer {
+    json_stream(StatusCode::BAD_REQUEST, Bytes::from(bad_event_body(reason)))
+}
+
+/// A streamed answer of one JSON body.
+fn json_stream(status_code: StatusCode, body: Bytes) -> StreamedAnswer {
     let mut headers = axum::http::HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let body = Bytes::from(bad_event_body(reason));
     StreamResponse {
         metadata_prelude: MetadataPrelude {
-            status_code: StatusCode::BAD_REQUEST,
+            status_code,
             headers,
             cookies: Vec::new(),
         },

@@ -9,6 +9,7 @@
 //! - [`session`]: durable legacy-wire sessions on top of rmcp's session manager.
 //! - [`relay`]: legacy server-to-client requests answered through another instance.
 //! - [`server`]: the MCP handler: capabilities and dispatch.
+//! - [`tasks`]: durable task-augmented tool calls (records in the store, runs anywhere).
 //! - [`tools`]: one file per product tool. [`prompts`]: the runbooks.
 //! - [`store`]: the store traits and the SQLite/PostgreSQL backend.
 //! - [`blob`]: the callers' files behind one trait (local folder, S3), served as resources.
@@ -36,5 +37,6 @@ pub mod server;
 pub mod server_host;
 pub mod session;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod tools;

@@ -23,12 +23,13 @@ use rmcp::{
         tool::ToolCallContext,
     },
     model::{
-        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
-        GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-        ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
-        SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
+        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+        ContentBlock, CreateTaskResult, GetPromptRequestParams, GetPromptResponse, GetTaskParams,
+        GetTaskResult, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+        ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+        ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter, Tool,
+        UnsubscribeRequestParams, UpdateTaskParams,
     },
     service::{RequestContext, SubscriptionContext},
 };
@@ -45,6 +46,7 @@ use crate::{
         Store,
         feed::{self, Change},
     },
+    tasks::{self, Tasks},
     telemetry::{RequestFacts, ToolOutcome},
     tools::request_principal,
 };
@@ -73,6 +75,8 @@ pub struct ServerContext {
     /// Whether the client can answer a tool's legacy request (sampling, elicitation): not
     /// on a buffered Lambda, whose answer only leaves once the call has ended.
     pub client_can_answer: bool,
+    /// Task-capable tools and how their runs start (see [`crate::tasks`]).
+    pub tasks: Tasks,
     /// Legacy `resources/subscribe` watchers, one per subscribed session.
     legacy_watches: Arc<LegacyWatches>,
     /// Set until the first `health_check`, so callers can tell a cold start.
@@ -95,6 +99,7 @@ impl ServerContext {
             tool_timeout,
             listen: None,
             client_can_answer: true,
+            tasks: Tasks::default(),
             legacy_watches: Arc::default(),
             region: std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()),
             started: Instant::now(),
@@ -112,6 +117,24 @@ impl ServerContext {
     pub fn with_client_answers(mut self, client_can_answer: bool) -> Self {
         self.client_can_answer = client_can_answer;
         self
+    }
+
+    /// Offers `tasks` (task-capable tools and their run starter).
+    pub fn with_tasks(mut self, tasks: Tasks) -> Self {
+        self.tasks = tasks;
+        self
+    }
+
+    /// Appends `changes` to the caller's change feed for its listen streams, when this
+    /// host holds them. A change that cannot be recorded is logged, never failed: the
+    /// write it follows has happened.
+    pub async fn announce(&self, principal: &Principal, changes: &[Change]) {
+        if self.listen.is_none() {
+            return;
+        }
+        if let Err(error) = feed::append(self.store.as_ref(), principal, changes).await {
+            tracing::warn!(%error, "change not recorded in the change feed; listeners will not hear of it");
+        }
     }
 
     /// True exactly once per process.
@@ -163,18 +186,6 @@ impl McpServer {
         self.prompts.has_route(name)
     }
 
-    /// Appends `changes` to the caller's change feed for its listen streams, when this
-    /// host holds them. A change that cannot be recorded is logged, never failed: the
-    /// write it follows has happened.
-    pub async fn announce(&self, principal: &Principal, changes: &[Change]) {
-        if self.context.listen.is_none() {
-            return;
-        }
-        if let Err(error) = feed::append(self.store(), principal, changes).await {
-            tracing::warn!(%error, "change not recorded in the change feed; listeners will not hear of it");
-        }
-    }
-
     /// The `subscriptions/listen` filter this host accepts, or `None` when it declines
     /// listen streams.
     pub fn listen_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
@@ -190,6 +201,19 @@ impl McpServer {
         };
         let principal = request_principal(&context.request_context().extensions)?;
         listen::serve_listen(context, self.store(), &principal, settings).await
+    }
+
+    /// Starts tool `tool` as a task of the request's caller, with `arguments`, answering
+    /// with the created task (SEP-2663 `CreateTaskResult`).
+    pub async fn start_task(
+        &self,
+        context: &RequestContext<RoleServer>,
+        tool: &str,
+        arguments: rmcp::model::JsonObject,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let principal = request_principal(&context.extensions)?;
+        let task = tasks::start(&self.context, &principal, tool, arguments).await?;
+        Ok(CreateTaskResult::new(task).into())
     }
 
     /// Runs a tool within the tool timeout; says how the call ended besides answering it.
@@ -209,6 +233,13 @@ impl McpServer {
             return (ToolOutcome::Unknown, Err(unknown));
         }
         let name = request.name.clone();
+        if self.context.tasks.offers(&name) && client_allows_tasks(&context) {
+            let arguments = request.arguments.unwrap_or_default();
+            return match self.start_task(&context, &name, arguments).await {
+                Ok(created) => (ToolOutcome::Ok, Ok(created)),
+                Err(error) => (ToolOutcome::RpcError, Err(error)),
+            };
+        }
         // Cancelled by rmcp when the client closes the call's stream (2026-07-28: a closed
         // stream is a cancellation), sends notifications/cancelled, or the server stops.
         let cancelled = context.ct.clone();
@@ -260,6 +291,7 @@ impl ServerHandler for McpServer {
                 .enable_resources()
                 .enable_resources_list_changed()
                 .enable_resources_subscribe()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -452,6 +484,40 @@ impl ServerHandler for McpServer {
         Ok(())
     }
 
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let principal = request_principal(&context.extensions)?;
+        let task = tasks::get(self.store(), &principal, &request.task_id).await?;
+        Ok(GetTaskResult::new(task))
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let principal = request_principal(&context.extensions)?;
+        tasks::update(
+            &self.context,
+            &principal,
+            &request.task_id,
+            request.input_responses,
+        )
+        .await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let principal = request_principal(&context.extensions)?;
+        tasks::cancel(self.store(), &principal, &request.task_id).await
+    }
+
     #[allow(deprecated)]
     async fn unsubscribe(
         &self,
@@ -481,6 +547,14 @@ impl McpServer {
             )),
         }
     }
+}
+
+/// Whether the request's client declared the tasks extension (for the session, or for this
+/// request in its `_meta`), so it can take a `CreateTaskResult`.
+pub fn client_allows_tasks(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .client_capabilities()
+        .is_some_and(|capabilities| capabilities.supports_tasks())
 }
 
 /// The legacy session a request belongs to (rmcp only routes session requests here).

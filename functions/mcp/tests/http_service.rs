@@ -23,6 +23,7 @@ use mcp_function::{
         StateStore, Store, StoreError,
         feed::{FeedLog, FeedRecords},
         mailbox::MailboxRecords,
+        tasks::{TaskRecord, TaskRecords},
     },
 };
 use serde_json::{Value, json};
@@ -622,6 +623,32 @@ impl MailboxRecords for DownStore {
         self.down().await
     }
     async fn close_request(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        self.down().await
+    }
+}
+
+#[async_trait]
+impl TaskRecords for DownStore {
+    async fn create_task(
+        &self,
+        _: &Principal,
+        _: &str,
+        _: &str,
+        _: i64,
+    ) -> Result<bool, StoreError> {
+        self.down().await
+    }
+    async fn load_task(&self, _: &Principal, _: &str) -> Result<Option<TaskRecord>, StoreError> {
+        self.down().await
+    }
+    async fn replace_task(
+        &self,
+        _: &Principal,
+        _: &str,
+        _: u64,
+        _: &str,
+        _: i64,
+    ) -> Result<bool, StoreError> {
         self.down().await
     }
 }

@@ -43,6 +43,7 @@ fn lambda_config(extra: &[(&str, &str)]) -> Config {
             "lambda-test-signing-key-0123456789abcdef",
         ),
         ("AWS_REGION", "us-east-1"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "mcp-test"),
         ("MCP_AUTH_ISSUER", authorizer::mint::DEFAULT_ISSUER),
         ("MCP_AUTH_AUDIENCE", authorizer::mint::DEFAULT_AUDIENCE),
     ]

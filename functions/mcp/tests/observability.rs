@@ -318,6 +318,7 @@ async fn aws_service() -> AwsService {
             String::new(),
             CursorCodec::new(TEST_KEY),
         )),
+        task_invoker: None,
     };
     let config = Config::from_sources(Flags::default(), &HashMap::new()).expect("config");
     let app = app::build(&config, &backends, "server").expect("service builds");

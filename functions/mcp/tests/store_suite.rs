@@ -16,6 +16,7 @@ use mcp_function::{
         Admission, Expect, Gcra, MAX_DOCUMENT_BYTES, Put, SessionRecord, Store, StoreError,
         feed::{self, Change},
         mailbox,
+        tasks::{MAX_TASK_BYTES, TaskRecord},
     },
 };
 use serde_json::{Value, json};
@@ -51,6 +52,7 @@ async fn run_suite(store: &dyn Store) {
     rate_buckets_admit_a_burst_then_the_rate(store).await;
     change_feeds_keep_order_capacity_and_owner(store).await;
     the_mailbox_takes_one_answer_per_open_request(store).await;
+    task_records_are_per_principal_and_compare_and_set(store).await;
     store.ping().await.expect("ping");
 }
 
@@ -751,6 +753,126 @@ async fn the_mailbox_takes_one_answer_per_open_request(store: &dyn Store) {
             .expect("post")
     );
     assert_eq!(store.load_answer(&session, "2").await.expect("load"), None);
+}
+
+fn task(body: &str, version: u64) -> Option<TaskRecord> {
+    Some(TaskRecord {
+        body: body.to_owned(),
+        version,
+    })
+}
+
+async fn task_records_are_per_principal_and_compare_and_set(store: &dyn Store) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let later = Utc::now().timestamp_millis() + 60_000;
+    let (created, running) = (r#"{"status":"working"}"#, r#"{"status":"completed"}"#);
+
+    assert!(
+        store
+            .create_task(&alice(), &id, created, later)
+            .await
+            .expect("create")
+    );
+    assert_eq!(
+        store.load_task(&alice(), &id).await.expect("load"),
+        task(created, 1)
+    );
+    // A live id is never created twice.
+    assert!(
+        !store
+            .create_task(&alice(), &id, running, later)
+            .await
+            .expect("create again")
+    );
+    assert_eq!(
+        store.load_task(&alice(), &id).await.expect("load"),
+        task(created, 1)
+    );
+
+    // Another principal finds nothing under that id and cannot change it.
+    assert_eq!(store.load_task(&bob(), &id).await.expect("load"), None);
+    assert!(
+        !store
+            .replace_task(&bob(), &id, 1, running, later)
+            .await
+            .expect("replace")
+    );
+    assert_eq!(
+        store.load_task(&alice(), &id).await.expect("load"),
+        task(created, 1)
+    );
+
+    assert!(
+        store
+            .replace_task(&alice(), &id, 1, running, later)
+            .await
+            .expect("replace")
+    );
+    assert_eq!(
+        store.load_task(&alice(), &id).await.expect("load"),
+        task(running, 2)
+    );
+    // A writer that read version 1 lost the race.
+    assert!(
+        !store
+            .replace_task(&alice(), &id, 1, created, later)
+            .await
+            .expect("stale replace")
+    );
+    assert_eq!(
+        store.load_task(&alice(), &id).await.expect("load"),
+        task(running, 2)
+    );
+
+    // An oversized body is refused before anything is written.
+    let huge = format!(r#"{{"x":"{}"}}"#, "x".repeat(MAX_TASK_BYTES));
+    assert!(matches!(
+        store.replace_task(&alice(), &id, 2, &huge, later).await,
+        Err(StoreError::DocumentTooLarge(_))
+    ));
+    assert_eq!(
+        store.load_task(&alice(), &id).await.expect("load"),
+        task(running, 2)
+    );
+    let big_id = uuid::Uuid::new_v4().to_string();
+    assert!(matches!(
+        store.create_task(&alice(), &big_id, &huge, later).await,
+        Err(StoreError::DocumentTooLarge(_))
+    ));
+    assert_eq!(
+        store.load_task(&alice(), &big_id).await.expect("load"),
+        None
+    );
+
+    // An expired task is gone: unseen, unchangeable, and its id free again.
+    let old_id = uuid::Uuid::new_v4().to_string();
+    let past = Utc::now().timestamp_millis() - 1_000;
+    assert!(
+        store
+            .create_task(&alice(), &old_id, created, past)
+            .await
+            .expect("create expired")
+    );
+    assert_eq!(
+        store.load_task(&alice(), &old_id).await.expect("load"),
+        None
+    );
+    assert!(
+        !store
+            .replace_task(&alice(), &old_id, 1, running, later)
+            .await
+            .expect("replace expired")
+    );
+    assert!(
+        store
+            .create_task(&alice(), &old_id, running, later)
+            .await
+            .expect("create over expired")
+    );
+    assert_eq!(
+        store.load_task(&alice(), &old_id).await.expect("load"),
+        task(running, 1)
+    );
 }
 
 #[tokio::test]

@@ -42,7 +42,8 @@ async fn main() -> ExitCode {
     let handler = lambda_host::LambdaHandler::new(app.router, config.base_path.clone())
         .with_metrics(app.metrics, &config.metrics_namespace)
         .with_stream_max(config.stream_max)
-        .with_standalone_streams(config.listen.is_some());
+        .with_standalone_streams(config.listen.is_some())
+        .with_task_runs(app.context);
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
         store = backends.store_backend,

@@ -9,6 +9,7 @@
 //! | rate bucket | `RATE#<principal>` | `RATE`      | `tat_us`, `ttl` |
 //! | change feed | `FEED#<principal>` | `FEED`      | `head`, `log` (JSON text), `expires_at`, `ttl` |
 //! | mailbox  | `MAILBOX#<session>`  | `REQUEST#<id>` | `answer`? (JSON text), `expires_at`, `ttl` |
+//! | task     | `TASKS#<principal>`  | `TASK#<id>`  | `body` (JSON text), `version`, `expires_at`, `ttl` |
 //!
 //! Times are epoch milliseconds, except `ttl`, which is epoch *seconds* for
 //! DynamoDB's TTL sweeper. The sweeper deletes late (up to days), so every read
@@ -46,7 +47,9 @@ use super::{
     cursor::CursorCodec,
     feed::{FeedLog, FeedRecords},
     mailbox::MailboxRecords,
-    now_millis, time_of, ttl_millis, validate_key,
+    now_millis,
+    tasks::{TaskRecord, TaskRecords, checked_body},
+    time_of, ttl_millis, validate_key,
 };
 use crate::principal::Principal;
 
@@ -65,6 +68,8 @@ const FEED_PREFIX: &str = "FEED#";
 const FEED_SK: &str = "FEED";
 const MAILBOX_PREFIX: &str = "MAILBOX#";
 const REQUEST_PREFIX: &str = "REQUEST#";
+const TASKS_PREFIX: &str = "TASKS#";
+const TASK_PREFIX: &str = "TASK#";
 /// The fixed key [`StateStore::ping`] reads; it never exists.
 const HEALTH_KEY: &str = "HEALTH";
 
@@ -78,6 +83,7 @@ const LAST_SEEN_AT: (&str, &str) = ("#seen", "last_seen_at");
 const TAT: (&str, &str) = ("#tat", "tat_us");
 const HEAD: (&str, &str) = ("#head", "head");
 const ANSWER: (&str, &str) = ("#answer", "answer");
+const BODY: (&str, &str) = ("#body", "body");
 
 /// How often [`Expect::Any`] retries when concurrent writers keep expiring and
 /// recreating the document between its two conditional writes.
@@ -351,6 +357,16 @@ fn mailbox_key(session: &str, request: &str) -> Item {
     HashMap::from([
         (PK.to_owned(), string(format!("{MAILBOX_PREFIX}{session}"))),
         (SK.to_owned(), string(format!("{REQUEST_PREFIX}{request}"))),
+    ])
+}
+
+fn task_key(principal: &Principal, id: &str) -> Item {
+    HashMap::from([
+        (
+            PK.to_owned(),
+            string(format!("{TASKS_PREFIX}{}", principal.as_str())),
+        ),
+        (SK.to_owned(), string(format!("{TASK_PREFIX}{id}"))),
     ])
 }
 
@@ -956,6 +972,98 @@ impl MailboxRecords for DynamoStore {
             .await
             .map_err(|e| dynamo_error("DeleteItem", e))?;
         Ok(())
+    }
+}
+
+/// A task item with every attribute but the key: what both task writes store.
+fn task_item(principal: &Principal, id: &str, body: &str, version: u64, expires_at: i64) -> Item {
+    let mut item = task_key(principal, id);
+    item.extend([
+        (BODY.1.to_owned(), string(body)),
+        (VERSION.1.to_owned(), number(version)),
+        (EXPIRES_AT.1.to_owned(), number(expires_at)),
+        (TTL.1.to_owned(), number(ttl_seconds(expires_at))),
+    ]);
+    item
+}
+
+#[async_trait]
+impl TaskRecords for DynamoStore {
+    /// One conditional `PutItem`: it fails only over a live item of that id, so an expired
+    /// one the TTL sweeper has not reached yet is replaced.
+    async fn create_task(
+        &self,
+        principal: &Principal,
+        id: &str,
+        body: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        checked_body(body)?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(task_item(principal, id, body, 1, expires_at)))
+            .condition_expression("attribute_not_exists(pk) OR #expires <= :now")
+            .expression_attribute_names(EXPIRES_AT.0, EXPIRES_AT.1)
+            .expression_attribute_values(":now", number(now_millis()))
+            .send()
+            .await;
+        Ok(conditional("PutItem", put)?.is_ok())
+    }
+
+    async fn load_task(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        // Strongly consistent, so a task created or moved on one instance is seen by the
+        // next request on any other.
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(task_key(principal, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("GetItem", e))?;
+        match output.item {
+            Some(item) if is_live(&item, now_millis())? => Ok(Some(TaskRecord {
+                body: required_string(&item, BODY.1)?.to_owned(),
+                version: required_number(&item, VERSION.1)?,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// One conditional `PutItem` on the version read; the condition also fails on a missing
+    /// item (its `version` does not exist), so a replacement never creates a task.
+    async fn replace_task(
+        &self,
+        principal: &Principal,
+        id: &str,
+        version: u64,
+        body: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        checked_body(body)?;
+        let Some(next) = version.checked_add(1) else {
+            return Ok(false);
+        };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(task_item(principal, id, body, next, expires_at)))
+            .condition_expression("#version = :expected AND #expires > :now")
+            .expression_attribute_names(VERSION.0, VERSION.1)
+            .expression_attribute_names(EXPIRES_AT.0, EXPIRES_AT.1)
+            .expression_attribute_values(":expected", number(version))
+            .expression_attribute_values(":now", number(now_millis()))
+            .send()
+            .await;
+        Ok(conditional("PutItem", put)?.is_ok())
     }
 }
 

@@ -9,6 +9,8 @@
 //!   streams held open on other instances (see [`feed`]).
 //! - [`mailbox::MailboxRecords`]: legacy server-to-client requests waiting for the
 //!   client's answer, which may arrive on another instance (see [`mailbox`]).
+//! - [`tasks::TaskRecords`]: the durable state of task-augmented tool calls, so any
+//!   instance can answer for a task (see [`tasks`]).
 //!
 //! Backends: [`sql::SqlStore`] over SQLite (the `cargo run` default) or PostgreSQL,
 //! and [`dynamo::DynamoStore`] over one DynamoDB table (Lambda).
@@ -19,6 +21,7 @@ pub mod dynamo;
 pub mod feed;
 pub mod mailbox;
 pub mod sql;
+pub mod tasks;
 
 use std::time::Duration;
 
@@ -423,13 +426,24 @@ pub async fn timed_probe<E: std::fmt::Display>(
     }
 }
 
-/// A backend that keeps documents, sessions, rate buckets, change feeds and the mailbox.
+/// A backend that keeps documents, sessions, rate buckets, change feeds, the mailbox and
+/// tasks.
 pub trait Store:
-    StateStore + SessionRecords + RateBuckets + feed::FeedRecords + mailbox::MailboxRecords
+    StateStore
+    + SessionRecords
+    + RateBuckets
+    + feed::FeedRecords
+    + mailbox::MailboxRecords
+    + tasks::TaskRecords
 {
 }
 impl<T> Store for T where
-    T: StateStore + SessionRecords + RateBuckets + feed::FeedRecords + mailbox::MailboxRecords
+    T: StateStore
+        + SessionRecords
+        + RateBuckets
+        + feed::FeedRecords
+        + mailbox::MailboxRecords
+        + tasks::TaskRecords
 {
 }
 

@@ -21,7 +21,9 @@ use super::{
     cursor::CursorCodec,
     feed::{FeedLog, FeedRecords},
     mailbox::MailboxRecords,
-    now_millis, time_of, ttl_millis, validate_key,
+    now_millis,
+    tasks::{TaskRecord, TaskRecords, checked_body},
+    time_of, ttl_millis, validate_key,
 };
 use crate::principal::Principal;
 
@@ -49,6 +51,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "mailbox",
                 include_str!("../../migrations/sqlite/0004_mailbox.sql"),
             ),
+            (
+                5,
+                "tasks",
+                include_str!("../../migrations/sqlite/0005_tasks.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -70,6 +77,11 @@ fn migrator(backend: Backend) -> Migrator {
                 4,
                 "mailbox",
                 include_str!("../../migrations/postgres/0004_mailbox.sql"),
+            ),
+            (
+                5,
+                "tasks",
+                include_str!("../../migrations/postgres/0005_tasks.sql"),
             ),
         ],
     };
@@ -437,7 +449,12 @@ impl StateStore for SqlStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(state + sessions + buckets + feeds + mailbox)
+        let tasks = sqlx::query("DELETE FROM mcp_tasks WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(state + sessions + buckets + feeds + mailbox + tasks)
     }
 }
 
@@ -596,6 +613,87 @@ impl MailboxRecords for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl TaskRecords for SqlStore {
+    /// One upsert: a new id is inserted, an expired row of that id is replaced (the `WHERE` of
+    /// `DO UPDATE`), a live one is left alone; the row count says which.
+    async fn create_task(
+        &self,
+        principal: &Principal,
+        id: &str,
+        body: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        checked_body(body)?;
+        let written = sqlx::query(
+            "INSERT INTO mcp_tasks (principal, task_id, body, version, expires_at) \
+             VALUES ($1, $2, $3, 1, $4) \
+             ON CONFLICT (principal, task_id) DO UPDATE SET body = excluded.body, version = 1, \
+             expires_at = excluded.expires_at WHERE mcp_tasks.expires_at <= $5",
+        )
+        .bind(principal.as_str())
+        .bind(id)
+        .bind(body)
+        .bind(expires_at)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(written.rows_affected() == 1)
+    }
+
+    async fn load_task(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT body, version FROM mcp_tasks \
+             WHERE principal = $1 AND task_id = $2 AND expires_at > $3",
+        )
+        .bind(principal.as_str())
+        .bind(id)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(TaskRecord {
+                body: row.try_get("body")?,
+                version: version_of(&row)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// One conditional update on the version read: its row count says whether it won.
+    async fn replace_task(
+        &self,
+        principal: &Principal,
+        id: &str,
+        version: u64,
+        body: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        checked_body(body)?;
+        // No stored version is above i64::MAX, so an expected one that is matches nothing.
+        let Ok(version) = i64::try_from(version) else {
+            return Ok(false);
+        };
+        let written = sqlx::query(
+            "UPDATE mcp_tasks SET body = $3, version = version + 1, expires_at = $4 \
+             WHERE principal = $1 AND task_id = $2 AND version = $5 AND expires_at > $6",
+        )
+        .bind(principal.as_str())
+        .bind(id)
+        .bind(body)
+        .bind(expires_at)
+        .bind(version)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(written.rows_affected() == 1)
     }
 }
 

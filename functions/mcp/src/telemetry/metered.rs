@@ -20,6 +20,7 @@ use crate::{
         StateStore, Store, StoreError,
         feed::{FeedLog, FeedRecords},
         mailbox::MailboxRecords,
+        tasks::{TaskRecord, TaskRecords},
     },
 };
 
@@ -237,6 +238,48 @@ impl MailboxRecords for MeteredStore {
     async fn close_request(&self, session: &str, request: &str) -> Result<(), StoreError> {
         self.timed("mailbox_close", self.inner.close_request(session, request))
             .await
+    }
+}
+
+#[async_trait]
+impl TaskRecords for MeteredStore {
+    async fn create_task(
+        &self,
+        principal: &Principal,
+        id: &str,
+        body: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "task_create",
+            self.inner.create_task(principal, id, body, expires_at),
+        )
+        .await
+    }
+
+    async fn load_task(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.timed("task_load", self.inner.load_task(principal, id))
+            .await
+    }
+
+    async fn replace_task(
+        &self,
+        principal: &Principal,
+        id: &str,
+        version: u64,
+        body: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "task_replace",
+            self.inner
+                .replace_task(principal, id, version, body, expires_at),
+        )
+        .await
     }
 }
 

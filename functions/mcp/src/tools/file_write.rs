@@ -118,14 +118,15 @@ impl McpServer {
             .await?;
         let uri = blob::resource_uri(&meta.key);
         // The listing shows each file's size and type, so a replaced file changes it too.
-        self.announce(
-            &principal,
-            &[
-                Change::ResourceListChanged,
-                Change::ResourceUpdated { uri: uri.clone() },
-            ],
-        )
-        .await;
+        self.context()
+            .announce(
+                &principal,
+                &[
+                    Change::ResourceListChanged,
+                    Change::ResourceUpdated { uri: uri.clone() },
+                ],
+            )
+            .await;
         Ok(Json(FileWriteOutput {
             uri,
             path: meta.key,

@@ -13,6 +13,7 @@ mod file_write;
 mod get_time;
 mod health_check;
 mod state_delete;
+mod state_export;
 mod state_get;
 mod state_list;
 mod state_set;
@@ -38,6 +39,12 @@ pub(crate) fn product_tools() -> ToolRouter<McpServer> {
         + McpServer::state_list_router()
         + McpServer::state_delete_router()
         + McpServer::file_write_router()
+        + McpServer::state_export_router()
+}
+
+/// The product tools that can run as tasks (SEP-2663), by name.
+pub(crate) fn task_jobs() -> crate::tasks::TaskJobs {
+    crate::tasks::TaskJobs::default().with("state_export", state_export::job)
 }
 
 /// The tools of `router` not marked `read_only_hint = true`: calling them needs `mcp:write`.
@@ -135,7 +142,10 @@ mod tests {
     fn the_writing_tools_are_the_ones_that_change_state_or_files() {
         let mut tools: Vec<String> = write_tools(&product_tools()).into_iter().collect();
         tools.sort();
-        assert_eq!(tools, ["file_write", "state_delete", "state_set"]);
+        assert_eq!(
+            tools,
+            ["file_write", "state_delete", "state_export", "state_set"]
+        );
     }
 
     #[test]

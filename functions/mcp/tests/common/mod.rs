@@ -30,16 +30,29 @@ pub fn post(
         .expect("request")
 }
 
+/// The `_meta` of a 2026-07-28 request whose client takes tasks (SEP-2663).
+pub const META_2026_TASKS: &str = r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}},"io.modelcontextprotocol/clientInfo":{"name":"test","version":"1"}}"#;
+
 /// A 2026-07-28 request for `method`: the `_meta` in `params`, and the `Mcp-Method` and
-/// `Mcp-Name` (tool name or resource URI) headers the wire requires.
+/// `Mcp-Name` (tool name, resource URI or task id) headers the wire requires.
 pub fn request_2026(
+    method: &str,
+    params: serde_json::Value,
+) -> axum::http::Request<axum::body::Body> {
+    request_2026_with(META_2026, method, params)
+}
+
+/// [`request_2026`] with `meta` as its `_meta` (e.g. [`META_2026_TASKS`]).
+pub fn request_2026_with(
+    meta: &str,
     method: &str,
     mut params: serde_json::Value,
 ) -> axum::http::Request<axum::body::Body> {
-    params["_meta"] = serde_json::from_str(META_2026).expect("meta");
+    params["_meta"] = serde_json::from_str(meta).expect("meta");
     let name = params["name"]
         .as_str()
         .or(params["uri"].as_str())
+        .or(params["taskId"].as_str())
         .map(str::to_owned);
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let mut builder = axum::http::Request::post("/mcp")
@@ -131,6 +144,7 @@ pub fn backends(
         store,
         store_backend,
         blobs,
+        task_invoker: None,
     }
 }
 
