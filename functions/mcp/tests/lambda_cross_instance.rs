@@ -515,3 +515,82 @@ async fn an_elicitation_raised_on_one_instance_is_answered_through_another() {
         (400, json!(-32600))
     );
 }
+
+/// How long an exported task may take from its creation to `completed`: the asynchronous
+/// invocation's start, one run, and the polls.
+const TASK_SETTLE_BOUND: Duration = Duration::from_secs(20);
+
+/// A 2026-07-28 request of a client that takes tasks, through `on`'s function URL path; its
+/// JSON answer (or the last message of an SSE one).
+async fn task_request(on: &Instance, method: &str, name: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+        "io.modelcontextprotocol/clientInfo": {"name": "cross-instance", "version": "1"}
+    });
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let text = on
+        .post_2026(method, Some(name), &body)
+        .await
+        .text()
+        .await
+        .expect("answer");
+    serde_json::from_str(&text)
+        .ok()
+        .or_else(|| sse_messages(&text).pop())
+        .unwrap_or_else(|| panic!("{method}: no JSON-RPC answer in {text}"))
+}
+
+#[tokio::test]
+#[ignore = "needs two cargo lambda watch emulators; scripts/test.sh runs it"]
+async fn a_task_created_on_one_instance_is_polled_on_another_and_run_by_an_asynchronous_invocation()
+{
+    // A streams, B buffers; each runs its tasks in asynchronous invocations of itself.
+    let a = instance("MCP_TEST_LAMBDA_A");
+    let b = instance("MCP_TEST_LAMBDA_B");
+    let set = json!({"name": "state_set", "arguments": {"key": "tasks/cross", "value": {"n": 1}}});
+    let stored = task_request(&a, "tools/call", "state_set", set).await;
+    assert_eq!(stored["result"]["isError"], json!(null), "{stored}");
+
+    let export = json!({"name": "state_export",
+        "arguments": {"prefix": "tasks/", "path": "exports/cross-instance.json"}});
+    let created_at = Instant::now();
+    let created = task_request(&a, "tools/call", "state_export", export).await;
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    let task_id = created["result"]["taskId"]
+        .as_str()
+        .expect("taskId")
+        .to_owned();
+
+    let task = loop {
+        let got = task_request(&b, "tasks/get", &task_id, json!({"taskId": task_id})).await;
+        let status = got["result"]["status"].as_str().unwrap_or_default();
+        if ["completed", "failed", "cancelled"].contains(&status) {
+            break got["result"].clone();
+        }
+        assert!(
+            created_at.elapsed() < TASK_SETTLE_BOUND,
+            "task still {status} after {TASK_SETTLE_BOUND:?}: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "a task created on one instance completed by an asynchronous invocation, seen on another, after {:?}",
+        created_at.elapsed()
+    );
+    assert_eq!(task["status"], "completed", "{task}");
+    let output = &task["result"]["structuredContent"];
+    assert_eq!(output["documents"], 1, "{task}");
+    let read = task_request(
+        &b,
+        "resources/read",
+        "files:///exports/cross-instance.json",
+        json!({"uri": "files:///exports/cross-instance.json"}),
+    )
+    .await;
+    let text = read["result"]["contents"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("tasks/cross"), "{read}");
+}

@@ -25,6 +25,7 @@ use mcp_function::{
     config::{Config, Flags, LambdaResponse, Profile},
     lambda_host::{LambdaHandler, StreamedAnswer},
     store::Store,
+    tasks::LambdaInvoker,
 };
 use serde_json::{Value, json};
 
@@ -1010,4 +1011,132 @@ async fn streamed_metrics_are_written_once_the_answer_is_complete() {
         (&request["method"], &request["tool"], &request["outcome"]),
         (&json!("tools/call"), &json!("echo"), &json!("ok"))
     );
+}
+
+/// A stand-in for Lambda's Invoke API on loopback: it keeps each invocation (function name,
+/// invocation type, payload) instead of running it, and answers 202 as Lambda does for
+/// `InvocationType=Event`.
+async fn invoke_api() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String, Value)>,
+) {
+    let (sent, received) = tokio::sync::mpsc::unbounded_channel();
+    let app = Router::new().route(
+        "/2015-03-31/functions/{name}/invocations",
+        post(
+            move |axum::extract::Path(name): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: Bytes| {
+                let invocation_type = headers
+                    .get("x-amz-invocation-type")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let payload = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let _ = sent.send((name, invocation_type, payload));
+                async { axum::http::StatusCode::ACCEPTED }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test]
+async fn a_task_runs_in_the_asynchronous_invocation_the_function_sends_itself() {
+    let (invoke_url, mut invocations) = invoke_api().await;
+    let config = lambda_config(&[]);
+    let (store, dir) = common::sqlite_store().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let lambda_client = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .endpoint_url(&invoke_url)
+            .build(),
+    );
+    let backends = mcp_function::backends::Backends {
+        task_invoker: Some(Arc::new(LambdaInvoker::new(
+            lambda_client,
+            "mcp-test".into(),
+        ))),
+        ..common::backends(store.clone(), "sqlite", common::local_blobs(dir.path()))
+    };
+    let app = app::build(&config, &backends, "lambda").expect("service builds");
+    let lambda = Lambda {
+        handler: LambdaHandler::new(app.router, None).with_task_runs(app.context),
+        mode: LambdaResponse::Stream,
+        _dir: dir,
+    };
+    let meta: Value = serde_json::from_str(common::META_2026_TASKS).expect("meta");
+    let call = |method: &str, name: &str, params: Value| {
+        let mut params = params;
+        params["_meta"] = meta.clone();
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut headers = headers_2026(name);
+        headers.insert("mcp-method".into(), method.into());
+        as_subject(
+            rest_event("POST", "/mcp", &headers, Some(&body.to_string())),
+            "alice",
+        )
+    };
+
+    let created = lambda
+        .invoke(call(
+            "tools/call",
+            "state_export",
+            json!({"name": "state_export", "arguments": {"path": "export.json"}}),
+        ))
+        .await;
+    let task_id = body_json(&created)["result"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a task: {created}"))
+        .to_owned();
+
+    // The call answered without running the export: it sent one asynchronous invocation.
+    let (function, invocation_type, payload) = invocations.try_recv().expect("one invocation");
+    assert_eq!(function, "mcp-test");
+    assert_eq!(invocation_type, "Event");
+    assert_eq!(
+        payload,
+        json!({"mcpTaskRun": {"principal": "alice", "taskId": task_id}})
+    );
+    let get = call("tasks/get", &task_id, json!({"taskId": task_id}));
+    let working = lambda.invoke(get.clone()).await;
+    assert_eq!(
+        body_json(&working)["result"]["status"],
+        "working",
+        "{working}"
+    );
+
+    // That invocation runs it; a second delivery of the same event runs nothing again.
+    let ran = lambda.invoke(payload.clone()).await;
+    assert_eq!(body_json(&ran), json!({"taskRun": "finished"}), "{ran}");
+    let done = body_json(&lambda.invoke(get.clone()).await);
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    assert_eq!(
+        done["result"]["result"]["structuredContent"]["path"],
+        "export.json"
+    );
+    let again = lambda.invoke(payload).await;
+    assert_eq!(body_json(&again), json!({"taskRun": "finished"}));
+    let still = body_json(&lambda.invoke(get).await);
+    assert_eq!(
+        still["result"]["lastUpdatedAt"],
+        done["result"]["lastUpdatedAt"]
+    );
+    assert!(invocations.try_recv().is_err(), "no other invocation");
+
+    // A task event with a malformed run is no task event: the usual 400 for a foreign event.
+    let malformed = lambda
+        .invoke(json!({"mcpTaskRun": {"principal": 7, "taskId": task_id}}))
+        .await;
+    assert_eq!(status(&malformed), 400, "{malformed}");
 }
