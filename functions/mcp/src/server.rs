@@ -300,9 +300,10 @@ impl ServerHandler for McpServer {
         ))
         .with_instructions(
             "Tools: health_check, echo, get_time, state_get/state_set/state_list/state_delete \
-                 for your own versioned JSON documents, and file_write for your own files (text or \
-                 base64, up to 5 MiB). Resources: your files as files:///<path> (resources/list, \
-                 resources/read). Prompts: operational runbooks.",
+                 for your own versioned JSON documents, file_write for your own files (text or \
+                 base64, up to 5 MiB) and state_export to write your documents into one of them \
+                 (a task, where your client takes tasks). Resources: your files as \
+                 files:///<path> (resources/list, resources/read). Prompts: operational runbooks.",
         )
     }
 
