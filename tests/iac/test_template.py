@@ -163,10 +163,36 @@ def test_mcp_function_touches_only_its_table_file_prefix_secret_and_key():
             {"Fn::GetAtt": ["FilesBucket", "Arn"]},
             {"Ref": "SigningKeys"},
             {"Fn::GetAtt": ["DataKey", "Arn"]},
+            OWN_FUNCTION_ARN,
         )
     }
     listing = next(s for s in function_statements("McpFunction") if s["Action"] == "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["files/*", "files/"]}}
+
+
+# The function's own ARN, from its fixed name (GetAtt on itself in its role would be a cycle).
+OWN_FUNCTION_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:mcp-${Environment}"
+}
+
+
+def test_mcp_function_may_invoke_only_itself_once_per_task_run():
+    # A task's run is an asynchronous invocation of the function by itself: that is the only
+    # Lambda action it holds, on its own unqualified ARN, and a failed run is never retried.
+    assert properties("McpFunction")["FunctionName"] == {"Fn::Sub": "mcp-${Environment}"}
+    lambda_statements = [
+        statement
+        for statement in function_statements("McpFunction")
+        if any(action.startswith("lambda:") for action in cfn.as_list(statement["Action"]))
+    ]
+    assert [(s["Effect"], cfn.as_list(s["Action"]), cfn.as_list(s["Resource"])) for s in lambda_statements] == [
+        ("Allow", ["lambda:InvokeFunction"], [OWN_FUNCTION_ARN])
+    ]
+    assert "Condition" not in lambda_statements[0]
+    invoke_config = properties("McpFunction")["EventInvokeConfig"]
+    assert invoke_config["MaximumRetryAttempts"] == 0
+    # A run Lambda could not start within 15 minutes (throttled) is dropped, not started late.
+    assert 60 <= invoke_config["MaximumEventAgeInSeconds"] <= 900
 
 
 def test_authorizer_reads_only_the_secret_and_its_key():

@@ -432,7 +432,10 @@ pub async fn run(context: Arc<ServerContext>, principal: Principal, id: String) 
     let settings = context.tasks.clone();
     let deadline = now_millis().saturating_add(ttl_millis(settings.run_limit));
     let claim = change(context.store.as_ref(), &principal, &id, |body| {
-        if body.task.status != TaskStatus::Working || body.claimed >= body.round {
+        // A run that arrives after its round's deadline finds the task already shown as
+        // failed; running it now would contradict what clients were told.
+        let late = now_millis() > body.run_deadline;
+        if body.task.status != TaskStatus::Working || body.claimed >= body.round || late {
             return Edit::Keep(None);
         }
         body.claimed = body.round;
