@@ -317,7 +317,7 @@ def test_refusals_carry_the_rfc9728_challenge():
 
 def test_the_authorizer_knows_which_tools_need_write():
     variables = properties("AuthorizerFunction")["Environment"]["Variables"]
-    assert set(variables["MCP_WRITE_TOOLS"].split(",")) == {"state_set", "state_delete", "file_write"}
+    assert set(variables["MCP_WRITE_TOOLS"].split(",")) == {"state_set", "state_delete", "file_write", "state_export"}
 
 
 def test_api_may_invoke_only_its_own_functions():
