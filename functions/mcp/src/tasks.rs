@@ -561,28 +561,30 @@ async fn start_run(
     principal: &Principal,
     id: &str,
 ) -> Result<(), ErrorData> {
-    let run = TaskRun {
-        principal: principal.as_str().to_owned(),
-        task_id: id.to_owned(),
-    };
     match &context.tasks.starter {
         RunStarter::InProcess => {
             tokio::spawn(self::run(context.clone(), principal.clone(), id.to_owned()));
             Ok(())
         }
         RunStarter::Invoke(invoker) => {
+            let run = TaskRun {
+                principal: principal.as_str().to_owned(),
+                task_id: id.to_owned(),
+            };
             let Err(error) = invoker.invoke(&run).await else {
                 return Ok(());
             };
             tracing::error!(task = %id, %error, "task run could not be started");
-            let message = "the task could not be started; call again shortly";
-            let failed = ErrorData::internal_error(message, None);
+            let failed = ErrorData::internal_error(
+                "the task could not be started; call again shortly",
+                None,
+            );
             change(context.store.as_ref(), principal, id, |body| {
                 body.settle(JobOutcome::Failed(failed.clone()));
                 Edit::Write(())
             })
             .await?;
-            Err(ErrorData::internal_error(message, None))
+            Err(failed)
         }
     }
 }

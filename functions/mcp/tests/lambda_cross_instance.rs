@@ -551,7 +551,7 @@ async fn a_task_created_on_one_instance_is_polled_on_another_and_run_by_an_async
     let b = instance("MCP_TEST_LAMBDA_B");
     let set = json!({"name": "state_set", "arguments": {"key": "tasks/cross", "value": {"n": 1}}});
     let stored = task_request(&a, "tools/call", "state_set", set).await;
-    assert_eq!(stored["result"]["isError"], json!(null), "{stored}");
+    assert_ne!(stored["result"]["isError"], true, "{stored}");
 
     let export = json!({"name": "state_export",
         "arguments": {"prefix": "tasks/", "path": "exports/cross-instance.json"}});

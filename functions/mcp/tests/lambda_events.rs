@@ -1046,12 +1046,11 @@ async fn invoke_api() -> (
     (url, received)
 }
 
-#[tokio::test]
-async fn a_task_runs_in_the_asynchronous_invocation_the_function_sends_itself() {
-    let (invoke_url, mut invocations) = invoke_api().await;
+/// A streaming Lambda whose task runs go to the Invoke API at `invoke_url` (function
+/// `mcp-test`), and runs the task events it is handed.
+async fn lambda_invoking(invoke_url: &str) -> Lambda {
     let config = lambda_config(&[]);
     let (store, dir) = common::sqlite_store().await;
-    let store: Arc<dyn Store> = Arc::new(store);
     let lambda_client = aws_sdk_lambda::Client::from_conf(
         aws_sdk_lambda::Config::builder()
             .behavior_version_latest()
@@ -1059,7 +1058,7 @@ async fn a_task_runs_in_the_asynchronous_invocation_the_function_sends_itself() 
             .credentials_provider(aws_sdk_lambda::config::Credentials::new(
                 "test", "test", None, None, "test",
             ))
-            .endpoint_url(&invoke_url)
+            .endpoint_url(invoke_url)
             .build(),
     );
     let backends = mcp_function::backends::Backends {
@@ -1067,34 +1066,42 @@ async fn a_task_runs_in_the_asynchronous_invocation_the_function_sends_itself() 
             lambda_client,
             "mcp-test".into(),
         ))),
-        ..common::backends(store.clone(), "sqlite", common::local_blobs(dir.path()))
+        ..common::backends(Arc::new(store), "sqlite", common::local_blobs(dir.path()))
     };
     let app = app::build(&config, &backends, "lambda").expect("service builds");
-    let lambda = Lambda {
+    Lambda {
         handler: LambdaHandler::new(app.router, None).with_task_runs(app.context),
         mode: LambdaResponse::Stream,
         _dir: dir,
-    };
-    let meta: Value = serde_json::from_str(common::META_2026_TASKS).expect("meta");
-    let call = |method: &str, name: &str, params: Value| {
-        let mut params = params;
-        params["_meta"] = meta.clone();
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let mut headers = headers_2026(name);
-        headers.insert("mcp-method".into(), method.into());
-        as_subject(
-            rest_event("POST", "/mcp", &headers, Some(&body.to_string())),
-            "alice",
-        )
-    };
+    }
+}
 
-    let created = lambda
-        .invoke(call(
-            "tools/call",
-            "state_export",
-            json!({"name": "state_export", "arguments": {"path": "export.json"}}),
-        ))
-        .await;
+/// A 2026-07-28 REST event of Alice's client, which takes tasks.
+fn task_event(method: &str, name: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = serde_json::from_str(common::META_2026_TASKS).expect("meta");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut headers = headers_2026(name);
+    headers.insert("mcp-method".into(), method.into());
+    as_subject(
+        rest_event("POST", "/mcp", &headers, Some(&body.to_string())),
+        "alice",
+    )
+}
+
+fn export_event() -> Value {
+    task_event(
+        "tools/call",
+        "state_export",
+        json!({"name": "state_export", "arguments": {"path": "export.json"}}),
+    )
+}
+
+#[tokio::test]
+async fn a_task_runs_in_the_asynchronous_invocation_the_function_sends_itself() {
+    let (invoke_url, mut invocations) = invoke_api().await;
+    let lambda = lambda_invoking(&invoke_url).await;
+    let created = lambda.invoke(export_event()).await;
     let task_id = body_json(&created)["result"]["taskId"]
         .as_str()
         .unwrap_or_else(|| panic!("a task: {created}"))
@@ -1108,7 +1115,7 @@ async fn a_task_runs_in_the_asynchronous_invocation_the_function_sends_itself() 
         payload,
         json!({"mcpTaskRun": {"principal": "alice", "taskId": task_id}})
     );
-    let get = call("tasks/get", &task_id, json!({"taskId": task_id}));
+    let get = task_event("tasks/get", &task_id, json!({"taskId": task_id}));
     let working = lambda.invoke(get.clone()).await;
     assert_eq!(
         body_json(&working)["result"]["status"],
@@ -1139,4 +1146,18 @@ async fn a_task_runs_in_the_asynchronous_invocation_the_function_sends_itself() 
         .invoke(json!({"mcpTaskRun": {"principal": 7, "taskId": task_id}}))
         .await;
     assert_eq!(status(&malformed), 400, "{malformed}");
+}
+
+#[tokio::test]
+async fn a_task_whose_run_cannot_be_started_is_refused_with_a_retryable_error() {
+    // Nothing listens on port 1: the asynchronous invocation cannot be sent.
+    let lambda = lambda_invoking("http://127.0.0.1:1").await;
+
+    let refused = body_json(&lambda.invoke(export_event()).await);
+
+    assert_eq!(
+        refused["error"],
+        json!({"code": -32603, "message": "the task could not be started; call again shortly"}),
+        "{refused}"
+    );
 }
