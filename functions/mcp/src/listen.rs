@@ -12,6 +12,8 @@
 //!   long-lived streams on): [`session_stream`] is that standalone stream, fed from the
 //!   feed, bounded like a listen stream, each event's id naming its feed position and the
 //!   session, so a client reconnecting with `Last-Event-ID` gets exactly what it missed.
+//!   The session's `resources/subscribe` URIs are kept in its session record there, and read
+//!   only when a resource of the caller changes.
 //!
 //! An idle stream costs one feed read per poll interval and nothing else.
 
@@ -381,16 +383,34 @@ pub fn session_stream(
             || !tx.is_closed(),
             || vec![Change::ResourceListChanged],
             |event| {
-                let message = session_notification(&event.change).map(|notification| {
-                    let mut message = ServerSseMessage::from_message(notification);
-                    message.event_id = Some(session_event_id(&session, event.position));
-                    message
-                });
+                let (store, session) = (store.clone(), session.clone());
                 async move {
-                    match message {
-                        Some(message) => tx.send(message).await.is_ok(),
-                        None => true,
-                    }
+                    let notification = match event.change {
+                        // Only for a URI this session subscribed to: read its subscriptions
+                        // when such a change comes, so an idle stream reads the feed alone.
+                        Change::ResourceUpdated { uri } => {
+                            let subscribed = match store.load_session_subscriptions(&session).await {
+                                Ok(uris) => uris.is_some_and(|uris| uris.contains(&uri)),
+                                Err(error) => {
+                                    tracing::warn!(%error, "session subscriptions unreadable; the update is not sent");
+                                    false
+                                }
+                            };
+                            subscribed.then(|| {
+                                ServerNotification::ResourceUpdatedNotification(
+                                    rmcp::model::Notification::new(ResourceUpdatedNotificationParam::new(uri)),
+                                )
+                            })
+                        }
+                        change => session_notification(&change),
+                    };
+                    let Some(notification) = notification else {
+                        return true;
+                    };
+                    let mut message =
+                        ServerSseMessage::from_message(ServerJsonRpcMessage::notification(notification));
+                    message.event_id = Some(session_event_id(&session, event.position));
+                    tx.send(message).await.is_ok()
                 }
             },
         );
@@ -402,9 +422,9 @@ pub fn session_stream(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// What a legacy standalone stream says of a change. Resource updates are for subscribed
-/// URIs only, and a host without a session worker keeps no subscriptions.
-fn session_notification(change: &Change) -> Option<ServerJsonRpcMessage> {
+/// What a legacy standalone stream says of a list change; resource updates depend on the
+/// session's subscriptions (see [`session_stream`]).
+fn session_notification(change: &Change) -> Option<ServerNotification> {
     let notification = match change {
         Change::ResourceListChanged => {
             ServerNotification::ResourceListChangedNotification(Default::default())
@@ -417,7 +437,7 @@ fn session_notification(change: &Change) -> Option<ServerJsonRpcMessage> {
         }
         Change::ResourceUpdated { .. } => return None,
     };
-    Some(ServerJsonRpcMessage::notification(notification))
+    Some(notification)
 }
 
 /// The SSE event id of feed `position` on `session`'s stream: the position, and a tag of the

@@ -43,7 +43,7 @@ use crate::{
     listen::{self, LegacyWatcher, LegacyWatches},
     principal::Principal,
     store::{
-        Store,
+        MAX_SUBSCRIPTIONS, Store,
         feed::{self, Change},
     },
     tasks::{self, Tasks},
@@ -473,6 +473,13 @@ impl ServerHandler for McpServer {
                 Some(json!({ "uri": request.uri })),
             ));
         }
+        if self.context.host == "lambda" {
+            return self
+                .change_stored_subscriptions(&session, |uris| {
+                    uris.insert(request.uri);
+                })
+                .await;
+        }
         let watcher = LegacyWatcher {
             feed: self.context.store.clone(),
             principal,
@@ -527,6 +534,13 @@ impl ServerHandler for McpServer {
     ) -> Result<(), ErrorData> {
         self.legacy_subscriptions()?;
         let session = legacy_session_id(&context)?;
+        if self.context.host == "lambda" {
+            return self
+                .change_stored_subscriptions(&session, |uris| {
+                    uris.remove(&request.uri);
+                })
+                .await;
+        }
         self.context
             .legacy_watches
             .unsubscribe(&session, &request.uri);
@@ -535,18 +549,56 @@ impl ServerHandler for McpServer {
 }
 
 impl McpServer {
-    /// Legacy subscriptions need updates delivered on the session's standalone stream, which
-    /// only mcp-server holds (the Lambda host answers `GET /mcp` with 405).
+    /// Legacy subscriptions need updates delivered on the session's standalone stream: on
+    /// mcp-server the session's worker holds it; on Lambda, with long-lived streams on, the
+    /// `GET /mcp` stream follows the caller's change feed and the session's subscriptions
+    /// are kept in the store. With long-lived streams off there is no such stream.
     fn legacy_subscriptions(&self) -> Result<ListenSettings, ErrorData> {
-        match self.context.listen {
-            Some(settings) if self.context.host != "lambda" => Ok(settings),
-            _ => Err(ErrorData::invalid_request(
+        self.context.listen.ok_or_else(|| {
+            ErrorData::invalid_request(
                 "resources/subscribe is not available here: its updates need the standalone GET \
-                 stream, which this host does not hold; listen with subscriptions/listen \
-                 (protocol 2026-07-28) instead",
+                 stream, which this host does not hold (long-lived streams are off)",
                 None,
-            )),
+            )
+        })
+    }
+
+    /// Applies `edit` to the session's subscriptions kept in the store (Lambda, where no
+    /// instance keeps the session), within [`MAX_SUBSCRIPTIONS`].
+    async fn change_stored_subscriptions(
+        &self,
+        session: &str,
+        edit: impl FnOnce(&mut std::collections::BTreeSet<String>),
+    ) -> Result<(), ErrorData> {
+        let unavailable = |error: crate::store::StoreError| {
+            tracing::error!(%error, "session subscriptions not read or written");
+            ErrorData::internal_error("the session store is unavailable; retry shortly", None)
+        };
+        let gone = || ErrorData::invalid_request("the session has ended; initialize again", None);
+        let store = self.store();
+        let mut uris = store
+            .load_session_subscriptions(session)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(gone)?;
+        edit(&mut uris);
+        if uris.len() > MAX_SUBSCRIPTIONS {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "a session may subscribe to at most {MAX_SUBSCRIPTIONS} resources; \
+                     unsubscribe from some first"
+                ),
+                None,
+            ));
         }
+        if !store
+            .set_session_subscriptions(session, &uris)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(gone());
+        }
+        Ok(())
     }
 }
 

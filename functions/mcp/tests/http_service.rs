@@ -587,6 +587,19 @@ impl SessionRecords for DownStore {
     async fn delete_session(&self, _: &str) -> Result<(), StoreError> {
         self.down().await
     }
+    async fn set_session_subscriptions(
+        &self,
+        _: &str,
+        _: &std::collections::BTreeSet<String>,
+    ) -> Result<bool, StoreError> {
+        self.down().await
+    }
+    async fn load_session_subscriptions(
+        &self,
+        _: &str,
+    ) -> Result<Option<std::collections::BTreeSet<String>>, StoreError> {
+        self.down().await
+    }
 }
 
 #[async_trait]

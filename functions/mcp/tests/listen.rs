@@ -448,6 +448,17 @@ fn legacy_get(session: &str, last_event_id: Option<&str>) -> Request<Body> {
     get.body(Body::empty()).expect("request")
 }
 
+/// Two instances as on Lambda with long-lived streams on: no instance keeps a session's
+/// worker between requests.
+async fn lambda_instances() -> Instances {
+    let env = HashMap::from([
+        ("MCP_AUTH".to_owned(), "off".to_owned()),
+        ("MCP_LISTEN_POLL_MS".to_owned(), "100".to_owned()),
+    ]);
+    let config = Config::from_sources(Flags::default(), &env).expect("valid config");
+    instances_over(config, "lambda").await
+}
+
 async fn open_get_stream(router: &Instance, request: Request<Body>) -> SseMessages {
     let response = router.0.clone().oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::OK);
@@ -459,12 +470,7 @@ async fn open_get_stream(router: &Instance, request: Request<Body>) -> SseMessag
 async fn on_lambda_the_get_stream_follows_the_feed_and_resumes_after_its_last_event_id() {
     // As on Lambda with long-lived streams on: no instance keeps the session's worker
     // between requests, so the GET stream is fed from the caller's change feed.
-    let env = HashMap::from([
-        ("MCP_AUTH".to_owned(), "off".to_owned()),
-        ("MCP_LISTEN_POLL_MS".to_owned(), "100".to_owned()),
-    ]);
-    let config = Config::from_sources(Flags::default(), &env).expect("valid config");
-    let instances = instances_over(config, "lambda").await;
+    let instances = lambda_instances().await;
     let session = open_legacy_session(&instances.a).await;
 
     // A client that leaves before any change reconnects from the opening event's id and
@@ -524,4 +530,58 @@ async fn on_lambda_the_get_stream_follows_the_feed_and_resumes_after_its_last_ev
     assert!(foreign.ends_within(Duration::from_secs(1)).await);
     let mut malformed = open_get_stream(&instances.a, legacy_get(&other, Some("not-an-id"))).await;
     assert!(malformed.ends_within(Duration::from_secs(1)).await);
+}
+
+#[tokio::test]
+async fn on_lambda_legacy_subscriptions_live_in_the_store_and_reach_the_get_stream() {
+    let instances = lambda_instances().await;
+    let session = open_legacy_session(&instances.a).await;
+    let subscribe = |id: u32, method: &str, uri: &str| {
+        legacy_post(
+            json!({"jsonrpc":"2.0","id":id,"method":method,"params":{"uri":uri}}),
+            &session,
+        )
+    };
+
+    // Subscribed through A; the stream is held by B; the files are written through A.
+    let reply = common::send(
+        &instances.a,
+        subscribe(2, "resources/subscribe", "files:///watched.md"),
+    )
+    .await;
+    assert_eq!(reply.json()["result"], json!({}), "{}", reply.body);
+    let mut stream = open_get_stream(&instances.b, legacy_get(&session, None)).await;
+    write_file(&instances.a, &Principal::anonymous(), "other.md").await;
+    write_file(&instances.a, &Principal::anonymous(), "watched.md").await;
+    let methods = stream.methods_within(DELIVERY_BOUND).await;
+    let updated: Vec<&Value> = methods
+        .iter()
+        .filter(|(method, _)| method == "notifications/resources/updated")
+        .map(|(_, params)| &params["uri"])
+        .collect();
+    assert_eq!(updated, [&json!("files:///watched.md")], "{methods:?}");
+
+    // Unsubscribed through B: a later write updates nothing.
+    let reply = common::send(
+        &instances.b,
+        subscribe(3, "resources/unsubscribe", "files:///watched.md"),
+    )
+    .await;
+    assert_eq!(reply.json()["result"], json!({}), "{}", reply.body);
+    write_file(&instances.a, &Principal::anonymous(), "watched.md").await;
+    let methods = stream.methods_within(DELIVERY_BOUND).await;
+    assert!(
+        methods
+            .iter()
+            .all(|(method, _)| method != "notifications/resources/updated"),
+        "{methods:?}"
+    );
+    assert_eq!(
+        instances
+            .store
+            .load_session_subscriptions(&session)
+            .await
+            .expect("store"),
+        Some(Default::default())
+    );
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use mcp_function::{
@@ -667,8 +667,33 @@ async fn sessions_round_trip_and_expire(store: &dyn Store) {
     store.save_session(&expired).await.expect("save");
     assert_eq!(store.load_session("session-old").await.expect("load"), None);
 
+    // Subscriptions: empty until set, kept beside the session, gone with it.
+    let none = store.load_session_subscriptions("session-1").await;
+    assert_eq!(none.expect("load"), Some(BTreeSet::new()));
+    let uris = BTreeSet::from(["files:///a".to_owned(), "files:///b".to_owned()]);
+    let set = store.set_session_subscriptions("session-1", &uris).await;
+    assert!(set.expect("set"));
+    let kept = store.load_session_subscriptions("session-1").await;
+    assert_eq!(kept.expect("load"), Some(uris.clone()));
+    store
+        .touch_session("session-1", now, later)
+        .await
+        .expect("touch");
+    let after_touch = store.load_session_subscriptions("session-1").await;
+    assert_eq!(after_touch.expect("load"), Some(uris.clone()));
+    for missing in ["session-old", "never-existed"] {
+        let set = store.set_session_subscriptions(missing, &uris).await;
+        assert!(!set.expect("set"), "{missing}");
+        let loaded = store.load_session_subscriptions(missing).await;
+        assert_eq!(loaded.expect("load"), None, "{missing}");
+    }
+
     store.delete_session("session-1").await.expect("delete");
     assert_eq!(store.load_session("session-1").await.expect("load"), None);
+    let gone = store.load_session_subscriptions("session-1").await;
+    assert_eq!(gone.expect("load"), None);
+    let set = store.set_session_subscriptions("session-1", &uris).await;
+    assert!(!set.expect("set"), "a deleted session is not recreated");
     store
         .delete_session("never-existed")
         .await

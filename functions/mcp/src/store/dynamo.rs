@@ -5,7 +5,7 @@
 //! | record   | `pk`                 | `sk`         | attributes |
 //! |----------|----------------------|--------------|------------|
 //! | document | `STATE#<principal>`  | `DOC#<key>`  | `value` (JSON text), `version`, `updated_at`, `expires_at`?, `ttl`? |
-//! | session  | `SESSION#<id>`       | `SESSION`    | `principal`, `init_params` (JSON text), `created_at`, `last_seen_at`, `expires_at`, `ttl` |
+//! | session  | `SESSION#<id>`       | `SESSION`    | `principal`, `init_params` (JSON text), `created_at`, `last_seen_at`, `expires_at`, `ttl`, `subscriptions`? |
 //! | rate bucket | `RATE#<principal>` | `RATE`      | `tat_us`, `ttl` |
 //! | change feed | `FEED#<principal>` | `FEED`      | `head`, `log` (JSON text), `expires_at`, `ttl` |
 //! | mailbox  | `MAILBOX#<session>`  | `REQUEST#<id>` | `answer`? (JSON text), `expires_at`, `ttl` |
@@ -24,7 +24,11 @@
 //! Reads are strongly consistent: a write or a session `DELETE` on one instance
 //! is seen by the next request on any instance.
 
-use std::{collections::HashMap, str::FromStr, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    str::FromStr,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
@@ -47,7 +51,7 @@ use super::{
     cursor::CursorCodec,
     feed::{FeedLog, FeedRecords},
     mailbox::MailboxRecords,
-    now_millis,
+    now_millis, subscriptions_json, subscriptions_of,
     tasks::{TaskRecord, TaskRecords, checked_body},
     time_of, ttl_millis, validate_key,
 };
@@ -84,6 +88,7 @@ const TAT: (&str, &str) = ("#tat", "tat_us");
 const HEAD: (&str, &str) = ("#head", "head");
 const ANSWER: (&str, &str) = ("#answer", "answer");
 const BODY: (&str, &str) = ("#body", "body");
+const SUBSCRIPTIONS: (&str, &str) = ("#subscriptions", "subscriptions");
 
 /// How often [`Expect::Any`] retries when concurrent writers keep expiring and
 /// recreating the document between its two conditional writes.
@@ -1067,6 +1072,27 @@ impl TaskRecords for DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// A session's item if it has not expired. Strongly consistent: a DELETE served by one
+    /// instance must be seen by the next request, whichever instance serves it.
+    async fn live_session_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let expires_at: i64 = required_number(&item, EXPIRES_AT.1)?;
+        Ok((expires_at > now_millis()).then_some(item))
+    }
+}
+
 #[async_trait]
 impl SessionRecords for DynamoStore {
     async fn save_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
@@ -1100,25 +1126,10 @@ impl SessionRecords for DynamoStore {
     }
 
     async fn load_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        // Strongly consistent: a DELETE served by one instance must be seen by
-        // the next request, whichever instance serves it.
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(session_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| dynamo_error("GetItem", e))?;
-        let Some(item) = output.item else {
-            return Ok(None);
-        };
-        let expires_at: i64 = required_number(&item, EXPIRES_AT.1)?;
-        if expires_at <= now_millis() {
-            return Ok(None);
+        match self.live_session_item(id).await? {
+            Some(item) => session_of(id, &item).map(Some),
+            None => Ok(None),
         }
-        session_of(id, &item).map(Some)
     }
 
     async fn touch_session(
@@ -1149,6 +1160,42 @@ impl SessionRecords for DynamoStore {
         // A missing record is not an error, as for SQL's UPDATE of no row.
         conditional("UpdateItem", result)?.ok();
         Ok(())
+    }
+
+    async fn set_session_subscriptions(
+        &self,
+        id: &str,
+        uris: &BTreeSet<String>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(id)))
+            .update_expression("SET #subscriptions = :subscriptions")
+            .condition_expression("attribute_exists(pk) AND #expires > :now")
+            .set_expression_attribute_names(Some(HashMap::from([
+                name(SUBSCRIPTIONS),
+                name(EXPIRES_AT),
+            ])))
+            .expression_attribute_values(":subscriptions", string(subscriptions_json(uris)?))
+            .expression_attribute_values(":now", number(now_millis()))
+            .send()
+            .await;
+        Ok(conditional("UpdateItem", result)?.is_ok())
+    }
+
+    async fn load_session_subscriptions(
+        &self,
+        id: &str,
+    ) -> Result<Option<BTreeSet<String>>, StoreError> {
+        let Some(item) = self.live_session_item(id).await? else {
+            return Ok(None);
+        };
+        let stored = item
+            .get(SUBSCRIPTIONS.1)
+            .and_then(|value| value.as_s().ok());
+        subscriptions_of(stored.map(String::as_str)).map(Some)
     }
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {

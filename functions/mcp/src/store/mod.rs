@@ -23,7 +23,7 @@ pub mod mailbox;
 pub mod sql;
 pub mod tasks;
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -319,6 +319,37 @@ pub trait SessionRecords: Send + Sync + 'static {
 
     /// Removes a record; removing an unknown one is not an error.
     async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Replaces the legacy `resources/subscribe` URIs of a live session (where no instance
+    /// keeps the session between requests); `false` when there is no such session.
+    async fn set_session_subscriptions(
+        &self,
+        id: &str,
+        uris: &BTreeSet<String>,
+    ) -> Result<bool, StoreError>;
+
+    /// The subscribed URIs of a live session (empty if it never subscribed), or `None`
+    /// when there is no such session.
+    async fn load_session_subscriptions(
+        &self,
+        id: &str,
+    ) -> Result<Option<BTreeSet<String>>, StoreError>;
+}
+
+/// Most URIs one session may subscribe to, so its record stays small.
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+
+/// Subscribed URIs in their stored form (a JSON array).
+pub(crate) fn subscriptions_json(uris: &BTreeSet<String>) -> Result<String, StoreError> {
+    serde_json::to_string(uris).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Subscribed URIs from their stored form; nothing stored is none.
+pub(crate) fn subscriptions_of(stored: Option<&str>) -> Result<BTreeSet<String>, StoreError> {
+    stored.map_or(Ok(BTreeSet::new()), |json| {
+        serde_json::from_str(json)
+            .map_err(|e| StoreError::Corrupt(format!("session subscriptions: {e}")))
+    })
 }
 
 /// One caller's request budget as GCRA (the generic cell rate algorithm, a token bucket

@@ -5,7 +5,7 @@
 //! only the migrations differ, one folder per backend under `migrations/`.
 //! Compare-and-set is a single conditional statement, never read-then-write.
 
-use std::{borrow::Cow, path::Path, str::FromStr, time::Duration};
+use std::{borrow::Cow, collections::BTreeSet, path::Path, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ use super::{
     cursor::CursorCodec,
     feed::{FeedLog, FeedRecords},
     mailbox::MailboxRecords,
-    now_millis,
+    now_millis, subscriptions_json, subscriptions_of,
     tasks::{TaskRecord, TaskRecords, checked_body},
     time_of, ttl_millis, validate_key,
 };
@@ -56,6 +56,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "tasks",
                 include_str!("../../migrations/sqlite/0005_tasks.sql"),
             ),
+            (
+                6,
+                "subscriptions",
+                include_str!("../../migrations/sqlite/0006_subscriptions.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -82,6 +87,11 @@ fn migrator(backend: Backend) -> Migrator {
                 5,
                 "tasks",
                 include_str!("../../migrations/postgres/0005_tasks.sql"),
+            ),
+            (
+                6,
+                "subscriptions",
+                include_str!("../../migrations/postgres/0006_subscriptions.sql"),
             ),
         ],
     };
@@ -743,6 +753,39 @@ impl SessionRecords for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn set_session_subscriptions(
+        &self,
+        id: &str,
+        uris: &BTreeSet<String>,
+    ) -> Result<bool, StoreError> {
+        let written = sqlx::query(
+            "UPDATE mcp_sessions SET subscriptions = $2 WHERE id = $1 AND expires_at > $3",
+        )
+        .bind(id)
+        .bind(subscriptions_json(uris)?)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(written.rows_affected() == 1)
+    }
+
+    async fn load_session_subscriptions(
+        &self,
+        id: &str,
+    ) -> Result<Option<BTreeSet<String>>, StoreError> {
+        let row =
+            sqlx::query("SELECT subscriptions FROM mcp_sessions WHERE id = $1 AND expires_at > $2")
+                .bind(id)
+                .bind(now_millis())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            let stored: Option<String> = row.try_get("subscriptions")?;
+            subscriptions_of(stored.as_deref())
+        })
+        .transpose()
     }
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {

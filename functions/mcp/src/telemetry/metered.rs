@@ -5,7 +5,7 @@
 //! `mcp_store_duration_seconds{store,op}`. Writes and deletes of state documents and file
 //! writes also get one line on the `audit` log target: who, what, which key, and the result.
 
-use std::{future::Future, sync::Arc, time::Instant};
+use std::{collections::BTreeSet, future::Future, sync::Arc, time::Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -161,6 +161,29 @@ impl SessionRecords for MeteredStore {
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         self.timed("delete_session", self.inner.delete_session(id))
             .await
+    }
+
+    async fn set_session_subscriptions(
+        &self,
+        id: &str,
+        uris: &BTreeSet<String>,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "session_subscriptions_set",
+            self.inner.set_session_subscriptions(id, uris),
+        )
+        .await
+    }
+
+    async fn load_session_subscriptions(
+        &self,
+        id: &str,
+    ) -> Result<Option<BTreeSet<String>>, StoreError> {
+        self.timed(
+            "session_subscriptions_load",
+            self.inner.load_session_subscriptions(id),
+        )
+        .await
     }
 }
 
