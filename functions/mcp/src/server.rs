@@ -43,7 +43,7 @@ use crate::{
     listen::{self, LegacyWatcher, LegacyWatches},
     principal::Principal,
     store::{
-        MAX_SUBSCRIPTIONS, Store,
+        MAX_SUBSCRIPTIONS, Store, StoreError,
         feed::{self, Change},
     },
     tasks::{self, Tasks},
@@ -570,10 +570,7 @@ impl McpServer {
         session: &str,
         edit: impl FnOnce(&mut std::collections::BTreeSet<String>),
     ) -> Result<(), ErrorData> {
-        let unavailable = |error: crate::store::StoreError| {
-            tracing::error!(%error, "session subscriptions not read or written");
-            ErrorData::internal_error("the session store is unavailable; retry shortly", None)
-        };
+        let unavailable = |error| store_error("session store", error);
         let gone = || ErrorData::invalid_request("the session has ended; initialize again", None);
         let store = self.store();
         let mut uris = store
@@ -662,6 +659,17 @@ fn resource_not_found(uri: &str) -> ErrorData {
         format!("Resource not found: {uri}"),
         Some(json!({ "uri": uri })),
     )
+}
+
+/// A store failure as a JSON-RPC error, `store` naming which: the caller's own mistakes
+/// are invalid params with the reason; backend trouble is logged and reported as
+/// "unavailable, retry" without details.
+pub(crate) fn store_error(store: &'static str, error: StoreError) -> ErrorData {
+    if error.is_caller_error() {
+        return ErrorData::invalid_params(error.to_string(), None);
+    }
+    tracing::error!(%error, store, "store call failed");
+    ErrorData::internal_error(format!("the {store} is unavailable; retry shortly"), None)
 }
 
 /// A file store failure as a JSON-RPC error: the caller's own mistakes are

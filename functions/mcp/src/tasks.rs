@@ -41,7 +41,7 @@ use serde_json::Value;
 
 use crate::{
     principal::Principal,
-    server::ServerContext,
+    server::{ServerContext, store_error},
     store::{Store, StoreError, now_millis, tasks::checked_body, ttl_millis},
 };
 
@@ -174,7 +174,7 @@ impl Default for Tasks {
             TaskJobs::default(),
             RunStarter::InProcess,
             POLL_INTERVAL,
-            Duration::from_secs(600),
+            Duration::from_secs(crate::config::DEFAULT_STREAM_MAX_SECS),
         )
     }
 }
@@ -339,14 +339,12 @@ pub async fn start(
         claimed: 0,
         run_deadline: start_deadline(&context.tasks),
     };
-    let json = body
-        .to_json()
-        .map_err(|error| caller_or_unavailable(&error))?;
+    let json = body.to_json().map_err(task_store_error)?;
     let created = context
         .store
         .create_task(principal, &id, &json, expires_at())
         .await
-        .map_err(|error| caller_or_unavailable(&error))?;
+        .map_err(task_store_error)?;
     if !created {
         return Err(ErrorData::internal_error(
             "a task id came up twice; call again",
@@ -367,9 +365,9 @@ pub async fn get(
     let record = store
         .load_task(principal, id)
         .await
-        .map_err(|error| caller_or_unavailable(&error))?
+        .map_err(task_store_error)?
         .ok_or_else(|| unknown_task(id))?;
-    let body = TaskBody::from_json(&record.body).map_err(|error| caller_or_unavailable(&error))?;
+    let body = TaskBody::from_json(&record.body).map_err(task_store_error)?;
     Ok(body.detailed(now_millis()))
 }
 
@@ -607,27 +605,24 @@ async fn change<T>(
         let record = store
             .load_task(principal, id)
             .await
-            .map_err(|error| caller_or_unavailable(&error))?
+            .map_err(task_store_error)?
             .ok_or_else(|| unknown_task(id))?;
-        let mut body =
-            TaskBody::from_json(&record.body).map_err(|error| caller_or_unavailable(&error))?;
+        let mut body = TaskBody::from_json(&record.body).map_err(task_store_error)?;
         let value = match edit(&mut body) {
             Edit::Keep(value) => return Ok(value),
             Edit::Write(value) => value,
         };
         body.task.last_updated_at = chrono::Utc::now().to_rfc3339();
-        let json = body
-            .to_json()
-            .map_err(|error| caller_or_unavailable(&error))?;
+        let json = body.to_json().map_err(task_store_error)?;
         let written = store
             .replace_task(principal, id, record.version, &json, expires_at())
             .await
-            .map_err(|error| caller_or_unavailable(&error))?;
+            .map_err(task_store_error)?;
         if written {
             return Ok(value);
         }
     }
-    Err(caller_or_unavailable(&StoreError::Contended("task record")))
+    Err(task_store_error(StoreError::Contended("task record")))
 }
 
 /// When a record written now expires (epoch ms).
@@ -644,13 +639,8 @@ fn unknown_task(id: &str) -> ErrorData {
     ErrorData::invalid_params(format!("unknown task: {id}"), None)
 }
 
-/// A store failure as the client sees it: what to fix when it is the caller's, else retry.
-fn caller_or_unavailable(error: &StoreError) -> ErrorData {
-    if error.is_caller_error() {
-        return ErrorData::invalid_params(error.to_string(), None);
-    }
-    tracing::error!(%error, "task store call failed");
-    ErrorData::internal_error("the task store is unavailable; retry shortly", None)
+fn task_store_error(error: StoreError) -> ErrorData {
+    store_error("task store", error)
 }
 
 fn result_object(result: &CallToolResult) -> JsonObject {

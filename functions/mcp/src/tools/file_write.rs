@@ -9,11 +9,10 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Caller, ToolError};
+use super::{Caller, ToolError, announce_file_written, checked_file_path};
 use crate::{
-    blob::{self, BlobError, MAX_CONTENT_TYPE_BYTES, OCTET_STREAM},
+    blob::{self, MAX_CONTENT_TYPE_BYTES, OCTET_STREAM},
     server::McpServer,
-    store::feed::Change,
 };
 
 /// How `content` carries the file's bytes.
@@ -83,12 +82,7 @@ impl McpServer {
         Caller(principal): Caller,
         Parameters(args): Parameters<FileWriteArgs>,
     ) -> Result<Json<FileWriteOutput>, ToolError> {
-        blob::validate_blob_key(&args.path).map_err(|error| match error {
-            BlobError::InvalidKey(reason) => {
-                ToolError::Invalid(format!("invalid path {:?}: {reason}", args.path))
-            }
-            other => other.into(),
-        })?;
+        checked_file_path(&args.path)?;
         let content_type = match &args.content_type {
             Some(given) => given.trim().to_owned(),
             None => content_type_for(&args.path).to_owned(),
@@ -117,16 +111,7 @@ impl McpServer {
             .put(&principal, &args.path, bytes, &content_type)
             .await?;
         let uri = blob::resource_uri(&meta.key);
-        // The listing shows each file's size and type, so a replaced file changes it too.
-        self.context()
-            .announce(
-                &principal,
-                &[
-                    Change::ResourceListChanged,
-                    Change::ResourceUpdated { uri: uri.clone() },
-                ],
-            )
-            .await;
+        announce_file_written(self.context(), &principal, &uri).await;
         Ok(Json(FileWriteOutput {
             uri,
             path: meta.key,

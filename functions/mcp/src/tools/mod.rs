@@ -27,7 +27,12 @@ use rmcp::{
     model::{ContentBlock, Extensions, IntoContents},
 };
 
-use crate::{blob::BlobError, principal::Principal, server::McpServer, store::StoreError};
+use crate::{
+    blob::BlobError,
+    principal::Principal,
+    server::McpServer,
+    store::{StoreError, feed::Change},
+};
 
 /// Every product tool; the one place a new tool is registered.
 pub(crate) fn product_tools() -> ToolRouter<McpServer> {
@@ -108,6 +113,32 @@ impl IntoContents for ToolError {
     fn into_contents(self) -> Vec<ContentBlock> {
         vec![ContentBlock::text(self.to_string())]
     }
+}
+
+/// Checks a file path a caller gave (`file_write`, `state_export`), saying what is wrong.
+pub(crate) fn checked_file_path(path: &str) -> Result<(), ToolError> {
+    crate::blob::validate_blob_key(path).map_err(|error| match error {
+        BlobError::InvalidKey(reason) => {
+            ToolError::Invalid(format!("invalid path {path:?}: {reason}"))
+        }
+        other => other.into(),
+    })
+}
+
+/// Tells the caller's listeners that the file at `uri` was written. The listing shows each
+/// file's size and type, so a replaced file changes it too.
+pub(crate) async fn announce_file_written(
+    context: &crate::server::ServerContext,
+    principal: &Principal,
+    uri: &str,
+) {
+    let changes = [
+        Change::ResourceListChanged,
+        Change::ResourceUpdated {
+            uri: uri.to_owned(),
+        },
+    ];
+    context.announce(principal, &changes).await;
 }
 
 /// The principal a tool call acts for, taken from the HTTP request.

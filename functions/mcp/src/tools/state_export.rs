@@ -19,12 +19,12 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Caller, ToolError};
+use super::{Caller, ToolError, announce_file_written, checked_file_path};
 use crate::{
-    blob::{self, BlobError, MAX_BLOB_BYTES},
+    blob::{self, MAX_BLOB_BYTES},
     principal::Principal,
     server::{McpServer, ServerContext},
-    store::{Document, MAX_PAGE_SIZE, feed::Change},
+    store::{Document, MAX_PAGE_SIZE},
     tasks::{JobInput, JobOutcome},
 };
 
@@ -116,12 +116,7 @@ async fn export(
             exported_at.format("%Y%m%dT%H%M%SZ")
         )
     });
-    blob::validate_blob_key(&path).map_err(|error| match error {
-        BlobError::InvalidKey(reason) => {
-            ToolError::Invalid(format!("invalid path {path:?}: {reason}"))
-        }
-        other => other.into(),
-    })?;
+    checked_file_path(&path)?;
     let prefix = args.prefix.unwrap_or_default();
     let mut documents = Vec::new();
     let mut cursor = None;
@@ -157,15 +152,7 @@ async fn export(
         .put(principal, &path, Bytes::from(bytes), "application/json")
         .await?;
     let uri = blob::resource_uri(&meta.key);
-    context
-        .announce(
-            principal,
-            &[
-                Change::ResourceListChanged,
-                Change::ResourceUpdated { uri: uri.clone() },
-            ],
-        )
-        .await;
+    announce_file_written(context, principal, &uri).await;
     Ok(StateExportOutput {
         uri,
         path: meta.key,
