@@ -48,6 +48,10 @@ pub enum AuthError {
     KeysUnavailable,
     #[error("the token lacks the `{required}` scope")]
     InsufficientScope { required: String },
+    #[error("the token is not an access token (token_use)")]
+    NotAnAccessToken,
+    #[error("the token's client is not one this server accepts")]
+    UnknownClient,
 }
 
 impl AuthError {
@@ -100,6 +104,8 @@ impl AuthError {
             Self::InvalidClaim { .. } => "invalid_claim",
             Self::KeysUnavailable => "keys_unavailable",
             Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::NotAnAccessToken => "not_an_access_token",
+            Self::UnknownClient => "unknown_client",
         }
     }
 

@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 
 use crate::{
     AuthError, Claims, ConfigError, Hs256Key, Hs256KeyLoader, SCOPE_CALL, SCOPE_READ, SCOPE_WRITE,
-    Verifier, VerifierConfig, hs256_keys_from_secret_json,
+    Verifier, VerifierConfig,
+    cognito::{CognitoSettings, registered_client_lookup},
+    hs256_keys_from_secret_json,
 };
 
 /// Why an event was not answered with a policy.
@@ -76,6 +78,8 @@ pub struct EnvConfig {
     pub leeway: Duration,
     /// The tools whose calls need `mcp:write` (`MCP_WRITE_TOOLS`, comma-separated).
     pub write_tools: Vec<String>,
+    /// `MCP_AUTH=cognito`: the pool's access tokens (see [`crate::cognito`]).
+    pub cognito: Option<CognitoSettings>,
 }
 
 fn http_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
@@ -91,19 +95,26 @@ fn http_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
 
 impl EnvConfig {
     /// Reads `MCP_AUTH_ISSUER`, `MCP_AUTH_AUDIENCE`, `MCP_SECRET_ID` or `MCP_SIGNING_KEY`,
-    /// `MCP_AUTH_JWKS_URL` and `MCP_AUTH_LEEWAY_SECS` through `lookup`; errors name the variable.
+    /// `MCP_AUTH_JWKS_URL`, `MCP_AUTH_LEEWAY_SECS` and the Cognito settings
+    /// ([`CognitoSettings::from_lookup`]) through `lookup`; errors name the variable. With
+    /// `MCP_AUTH=cognito` the issuer and the JWKS URL default to the pool's, and
+    /// `MCP_AUTH_AUDIENCE` is the resource server's identifier.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let issuer = get("MCP_AUTH_ISSUER").ok_or(ConfigError::Missing {
-            name: "MCP_AUTH_ISSUER",
-        })?;
+        let cognito = CognitoSettings::from_lookup(&lookup)?;
+        let issuer = get("MCP_AUTH_ISSUER")
+            .or_else(|| cognito.as_ref().map(|pool| pool.pool_issuer.clone()))
+            .ok_or(ConfigError::Missing {
+                name: "MCP_AUTH_ISSUER",
+            })?;
         let audience = get("MCP_AUTH_AUDIENCE").ok_or(ConfigError::Missing {
             name: "MCP_AUTH_AUDIENCE",
         })?;
         let audience = http_url("MCP_AUTH_AUDIENCE", &audience)?;
         let jwks_url = get("MCP_AUTH_JWKS_URL")
             .map(|url| http_url("MCP_AUTH_JWKS_URL", &url))
-            .transpose()?;
+            .transpose()?
+            .or_else(|| cognito.as_ref().map(CognitoSettings::jwks_url));
         let keys = match (get("MCP_SECRET_ID"), get("MCP_SIGNING_KEY")) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Invalid {
@@ -154,6 +165,7 @@ impl EnvConfig {
             jwks_url,
             leeway,
             write_tools,
+            cognito,
         })
     }
 
@@ -162,6 +174,14 @@ impl EnvConfig {
         let mut config = VerifierConfig::new(self.issuer.clone(), self.audience.clone());
         config.jwks_url = self.jwks_url.clone();
         config.leeway = self.leeway;
+        if let Some(pool) = &self.cognito {
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let lookup = registered_client_lookup(
+                aws_sdk_cognitoidentityprovider::Client::new(&sdk),
+                pool.pool_id.clone(),
+            );
+            config.cognito = Some(pool.rules(&self.audience, Some(lookup)));
+        }
         match &self.keys {
             KeySource::SigningKey(key) => {
                 config.hs256_keys = vec![Hs256Key::new("env", key.clone())?];

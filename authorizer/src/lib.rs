@@ -7,13 +7,16 @@
 //!   [`reject_query_token`] refuses a token in the query string.
 //! - [`Verifier::verify`] checks the JWT: HS256 keys from Secrets Manager (selected by `kid`,
 //!   several live at once for rotation) and RS256/ES256 keys from a JWKS URL, each key pinned
-//!   to one algorithm; then `iss`, `aud`, `exp`, `nbf`, `sub` and the scopes.
+//!   to one algorithm; then `iss`, `aud`, `exp`, `nbf`, `sub` and the scopes — or, for an
+//!   Amazon Cognito pool, `token_use`, `client_id` and prefixed scopes instead of `aud`
+//!   ([`cognito`]).
 //! - [`Claims::require`] checks one of the product scopes ([`SCOPE_READ`], [`SCOPE_CALL`],
 //!   [`SCOPE_WRITE`]).
 //! - [`lambda`] turns API Gateway authorizer events into policies / simple responses.
 //! - [`mint`] issues HS256 tokens for development and tests (`mcp-token`).
 
 mod authorization;
+pub mod cognito;
 mod error;
 mod jwks;
 mod keys;

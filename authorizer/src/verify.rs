@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     AuthError, ConfigError, Hs256Key,
+    cognito::{CognitoCheck, CognitoRules},
     jwks::{JwksCache, PinnedKey},
 };
 
@@ -41,6 +42,9 @@ pub struct VerifierConfig {
     /// RS256/ES256 keys (RSA and P-256 JWKs with a `kid`).
     pub jwks_url: Option<String>,
     pub jwks_refresh_interval: Duration,
+    /// Amazon Cognito access tokens: `aud` is not checked (Cognito sets none); `token_use`,
+    /// `client_id` and the prefixed scopes are, as [`CognitoRules`] says.
+    pub cognito: Option<CognitoRules>,
 }
 
 impl VerifierConfig {
@@ -54,6 +58,7 @@ impl VerifierConfig {
             hs256_keys: Vec::new(),
             jwks_url: None,
             jwks_refresh_interval: DEFAULT_JWKS_REFRESH_INTERVAL,
+            cognito: None,
         }
     }
 }
@@ -104,6 +109,7 @@ struct Inner {
     hs256: RwLock<Arc<HsKeys>>,
     jwks: Option<JwksCache>,
     reloader: Option<Reloader>,
+    cognito: Option<CognitoCheck>,
 }
 
 type HsKeys = Vec<(String, DecodingKey)>;
@@ -147,6 +153,7 @@ impl std::fmt::Debug for Verifier {
                     .collect::<Vec<_>>(),
             )
             .field("jwks", &self.inner.jwks.is_some())
+            .field("cognito", &self.inner.cognito.is_some())
             .finish()
     }
 }
@@ -215,6 +222,7 @@ impl Verifier {
                 Some(cache)
             }
         };
+        let cognito = config.cognito.map(CognitoCheck::new).transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer: config.issuer,
@@ -224,6 +232,7 @@ impl Verifier {
                 hs256: RwLock::new(Arc::new(hs256)),
                 jwks,
                 reloader,
+                cognito,
             }),
         })
     }
@@ -316,11 +325,25 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.set_issuer(&[&inner.issuer]);
-        validation.set_audience(&[&inner.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        if inner.cognito.is_some() {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        } else {
+            validation.set_audience(&[&inner.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &pinned.key, &validation)
             .map_err(|e| map_jwt_error(e.into_kind()))?;
-        claims_from(&data.claims)
+        match &inner.cognito {
+            None => claims_from(&data.claims),
+            Some(cognito) => {
+                let scopes = cognito.accept(&data.claims, &inner.audience).await?;
+                Ok(Claims {
+                    scopes,
+                    ..claims_from(&data.claims)?
+                })
+            }
+        }
     }
 
     async fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<PinnedKey, AuthError> {

@@ -16,12 +16,24 @@ TEMPLATE = cfn.load("template.yaml")
 RESOURCES = TEMPLATE["Resources"]
 PARAMETERS = TEMPLATE["Parameters"]
 MCP_METHODS = ("post", "get", "delete")
-PUBLIC_PATHS = (
-    "/health/live",
-    "/health/ready",
-    "/.well-known/oauth-protected-resource",
-    "/.well-known/oauth-protected-resource/mcp",
-)
+# Every route without the authorizer, and its one method: probes, metadata (RFC 9728 always,
+# RFC 8414 and OpenID discovery for AuthMode=cognito) and RFC 7591 registration.
+PUBLIC_PATHS = {
+    "/health/live": "get",
+    "/health/ready": "get",
+    "/.well-known/oauth-protected-resource": "get",
+    "/.well-known/oauth-protected-resource/mcp": "get",
+    "/.well-known/oauth-authorization-server": "get",
+    "/.well-known/oauth-authorization-server/mcp": "get",
+    "/.well-known/openid-configuration": "get",
+    "/.well-known/openid-configuration/mcp": "get",
+    "/register": "post",
+}
+# The conditions of a deployment with every parameter at its default (AuthMode=token), and of
+# one with the Cognito sign-in and client registration on.
+DEFAULTS = cfn.conditions(TEMPLATE)
+REGISTERING = cfn.conditions(TEMPLATE, AuthMode="cognito", OAuthRegistration="true")
+TOKEN_MODE = {"UsesCognito": False}
 
 
 def properties(logical_id):
@@ -32,10 +44,11 @@ def api_definition():
     return properties("Api")["DefinitionBody"]
 
 
-def function_statements(logical_id):
+def function_statements(logical_id, decided=DEFAULTS):
+    """The statements of the function's policies in a deployment with the `decided` conditions."""
     return [
         statement
-        for policy in properties(logical_id)["Policies"]
+        for policy in cfn.resolve(properties(logical_id)["Policies"], decided)
         for statement in cfn.policy_statements(policy)
     ]
 
@@ -140,9 +153,10 @@ def test_functions_are_traced_and_capped():
         assert properties(logical_id)["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
 
 
+@pytest.mark.parametrize("decided", [DEFAULTS, REGISTERING], ids=["token", "cognito-registering"])
 @pytest.mark.parametrize("logical_id", ["McpFunction", "AuthorizerFunction"])
-def test_function_policies_name_no_wildcard_action_or_resource(logical_id):
-    for statement in function_statements(logical_id):
+def test_function_policies_name_no_wildcard_action_or_resource(logical_id, decided):
+    for statement in function_statements(logical_id, decided):
         for action in cfn.as_list(statement["Action"]):
             assert "*" not in action, (logical_id, action)
         for resource in cfn.as_list(statement["Resource"]):
@@ -208,7 +222,8 @@ def test_mcp_function_configuration_points_at_this_stack():
     assert variables["MCP_FILES_URL"] == {"Fn::Sub": "s3://${FilesBucket}/files"}
     assert variables["MCP_SECRET_ID"] == {"Ref": "SigningKeys"}
     assert variables["MCP_RATE_LIMIT_STORE"] == "store"
-    assert "MCP_AUTH" not in variables, "auth may never be switched off in the deployed function"
+    # Auth is never switched off in the deployed function: the default verifier, or Cognito's.
+    assert variables["MCP_AUTH"] == {"Fn::If": ["UsesCognito", "cognito", cfn.NO_VALUE]}
 
 
 def test_log_groups_are_encrypted_and_expire():
@@ -258,9 +273,17 @@ def test_bearer_is_the_request_authorizer_function_without_caching():
 
 
 @pytest.mark.parametrize("path", PUBLIC_PATHS)
-def test_probes_and_metadata_are_public_and_read_only(path):
-    assert set(api_definition()["paths"][path]) == {"get"}
-    assert "security" not in api_definition()["paths"][path]["get"]
+def test_probes_metadata_and_registration_are_public_routes_to_the_function(path):
+    operations = api_definition()["paths"][path]
+    assert set(operations) == {PUBLIC_PATHS[path]}
+    operation = operations[PUBLIC_PATHS[path]]
+    assert "security" not in operation
+    mcp_integration = api_definition()["paths"]["/mcp"]["post"]["x-amazon-apigateway-integration"]
+    assert operation["x-amazon-apigateway-integration"] == mcp_integration
+
+
+def test_every_route_but_the_public_ones_is_mcp_behind_the_authorizer():
+    assert set(api_definition()["paths"]) == {"/mcp", *PUBLIC_PATHS}
 
 
 def test_every_route_streams_the_mcp_function():
@@ -306,13 +329,15 @@ def test_refusals_carry_the_rfc9728_challenge():
     # Only gateway responses set a real WWW-Authenticate behind the REST API (the function's
     # own is renamed x-amzn-Remapped-WWW-Authenticate), so both refusals come from the gateway.
     for logical_id, status in (("UnauthorizedResponse", "401"), ("AccessDeniedResponse", "403")):
-        response = properties(logical_id)
+        response = cfn.resolve(properties(logical_id), TOKEN_MODE)
         assert response["StatusCode"] == status
         challenge, variables = response["ResponseParameters"]["gatewayresponse.header.WWW-Authenticate"]["Fn::Sub"]
         assert challenge.startswith("'Bearer resource_metadata=\"${Base}/.well-known/oauth-protected-resource/mcp\"")
         assert variables == {"Base": BASE_URL}
-    denied = properties("AccessDeniedResponse")["ResponseParameters"]["gatewayresponse.header.WWW-Authenticate"]
-    assert 'error=\"insufficient_scope\", scope=\"mcp:read mcp:call mcp:write\"' in denied["Fn::Sub"][0]
+    denied = cfn.resolve(properties("AccessDeniedResponse"), TOKEN_MODE)["ResponseParameters"]
+    assert 'error=\"insufficient_scope\", scope=\"mcp:read mcp:call mcp:write\"' in denied[
+        "gatewayresponse.header.WWW-Authenticate"
+    ]["Fn::Sub"][0]
 
 
 def test_the_authorizer_knows_which_tools_need_write():

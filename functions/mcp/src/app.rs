@@ -7,8 +7,12 @@
 use std::sync::Arc;
 
 use axum::{
-    Json, Router, extract::State, http::StatusCode, middleware, response::IntoResponse,
-    routing::get,
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    middleware,
+    response::IntoResponse,
+    routing::{get, post},
 };
 use rmcp::transport::{
     StreamableHttpServerConfig, StreamableHttpService,
@@ -23,9 +27,11 @@ use crate::{
     config::Config,
     http::{
         auth::{self, Auth},
+        authorization_server::{self, AuthorizationServerMetadata},
         json_response, jsonrpc_guard, observe,
         protected_resource::{self, ResourceMetadata},
         rate_limit::{self, RateLimiter},
+        registration::{self, Registration},
         session_gate,
     },
     keys::Keyring,
@@ -128,12 +134,32 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         local: sessions,
         relays_answers: config.relay.is_some(),
     };
+    let sign_in = SignIn::new(config, backends, store.clone());
     let metadata = ResourceMetadata {
         resource: config.resource_url.clone(),
-        authorization_servers: config.authorization_servers.clone(),
+        authorization_servers: match &sign_in {
+            Some(sign_in) if config.authorization_servers.is_empty() => {
+                vec![sign_in.issuer.clone()]
+            }
+            _ => config.authorization_servers.clone(),
+        },
         scheme: if host == "lambda" { "https" } else { "http" },
+        scope_prefix: sign_in.as_ref().map(|sign_in| sign_in.scope_prefix.clone()),
     };
-    let auth = Auth::new(&config.auth, &backends.keys, metadata.clone(), write_tools)?;
+    let registered_clients = match (&config.oauth, &backends.user_pool) {
+        (Some(front), Some(pool)) => Some(authorizer::cognito::registered_client_lookup(
+            pool.clone(),
+            front.pool_id.clone(),
+        )),
+        _ => None,
+    };
+    let auth = Auth::new(
+        &config.auth,
+        &backends.keys,
+        metadata.clone(),
+        write_tools,
+        registered_clients,
+    )?;
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
@@ -179,6 +205,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
             blobs,
             keys: backends.keys.clone(),
         })
+        .merge(sign_in.map(SignIn::routes).unwrap_or_default())
         .merge(mcp_routes);
     Ok(App {
         router,
@@ -186,6 +213,68 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         metrics,
         context,
     })
+}
+
+/// The OAuth front of a Cognito deployment (`MCP_AUTH=cognito`): its metadata documents and,
+/// when on, client registration.
+struct SignIn {
+    /// This API's base URL, named as the authorization server.
+    issuer: String,
+    /// `<resource>/`: how the pool's resource server prefixes the product scopes.
+    scope_prefix: String,
+    metadata: AuthorizationServerMetadata,
+    registration: Option<Registration>,
+}
+
+impl SignIn {
+    fn new(config: &Config, backends: &Backends, store: Arc<dyn Store>) -> Option<Self> {
+        let front = config.oauth.as_ref()?;
+        // Config requires MCP_RESOURCE_URL with MCP_AUTH=cognito.
+        let resource = config.resource_url.as_deref()?;
+        let issuer = authorization_server::issuer_for(resource);
+        let scopes: Arc<[String]> = authorizer::cognito::prefixed_scopes(resource).into();
+        let registration = match (front.registration, &backends.user_pool) {
+            (Some(limits), Some(pool)) => Some(Registration {
+                pool: pool.clone(),
+                pool_id: front.pool_id.clone(),
+                limits,
+                scopes: scopes.clone(),
+                store,
+                login_style: front.managed_login,
+            }),
+            _ => None,
+        };
+        Some(Self {
+            metadata: AuthorizationServerMetadata::new(front, &issuer, &scopes),
+            scope_prefix: format!("{}/", resource.trim_end_matches('/')),
+            issuer,
+            registration,
+        })
+    }
+
+    fn routes(self) -> Router {
+        let document = self.metadata;
+        let serve = move || {
+            let document = document.clone();
+            async move { document.response() }
+        };
+        let mut router = Router::new();
+        for path in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/oauth-authorization-server/mcp",
+            "/.well-known/openid-configuration",
+            "/.well-known/openid-configuration/mcp",
+        ] {
+            router = router.route(path, get(serve.clone()));
+        }
+        match self.registration {
+            Some(registration) => router.route(
+                authorization_server::REGISTRATION_PATH,
+                post(registration::register).with_state(registration),
+            ),
+            None => router,
+        }
+    }
 }
 
 /// The task-capable tools (with the conformance fixtures' in that build) and how their

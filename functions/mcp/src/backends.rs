@@ -28,6 +28,9 @@ pub struct Backends {
     pub blobs: Arc<dyn BlobStore>,
     /// Starts task runs as asynchronous invocations (Lambda); `None` runs them in process.
     pub task_invoker: Option<Arc<LambdaInvoker>>,
+    /// The Cognito user pool's API, where MCP clients register themselves
+    /// (`MCP_OAUTH_REGISTRATION=on`); `None` otherwise.
+    pub user_pool: Option<aws_sdk_cognitoidentityprovider::Client>,
 }
 
 /// Why a backend could not be opened.
@@ -91,12 +94,19 @@ pub async fn open(config: &Config) -> Result<Backends, OpenError> {
             Some(Arc::new(LambdaInvoker::new(client, function.clone())))
         }
     };
+    let user_pool = match config.oauth.as_ref().and_then(|front| front.registration) {
+        Some(_) => Some(aws_sdk_cognitoidentityprovider::Client::new(
+            aws.sdk().await,
+        )),
+        None => None,
+    };
     Ok(Backends {
         keys,
         store,
         store_backend,
         blobs,
         task_invoker,
+        user_pool,
     })
 }
 

@@ -6,6 +6,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
+use authorizer::cognito::CognitoSettings;
 use clap::Parser;
 
 /// The key used when `MCP_SIGNING_KEY` is unset: fine on a laptop, never in a deployment.
@@ -95,7 +96,38 @@ pub enum AuthSettings {
         jwks_url: Option<String>,
         /// `MCP_AUTH_LEEWAY_SECS`: clock skew tolerated on `exp`/`nbf`.
         leeway: Duration,
+        /// `MCP_AUTH=cognito`: the pool's access tokens instead of audience-bound ones (the
+        /// issuer and JWKS URL above default to the pool's; the audience is the identifier of
+        /// the pool's resource server).
+        cognito: Option<CognitoSettings>,
     },
+}
+
+/// The OAuth authorization-server front a Cognito deployment keeps (`MCP_AUTH=cognito`): the
+/// RFC 8414 metadata MCP clients accept, and optionally RFC 7591 registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthFront {
+    /// The pool's hosted sign-in domain, e.g. `https://auth.example.com`
+    /// (`MCP_AUTH_COGNITO_DOMAIN`).
+    pub domain: String,
+    pub pool_id: String,
+    /// The pool's issuer URL (its key set is `<issuer>/.well-known/jwks.json`).
+    pub pool_issuer: String,
+    /// `None` unless `MCP_OAUTH_REGISTRATION=on`.
+    pub registration: Option<RegistrationLimits>,
+    /// The domain signs in with managed login, where a client needs a sign-in page style of
+    /// its own: each registered client gets the default one
+    /// (`MCP_AUTH_COGNITO_MANAGED_LOGIN`, `on` unless `off`: the classic hosted UI).
+    pub managed_login: bool,
+}
+
+/// How many clients may register, and how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationLimits {
+    /// Clients this server may have created in the pool (`MCP_OAUTH_REGISTRATION_MAX_CLIENTS`).
+    pub max_clients: u32,
+    /// Registrations per source address per hour (`MCP_OAUTH_REGISTRATION_PER_HOUR`).
+    pub per_hour: u32,
 }
 
 /// Per-caller request rate (`MCP_RATE_LIMIT_*`): a token bucket per principal.
@@ -152,6 +184,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub auth: AuthSettings,
+    /// The Cognito sign-in front; `None` unless `MCP_AUTH=cognito`.
+    pub oauth: Option<OAuthFront>,
     /// `None` when `MCP_RATE_LIMIT_PER_SEC=0`.
     pub rate_limit: Option<RateLimitSettings>,
     /// How long one tool call may run before it is cancelled (`MCP_TOOL_TIMEOUT_SECS`).
@@ -406,6 +440,7 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
 
         let auth = auth_settings(flags.no_auth, env, profile, resource_url.as_deref())?;
+        let oauth = oauth_front(env, &auth)?;
         let rate_limit = rate_limit_settings(env, profile)?;
         let timeout = lookup("MCP_TOOL_TIMEOUT_SECS").unwrap_or("30");
         let tool_timeout = parse_seconds("MCP_TOOL_TIMEOUT_SECS", timeout, 1)?;
@@ -490,6 +525,7 @@ impl Config {
             shutdown_grace,
             log_format,
             auth,
+            oauth,
             rate_limit,
             tool_timeout,
             metrics_bind,
@@ -751,7 +787,7 @@ fn auth_settings(
         lookup("MCP_AUTH").unwrap_or("jwt")
     };
     match (mode, profile) {
-        ("jwt", _) => {}
+        ("jwt" | "cognito", _) => {}
         ("off", Profile::Server) => return Ok(AuthSettings::Off),
         ("off", Profile::Lambda) => {
             return Err(invalid(
@@ -760,19 +796,30 @@ fn auth_settings(
                 "is not allowed on Lambda: every deployed request must carry a verified token",
             ));
         }
-        _ => return Err(invalid("MCP_AUTH", mode, "expected jwt or off")),
+        _ => return Err(invalid("MCP_AUTH", mode, "expected jwt, cognito or off")),
     }
     let lambda = profile == Profile::Lambda;
-    let issuer = match lookup("MCP_AUTH_ISSUER") {
-        Some(issuer) => issuer.to_owned(),
-        None if lambda => {
+    let cognito = CognitoSettings::from_lookup(|var| lookup(var).map(str::to_owned))
+        .map_err(|error| from_auth_error(env, error))?;
+    if cognito.is_some() && resource_url.is_none() {
+        return Err(invalid(
+            "MCP_RESOURCE_URL",
+            "",
+            "is required with MCP_AUTH=cognito: this resource's URL, the identifier of the \
+             pool's resource server",
+        ));
+    }
+    let issuer = match (lookup("MCP_AUTH_ISSUER"), &cognito) {
+        (Some(issuer), _) => issuer.to_owned(),
+        (None, Some(pool)) => pool.pool_issuer.clone(),
+        (None, None) if lambda => {
             return Err(invalid(
                 "MCP_AUTH_ISSUER",
                 "",
                 "is required on Lambda: the `iss` of the tokens this function accepts",
             ));
         }
-        None => authorizer::mint::DEFAULT_ISSUER.to_owned(),
+        (None, None) => authorizer::mint::DEFAULT_ISSUER.to_owned(),
     };
     let audience = match (lookup("MCP_AUTH_AUDIENCE"), resource_url) {
         (Some(audience), _) => http_url("MCP_AUTH_AUDIENCE", audience)?,
@@ -788,7 +835,8 @@ fn auth_settings(
     };
     let jwks_url = lookup("MCP_AUTH_JWKS_URL")
         .map(|url| http_url("MCP_AUTH_JWKS_URL", url))
-        .transpose()?;
+        .transpose()?
+        .or_else(|| cognito.as_ref().map(CognitoSettings::jwks_url));
     let leeway = lookup("MCP_AUTH_LEEWAY_SECS").unwrap_or("30");
     let leeway = parse_bounded_seconds("MCP_AUTH_LEEWAY_SECS", leeway, 0, 300)?;
     Ok(AuthSettings::Jwt {
@@ -796,7 +844,86 @@ fn auth_settings(
         audience,
         jwks_url,
         leeway,
+        cognito,
     })
+}
+
+/// An error of the settings the authorizer crate reads, as this crate's.
+fn from_auth_error(env: &HashMap<String, String>, error: authorizer::ConfigError) -> ConfigError {
+    match error {
+        authorizer::ConfigError::Missing { name } => {
+            invalid(name, "", "is required with MCP_AUTH=cognito")
+        }
+        authorizer::ConfigError::Invalid { name, reason } => {
+            invalid(name, get(env, name).unwrap_or(""), reason)
+        }
+        other => invalid("MCP_AUTH", "cognito", other.to_string()),
+    }
+}
+
+/// `MCP_AUTH_COGNITO_DOMAIN` and the registration limits, for `MCP_AUTH=cognito`.
+fn oauth_front(
+    env: &HashMap<String, String>,
+    auth: &AuthSettings,
+) -> Result<Option<OAuthFront>, ConfigError> {
+    let lookup = |var: &str| get(env, var);
+    let AuthSettings::Jwt {
+        cognito: Some(pool),
+        ..
+    } = auth
+    else {
+        return Ok(None);
+    };
+    let domain = lookup("MCP_AUTH_COGNITO_DOMAIN").ok_or_else(|| {
+        invalid(
+            "MCP_AUTH_COGNITO_DOMAIN",
+            "",
+            "is required with MCP_AUTH=cognito: the pool's sign-in domain, e.g. \
+             https://auth.example.com",
+        )
+    })?;
+    let domain = http_url("MCP_AUTH_COGNITO_DOMAIN", domain)?;
+    if domain.ends_with('/') || domain.contains(['?', '#']) {
+        return Err(invalid(
+            "MCP_AUTH_COGNITO_DOMAIN",
+            &domain,
+            "expected the domain's base URL, without a trailing slash, query or fragment",
+        ));
+    }
+    let limit = |var: &'static str, default: &str| {
+        let value = lookup(var).unwrap_or(default);
+        value
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| invalid(var, value, "expected a whole number from 1 to 10000"))
+    };
+    let registration = if pool.registration {
+        Some(RegistrationLimits {
+            max_clients: limit("MCP_OAUTH_REGISTRATION_MAX_CLIENTS", "50")?,
+            per_hour: limit("MCP_OAUTH_REGISTRATION_PER_HOUR", "10")?,
+        })
+    } else {
+        None
+    };
+    let managed_login = match lookup("MCP_AUTH_COGNITO_MANAGED_LOGIN").unwrap_or("on") {
+        "on" => true,
+        "off" => false,
+        other => {
+            return Err(invalid(
+                "MCP_AUTH_COGNITO_MANAGED_LOGIN",
+                other,
+                "expected on or off",
+            ));
+        }
+    };
+    Ok(Some(OAuthFront {
+        domain,
+        pool_id: pool.pool_id.clone(),
+        pool_issuer: pool.pool_issuer.clone(),
+        registration,
+        managed_login,
+    }))
 }
 
 /// `MCP_RATE_LIMIT_PER_SEC` (default 20; 0 turns limiting off), `MCP_RATE_LIMIT_BURST`
@@ -987,6 +1114,7 @@ mod tests {
                 audience: "https://api.example.com/mcp".into(),
                 jwks_url: None,
                 leeway: Duration::from_secs(30),
+                cognito: None,
             }
         );
         assert_eq!(
@@ -1009,6 +1137,7 @@ mod tests {
                 audience: "http://127.0.0.1:8080/mcp".into(),
                 jwks_url: None,
                 leeway: Duration::from_secs(30),
+                cognito: None,
             }
         );
         assert_eq!(config.rate_limit.map(|limit| limit.shared), Some(false));
@@ -1120,6 +1249,165 @@ mod tests {
         }
     }
 
+    /// The settings of a Cognito deployment on the server, with `extra` on top.
+    fn cognito(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut env: HashMap<String, String> = [
+            ("MCP_AUTH", "cognito"),
+            ("MCP_AUTH_COGNITO_USER_POOL_ID", "us-east-1_Pool1"),
+            ("MCP_AUTH_COGNITO_CLIENT_IDS", "client1"),
+            ("MCP_AUTH_COGNITO_DOMAIN", "https://auth.example.com"),
+            ("MCP_RESOURCE_URL", "https://api.example.com/prod/mcp"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (key, value) in extra {
+            env.insert((*key).to_owned(), (*value).to_owned());
+        }
+        env.retain(|_, value| !value.is_empty());
+        Config::from_sources(Flags::default(), &env)
+    }
+
+    #[test]
+    fn cognito_takes_issuer_and_keys_from_the_pool() {
+        let config = cognito(&[]).expect("valid");
+        let AuthSettings::Jwt {
+            issuer,
+            audience,
+            jwks_url,
+            cognito: Some(pool),
+            ..
+        } = &config.auth
+        else {
+            panic!("cognito settings: {:?}", config.auth)
+        };
+        assert_eq!(
+            issuer,
+            "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool1"
+        );
+        assert_eq!(audience, "https://api.example.com/prod/mcp");
+        assert_eq!(
+            jwks_url.as_deref(),
+            Some(
+                "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool1/.well-known/jwks.json"
+            )
+        );
+        assert_eq!(pool.client_ids, ["client1"]);
+        let front = config.oauth.expect("a sign-in front");
+        assert_eq!(front.domain, "https://auth.example.com");
+        assert_eq!(front.registration, None);
+        assert!(front.managed_login);
+        let registering = cognito(&[
+            ("MCP_OAUTH_REGISTRATION", "on"),
+            ("MCP_AUTH_COGNITO_CLIENT_IDS", ""),
+        ])
+        .expect("valid");
+        assert_eq!(
+            registering.oauth.and_then(|front| front.registration),
+            Some(RegistrationLimits {
+                max_clients: 50,
+                per_hour: 10
+            })
+        );
+        assert_eq!(config_default_oauth(), None);
+    }
+
+    fn config_default_oauth() -> Option<OAuthFront> {
+        Config::from_sources(Flags::default(), &HashMap::new())
+            .expect("valid")
+            .oauth
+    }
+
+    #[test]
+    fn malformed_cognito_settings_name_their_variable() {
+        let cases = [
+            (
+                vec![("MCP_RESOURCE_URL", "")],
+                "MCP_RESOURCE_URL",
+                "is required with MCP_AUTH=cognito: this resource's URL, the identifier of the pool's resource server",
+            ),
+            (
+                vec![("MCP_AUTH_COGNITO_USER_POOL_ID", "")],
+                "MCP_AUTH_COGNITO_USER_POOL_ID",
+                "is required with MCP_AUTH=cognito",
+            ),
+            (
+                vec![("MCP_AUTH_COGNITO_USER_POOL_ID", "pool")],
+                "MCP_AUTH_COGNITO_USER_POOL_ID",
+                "\"pool\" is not a user pool id (<region>_<id>)",
+            ),
+            (
+                vec![("MCP_AUTH_COGNITO_CLIENT_IDS", "")],
+                "MCP_AUTH_COGNITO_CLIENT_IDS (or MCP_OAUTH_REGISTRATION=on)",
+                "is required with MCP_AUTH=cognito",
+            ),
+            (
+                vec![("MCP_AUTH_COGNITO_CLIENT_IDS", "a/b")],
+                "MCP_AUTH_COGNITO_CLIENT_IDS",
+                "\"a/b\" is not an app client id",
+            ),
+            (
+                vec![("MCP_AUTH_COGNITO_DOMAIN", "")],
+                "MCP_AUTH_COGNITO_DOMAIN",
+                "is required with MCP_AUTH=cognito: the pool's sign-in domain, e.g. https://auth.example.com",
+            ),
+            (
+                vec![("MCP_AUTH_COGNITO_DOMAIN", "auth.example.com")],
+                "MCP_AUTH_COGNITO_DOMAIN",
+                "expected an absolute http:// or https:// URL",
+            ),
+            (
+                vec![("MCP_AUTH_COGNITO_DOMAIN", "https://auth.example.com/")],
+                "MCP_AUTH_COGNITO_DOMAIN",
+                "expected the domain's base URL, without a trailing slash, query or fragment",
+            ),
+            (
+                vec![("MCP_AUTH_COGNITO_MANAGED_LOGIN", "yes")],
+                "MCP_AUTH_COGNITO_MANAGED_LOGIN",
+                "expected on or off",
+            ),
+            (
+                vec![("MCP_OAUTH_REGISTRATION", "true")],
+                "MCP_OAUTH_REGISTRATION",
+                "\"true\" is not on or off",
+            ),
+            (
+                vec![
+                    ("MCP_OAUTH_REGISTRATION", "on"),
+                    ("MCP_OAUTH_REGISTRATION_MAX_CLIENTS", "0"),
+                ],
+                "MCP_OAUTH_REGISTRATION_MAX_CLIENTS",
+                "expected a whole number from 1 to 10000",
+            ),
+            (
+                vec![
+                    ("MCP_OAUTH_REGISTRATION", "on"),
+                    ("MCP_OAUTH_REGISTRATION_PER_HOUR", "lots"),
+                ],
+                "MCP_OAUTH_REGISTRATION_PER_HOUR",
+                "expected a whole number from 1 to 10000",
+            ),
+            (
+                vec![("MCP_AUTH", "jwt"), ("MCP_OAUTH_REGISTRATION", "on")],
+                "MCP_OAUTH_REGISTRATION",
+                "is on, which needs MCP_AUTH=cognito (the pool registers the clients)",
+            ),
+            (
+                vec![("MCP_AUTH", "oauth")],
+                "MCP_AUTH",
+                "expected jwt, cognito or off",
+            ),
+        ];
+        for (extra, var, reason) in cases {
+            let error = cognito(&extra).expect_err(var);
+            assert_eq!(
+                (error.var, error.reason.as_str()),
+                (var, reason),
+                "{extra:?}"
+            );
+        }
+    }
+
     #[test]
     fn flags_win_over_variables() {
         let env = HashMap::from([("MCP_BIND".to_owned(), "127.0.0.1:1".to_owned())]);
@@ -1180,7 +1468,7 @@ mod tests {
                 "https://auth.example.com,auth.example.org",
                 "expected an absolute http:// or https:// URL",
             ),
-            ("MCP_AUTH", "maybe", "expected jwt or off"),
+            ("MCP_AUTH", "maybe", "expected jwt, cognito or off"),
             (
                 "MCP_AUTH_AUDIENCE",
                 "api.example.com/mcp",

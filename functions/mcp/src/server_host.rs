@@ -78,7 +78,13 @@ pub async fn serve(config: &Config, app: App, store: Arc<dyn Store>) -> io::Resu
     let purge = tokio::spawn(purge_expired(store));
     let shutdown = app.shutdown.clone();
     let grace = config.shutdown_grace;
-    let server = axum::serve(listener, app.router).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        // The peer address is what client registration budgets by.
+        app.router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         stop_signal().await;
         tracing::info!(
             grace_secs = grace.as_secs(),

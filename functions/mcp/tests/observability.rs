@@ -257,12 +257,12 @@ async fn active_sessions_follow_initialize_and_delete() {
         .body(Body::empty())
         .expect("request");
     let deleted = send(&service, as_alice(delete, "alice")).await;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_eq!(value(&metrics(&service).await, "mcp_active_sessions"), 0.0);
     assert_eq!(
         value(
             &metrics(&service).await,
-            r#"mcp_requests_total{method="DELETE",status="202"}"#
+            r#"mcp_requests_total{method="DELETE",status="204"}"#
         ),
         1.0
     );
@@ -319,6 +319,7 @@ async fn aws_service() -> AwsService {
             CursorCodec::new(TEST_KEY),
         )),
         task_invoker: None,
+        user_pool: None,
     };
     let config = Config::from_sources(Flags::default(), &HashMap::new()).expect("config");
     let app = app::build(&config, &backends, "server").expect("service builds");

@@ -23,7 +23,7 @@ use std::{
 
 use authorizer::{
     AuthError, Claims, Hs256KeyLoader, SCOPE_CALL, SCOPE_READ, SCOPE_WRITE, Verifier,
-    VerifierConfig,
+    VerifierConfig, cognito::ClientLookup,
 };
 use axum::{
     Json,
@@ -98,12 +98,14 @@ struct Verified {
 
 impl Auth {
     /// Builds the verifier for `settings` over the keyring's keys; `write_tools` names the
-    /// tools that need `mcp:write`.
+    /// tools that need `mcp:write`; `registered_clients` asks a Cognito pool about the
+    /// clients that registered here.
     pub fn new(
         settings: &AuthSettings,
         keyring: &Keyring,
         metadata: ResourceMetadata,
         write_tools: HashSet<String>,
+        registered_clients: Option<ClientLookup>,
     ) -> Result<Self, authorizer::ConfigError> {
         let bearer = match settings {
             AuthSettings::Off => {
@@ -118,12 +120,16 @@ impl Auth {
                 audience,
                 jwks_url,
                 leeway,
+                cognito,
             } => {
                 let keys = keyring.keys();
                 let mut config = VerifierConfig::new(issuer.clone(), audience.clone());
                 config.hs256_keys = keys.all().to_vec();
                 config.jwks_url = jwks_url.clone();
                 config.leeway = *leeway;
+                config.cognito = cognito
+                    .as_ref()
+                    .map(|pool| pool.rules(audience, registered_clients));
                 let verifier = Verifier::with_hs256_reload(config, reload_from(keyring.clone()))?;
                 Some(Arc::new(Bearer {
                     verifier,
@@ -367,8 +373,9 @@ pub async fn authorize(State(auth): State<Auth>, request: Request, next: Next) -
     if let Some(missing) = needed.iter().find(|scope| !grant.allows(scope)) {
         tracing::info!(scope = missing, "request refused: insufficient scope");
         // The challenge names every scope the call needs, so a client steps up once.
+        let required = needed.iter().map(|scope| auth.metadata.scope_name(scope));
         let error = AuthError::InsufficientScope {
-            required: needed.join(" "),
+            required: required.collect::<Vec<_>>().join(" "),
         };
         return auth.refusal(&request, &error);
     }

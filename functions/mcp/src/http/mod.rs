@@ -7,18 +7,23 @@
 //! 3. [`jsonrpc_guard`]: 413 for oversize bodies, JSON-RPC errors for non-JSON and batches.
 //! 4. [`auth::authorize`]: 403 when the token lacks the scope the message needs.
 //! 5. [`session_gate`]: checks a legacy `Mcp-Session-Id` against the store (404 if
-//!    unknown, expired or another principal's) and slides its expiry.
+//!    unknown, expired or another principal's) and slides its expiry; a `DELETE` that
+//!    ended its session answers 204.
 //! 6. [`json_response`]: answers a single-response SSE body as plain JSON.
 //!
 //! Each is an axum `from_fn` middleware, so tests drive them with `oneshot`.
-//! Beside them, [`protected_resource`] serves the RFC 9728 metadata documents.
+//! Beside them, [`protected_resource`] serves the RFC 9728 metadata documents and, for a
+//! Cognito deployment, [`authorization_server`] the RFC 8414 ones and [`registration`] the
+//! RFC 7591 endpoint.
 
 pub mod auth;
+pub mod authorization_server;
 pub mod json_response;
 pub mod jsonrpc_guard;
 pub mod observe;
 pub mod protected_resource;
 pub mod rate_limit;
+pub mod registration;
 pub mod session_gate;
 
 use axum::{

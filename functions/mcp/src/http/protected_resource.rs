@@ -29,18 +29,34 @@ pub struct ResourceMetadata {
     pub authorization_servers: Vec<String>,
     /// Scheme used when the resource is derived from the request's `Host`.
     pub scheme: &'static str,
+    /// How the authorization server names the product scopes: `None` as they are, or the
+    /// prefix a Cognito resource server puts in front (`<resource>/`).
+    pub scope_prefix: Option<String>,
 }
 
 #[derive(Serialize)]
 struct Document<'a> {
     resource: String,
     authorization_servers: &'a [String],
-    scopes_supported: [&'static str; 3],
+    scopes_supported: Vec<String>,
     bearer_methods_supported: [&'static str; 1],
     resource_name: &'static str,
 }
 
 impl ResourceMetadata {
+    /// A product scope as clients must ask the authorization server for it.
+    pub fn scope_name(&self, scope: &str) -> String {
+        match &self.scope_prefix {
+            Some(prefix) => format!("{prefix}{scope}"),
+            None => scope.to_owned(),
+        }
+    }
+
+    /// Every product scope, as clients ask for them.
+    pub fn scope_names(&self) -> Vec<String> {
+        SCOPES.iter().map(|scope| self.scope_name(scope)).collect()
+    }
+
     /// This resource's identifier as clients address it.
     fn resource(&self, headers: &HeaderMap) -> Option<String> {
         if let Some(resource) = &self.resource {
@@ -75,7 +91,7 @@ pub async fn metadata(State(metadata): State<ResourceMetadata>, headers: HeaderM
     let document = Document {
         resource,
         authorization_servers: &metadata.authorization_servers,
-        scopes_supported: SCOPES,
+        scopes_supported: metadata.scope_names(),
         bearer_methods_supported: ["header"],
         resource_name: "MCP server",
     };

@@ -145,6 +145,7 @@ pub fn backends(
         store_backend,
         blobs,
         task_invoker: None,
+        user_pool: None,
     }
 }
 
