@@ -205,7 +205,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
             blobs,
             keys: backends.keys.clone(),
         })
-        .merge(sign_in.map(SignIn::routes).unwrap_or_default())
+        .merge(SignIn::routes(sign_in))
         .merge(mcp_routes);
     Ok(App {
         router,
@@ -252,11 +252,21 @@ impl SignIn {
         })
     }
 
-    fn routes(self) -> Router {
-        let document = self.metadata;
+    /// The metadata paths and the registration endpoint; where they are off they answer 404
+    /// (not the 401 of the `/mcp` layers), so a client's discovery moves on.
+    fn routes(sign_in: Option<Self>) -> Router {
+        let (metadata, registration) = match sign_in {
+            Some(sign_in) => (Some(sign_in.metadata), sign_in.registration),
+            None => (None, None),
+        };
         let serve = move || {
-            let document = document.clone();
-            async move { document.response() }
+            let metadata = metadata.clone();
+            async move {
+                match metadata {
+                    Some(document) => document.response(),
+                    None => not_found("this server has no authorization server of its own"),
+                }
+            }
         };
         let mut router = Router::new();
         for path in [
@@ -267,14 +277,20 @@ impl SignIn {
         ] {
             router = router.route(path, get(serve.clone()));
         }
-        match self.registration {
-            Some(registration) => router.route(
-                authorization_server::REGISTRATION_PATH,
-                post(registration::register).with_state(registration),
-            ),
-            None => router,
-        }
+        let register = match registration {
+            Some(registration) => post(registration::register).with_state(registration),
+            None => post(|| async { not_found("client registration is off") }),
+        };
+        router.route(authorization_server::REGISTRATION_PATH, register)
     }
+}
+
+fn not_found(why: &'static str) -> axum::response::Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "not_found", "error_description": why })),
+    )
+        .into_response()
 }
 
 /// The task-capable tools (with the conformance fixtures' in that build) and how their

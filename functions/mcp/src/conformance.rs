@@ -319,6 +319,7 @@ fn fixture_tools() -> Vec<Tool> {
         })),
     ));
     tools.extend(TASK_TOOLS.iter().map(TaskTool::definition));
+    tools.iter_mut().for_each(crate::tools::schema::portable);
     tools
 }
 
@@ -1763,6 +1764,25 @@ mod tests {
         let tools = fixture_tools();
         let names: HashSet<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
         assert_eq!(names.len(), tools.len());
+    }
+
+    #[test]
+    fn every_advertised_schema_is_plain_portable_json_schema() {
+        let mut tools = crate::tools::product_tools().list_all();
+        tools.extend(fixture_tools());
+        assert_eq!(
+            crate::tools::schema::portability_problems(&tools),
+            Vec::<String>::new()
+        );
+        // The 2020-12 fixture is advertised as written: it is what its scenario checks.
+        let fixture = tools
+            .iter()
+            .find(|tool| tool.name == "json_schema_2020_12_tool")
+            .expect("the 2020-12 fixture");
+        assert_eq!(
+            Value::Object((*fixture.input_schema).clone()),
+            json_schema_2020_12()
+        );
     }
 
     #[test]

@@ -642,7 +642,7 @@ async fn no_auth_is_explicit_and_serves_everyone_as_anonymous() {
         .expect_err("unknown mode");
     assert_eq!(
         (error.var, error.reason.as_str()),
-        ("MCP_AUTH", "expected jwt or off")
+        ("MCP_AUTH", "expected jwt, cognito or off")
     );
 }
 
@@ -694,4 +694,167 @@ async fn a_caller_over_the_rate_gets_429_with_retry_after_and_others_do_not() {
         let refused = send(&app, request(None, "tools/list", json!({}))).await;
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     }
+}
+
+// ─── Sign-in with a Cognito pool ───────────────────────────────────────────
+
+const POOL_ISSUER: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool1";
+const COGNITO_RESOURCE: &str = "https://api.example.com/prod/mcp";
+
+/// A server in Cognito mode whose pool keys are served by `jwks`.
+async fn cognito_app(jwks: &tokens::JwksServer) -> TestApp {
+    app_with(
+        Flags::default(),
+        &[
+            ("MCP_AUTH", "cognito"),
+            ("MCP_AUTH_COGNITO_USER_POOL_ID", "us-east-1_Pool1"),
+            ("MCP_AUTH_COGNITO_CLIENT_IDS", "stackclient1"),
+            ("MCP_AUTH_COGNITO_DOMAIN", "https://auth.example.com"),
+            ("MCP_RESOURCE_URL", COGNITO_RESOURCE),
+            ("MCP_AUTH_JWKS_URL", &jwks.url),
+        ],
+        common::test_keys(),
+    )
+    .await
+}
+
+/// A pool access token for the stack's client with `scope`, `overrides` on top.
+fn pool_token(scope: &str, overrides: Value) -> String {
+    let mut claims = tokens::claims(json!({
+        "iss": POOL_ISSUER,
+        "aud": null,
+        "token_use": "access",
+        "client_id": "stackclient1",
+        "scope": scope,
+    }));
+    if let (Some(claims), Some(overrides)) = (claims.as_object_mut(), overrides.as_object()) {
+        claims.extend(overrides.clone());
+    }
+    format!("Bearer {}", tokens::rs256(Some("rsa-1"), &claims))
+}
+
+async fn get_json(app: &TestApp, path: &str) -> Reply {
+    let get = Request::get(path)
+        .header("host", "api.example.com")
+        .body(Body::empty())
+        .expect("request");
+    send(app, get).await
+}
+
+#[tokio::test]
+async fn a_cognito_deployment_serves_metadata_clients_accept_at_every_discovery_path() {
+    let jwks = tokens::JwksServer::start(&tokens::jwks_with(&["rsa-1"])).await;
+    let app = cognito_app(&jwks).await;
+    let scopes: Vec<String> = ["mcp:read", "mcp:call", "mcp:write"]
+        .iter()
+        .map(|scope| format!("{COGNITO_RESOURCE}/{scope}"))
+        .collect();
+    let resource = get_json(&app, "/.well-known/oauth-protected-resource/mcp").await;
+    assert_eq!(
+        resource.json()["authorization_servers"],
+        json!(["https://api.example.com/prod"])
+    );
+    assert_eq!(resource.json()["scopes_supported"], json!(scopes));
+    let expected = json!({
+        "issuer": "https://api.example.com/prod",
+        "authorization_endpoint": "https://auth.example.com/oauth2/authorize",
+        "token_endpoint": "https://auth.example.com/oauth2/token",
+        "revocation_endpoint": "https://auth.example.com/oauth2/revoke",
+        "userinfo_endpoint": "https://auth.example.com/oauth2/userInfo",
+        "jwks_uri": format!("{POOL_ISSUER}/.well-known/jwks.json"),
+        "scopes_supported": scopes,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    });
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/mcp",
+        "/.well-known/openid-configuration",
+        "/.well-known/openid-configuration/mcp",
+    ] {
+        let reply = get_json(&app, path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert_eq!(reply.json(), expected, "{path}");
+    }
+    // Registration is off unless asked for; token mode serves no authorization server.
+    let register = Request::post("/register")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"redirect_uris":["https://a.example/cb"]}"#))
+        .expect("request");
+    assert_eq!(send(&app, register).await.status, StatusCode::NOT_FOUND);
+    let token_mode = default_app().await;
+    let reply = get_json(&token_mode, "/.well-known/oauth-authorization-server").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pool_access_tokens_are_mapped_and_other_pool_tokens_refused_exactly() {
+    let jwks = tokens::JwksServer::start(&tokens::jwks_with(&["rsa-1"])).await;
+    let app = cognito_app(&jwks).await;
+    let everything = ["mcp:read", "mcp:call", "mcp:write"]
+        .map(|scope| format!("{COGNITO_RESOURCE}/{scope}"))
+        .join(" ");
+    let alice = pool_token(&everything, json!({}));
+    let echo = call(&app, &alice, "echo", json!({"message": "hi"})).await;
+    assert_eq!(echo["structuredContent"]["message"], "hi", "{echo}");
+
+    // What a direct sign-in gives: a valid token that grants nothing here.
+    let scopeless = pool_token("aws.cognito.signin.user.admin", json!({}));
+    let reply = rpc(&app, &scopeless, "tools/list", json!({})).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        header(&reply, "www-authenticate"),
+        format!(
+            "Bearer resource_metadata=\"https://api.example.com/prod/.well-known/oauth-protected-resource/mcp\", \
+             error=\"insufficient_scope\", error_description=\"the token lacks the `{COGNITO_RESOURCE}/mcp:read` scope\", \
+             scope=\"{COGNITO_RESOURCE}/mcp:read\""
+        )
+    );
+    let refused = [
+        (
+            pool_token(
+                &everything,
+                json!({"token_use": "id", "aud": "stackclient1"}),
+            ),
+            "the token is not an access token (token_use)",
+        ),
+        (
+            pool_token(&everything, json!({"client_id": "otherclient"})),
+            "the token's client is not one this server accepts",
+        ),
+        (
+            pool_token(
+                &everything,
+                json!({"iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other"}),
+            ),
+            "the token was issued by another issuer",
+        ),
+        (
+            bearer("alice", ALL_SCOPES),
+            "the token was issued by another issuer",
+        ),
+    ];
+    for (token, description) in refused {
+        let reply = rpc(
+            &app,
+            &token,
+            "tools/call",
+            json!({"name": "state_set", "arguments": {"key": "k", "value": 1}}),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{description}");
+        assert_eq!(
+            reply.json(),
+            json!({"error": "invalid_token", "error_description": description})
+        );
+    }
+    // None of the refused calls wrote anything.
+    let get = call(&app, &alice, "state_get", json!({"key": "k"})).await;
+    assert_eq!(get["isError"], true, "{get}");
 }

@@ -146,12 +146,19 @@ async fn a_legacy_session_lives_until_deleted() {
     let echoed = call(&app, &id, "echo", json!({"message": "hello"})).await;
     assert_eq!(echoed["structuredContent"], json!({"message": "hello"}));
 
-    let mut delete = Request::delete("/mcp").header("host", "localhost");
-    for (name, value) in session(&id) {
-        delete = delete.header(name, value);
-    }
-    let deleted = send(&app, delete.body(Body::empty()).expect("request")).await;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    let delete = || {
+        let mut delete = Request::delete("/mcp").header("host", "localhost");
+        for (name, value) in session(&id) {
+            delete = delete.header(name, value);
+        }
+        delete.body(Body::empty()).expect("request")
+    };
+    // Done, not merely accepted: 204 with no body (clients such as the Python SDK
+    // report a 202 as a failed termination), and the record is gone already.
+    let deleted = send(&app, delete()).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    assert!(deleted.body.is_empty(), "{}", deleted.body);
+    assert!(app.store.load_session(&id).await.expect("load").is_none());
 
     let after = send(
         &app,
@@ -160,6 +167,9 @@ async fn a_legacy_session_lives_until_deleted() {
     .await;
     assert_eq!(after.status, StatusCode::NOT_FOUND);
     assert_eq!(after.error_code(), -32001);
+    let again = send(&app, delete()).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.error_code(), -32001);
 }
 
 #[tokio::test]

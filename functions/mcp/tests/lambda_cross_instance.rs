@@ -245,7 +245,7 @@ async fn a_session_opened_on_one_instance_works_on_the_other_until_deleted() {
     );
 
     let deleted = b.url("DELETE", Some(&session), None).await;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED.as_u16());
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT.as_u16());
     for instance in [&a, &b] {
         let after = instance
             .url(

@@ -415,7 +415,7 @@ async fn a_legacy_session_is_served_and_ended_through_events() {
     let deleted = lambda
         .invoke(function_url_event("DELETE", "/mcp", &session_headers, None))
         .await;
-    assert_eq!(status(&deleted), 202, "{deleted}");
+    assert_eq!(status(&deleted), 204, "{deleted}");
     let after = lambda
         .invoke(function_url_event(
             "POST",

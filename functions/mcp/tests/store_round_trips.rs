@@ -271,7 +271,7 @@ async fn a_warm_legacy_call_costs_one_get_item() {
         delete = delete.header(name, value);
     }
     let deleted = send(&app.router, delete.body(Body::empty()).expect("request")).await;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     eprintln!("2025-11-25 DELETE /mcp: {:?}", app.calls.take());
     assert_eq!(app.store.load_session(&id).await.expect("load"), None);
     app.calls.take();

@@ -14,13 +14,17 @@
 //! A request in a session whose answer is dropped before it ended (the client closed the
 //! stream) is cancelled as if the client had sent `notifications/cancelled`: rmcp cancels
 //! stateless requests whose stream goes away, not session ones.
+//!
+//! A `DELETE` that ends a session answers 204 No Content: the session is closed and its
+//! record deleted before the answer leaves. rmcp answers 202 Accepted ("taken, not done
+//! yet"), which clients such as the official Python SDK report as a failed termination.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{StatusCode, header},
+    http::{Method, StatusCode, header},
     middleware::Next,
     response::Response,
 };
@@ -163,6 +167,7 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
         )
         .await;
     }
+    let ends_session = request.method() == Method::DELETE;
     let cancel = match (&session, request.extensions().get::<RpcMessage>()) {
         (Some(record), Some(RpcMessage { id: Some(id), .. })) => Some(CancelOnDrop {
             sessions: gate.local.clone(),
@@ -172,9 +177,12 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
         }),
         _ => None,
     };
-    let response = RequestScope { principal, session }
+    let mut response = RequestScope { principal, session }
         .run(next.run(request))
         .await;
+    if ends_session && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
     match cancel {
         Some(cancel) => cancel.until_answered(response),
         None => response,

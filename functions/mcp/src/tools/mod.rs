@@ -12,6 +12,7 @@ mod echo;
 mod file_write;
 mod get_time;
 mod health_check;
+pub(crate) mod schema;
 mod state_delete;
 mod state_export;
 mod state_get;
@@ -34,9 +35,10 @@ use crate::{
     store::{StoreError, feed::Change},
 };
 
-/// Every product tool; the one place a new tool is registered.
+/// Every product tool; the one place a new tool is registered. Their schemas are
+/// advertised in their most portable spelling (see [`schema`]).
 pub(crate) fn product_tools() -> ToolRouter<McpServer> {
-    McpServer::health_check_router()
+    let mut router = McpServer::health_check_router()
         + McpServer::echo_router()
         + McpServer::get_time_router()
         + McpServer::state_get_router()
@@ -44,7 +46,11 @@ pub(crate) fn product_tools() -> ToolRouter<McpServer> {
         + McpServer::state_list_router()
         + McpServer::state_delete_router()
         + McpServer::file_write_router()
-        + McpServer::state_export_router()
+        + McpServer::state_export_router();
+    for route in router.map.values_mut() {
+        schema::portable(&mut route.attr);
+    }
+    router
 }
 
 /// The product tools that can run as tasks (SEP-2663), by name.
@@ -176,6 +182,24 @@ mod tests {
         assert_eq!(
             tools,
             ["file_write", "state_delete", "state_export", "state_set"]
+        );
+    }
+
+    #[test]
+    fn every_tool_schema_is_plain_portable_json_schema() {
+        let tools = product_tools().list_all();
+        assert!(tools.iter().any(|tool| tool.output_schema.is_some()));
+        assert_eq!(schema::portability_problems(&tools), Vec::<String>::new());
+        // What the bounds say stays: a version is a non-negative integer, or null.
+        let state_set = tools
+            .iter()
+            .find(|tool| tool.name == "state_set")
+            .expect("state_set");
+        let input = serde_json::Value::Object((*state_set.input_schema).clone());
+        assert_eq!(
+            input["properties"]["expected_version"]["anyOf"],
+            serde_json::json!([{ "type": "integer", "minimum": 0 }, { "type": "null" }]),
+            "{input}"
         );
     }
 
