@@ -223,6 +223,104 @@ step "operator script tests (health check against real servers, provisioning aga
 MCP_SERVER_BIN="$CARGO_TARGET_DIR/release/mcp-server" MCP_TOKEN_BIN="$CARGO_TARGET_DIR/release/mcp-token" \
   run_pytest script-tests "$tools/iac/bin/python" -m pytest -q -p no:cacheprovider tests/scripts
 
+# --- the official MCP clients ----------------------------------------------
+# The official clients against the product's mcp-server that `cargo test` built, with auth on
+# (each run sends a token of its own, minted by mcp-token, in the Authorization header): the
+# Python SDK (tests/interop/python_client.py) and the TypeScript SDK, 1.x and 2.x
+# (tests/interop/ts_client.mjs), on every wire each speaks, and the Inspector CLI. A run passes
+# when the client exits 0 and prints nothing on stderr; the drivers also fail on any warning
+# the SDK raises, logs or prints to the console.
+install_interop_tools() {
+  local marker="$tools/interop-node/.installed-sdk-1.32.2-client-2.4.0-inspector-2.12.0"
+  if [[ ! -e "$marker" ]]; then
+    mkdir -p "$tools/interop-node"
+    npm install --prefix "$tools/interop-node" --no-audit --no-fund --silent --save-exact \
+      @modelcontextprotocol/sdk@1.32.2 @modelcontextprotocol/client@2.4.0 @modelcontextprotocol/inspector@2.12.0
+    touch "$marker"
+  fi
+  marker="$tools/interop-py/.installed-mcp-2.3.0-$(sha256sum tests/interop/requirements.txt | cut -c1-12)"
+  if [[ ! -e "$marker" ]]; then
+    python3 -m venv "$tools/interop-py"
+    "$tools/interop-py/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+    touch "$marker"
+  fi
+}
+
+# Runs one client as `label` with its own token (in MCP_INTEROP_AUTHORIZATION); prints its summary.
+run_interop() {
+  local label="$1" status
+  shift
+  set +e
+  MCP_INTEROP_AUTHORIZATION="Bearer $(MCP_SIGNING_KEY="$interop_key" "$CARGO_TARGET_DIR/release/mcp-token" \
+    --sub "interop-$label" --scope "mcp:read mcp:call mcp:write" --iss mcp-dev --aud "$interop_url" 2>/dev/null)" \
+    "$@" >"$logs/interop-$label.log" 2>"$logs/interop-$label.err"
+  status=$?
+  set -e
+  grep -E '^(ok|FAILED) |^  ' "$logs/interop-$label.log" || true
+  if [[ "$status" -eq 0 && ! -s "$logs/interop-$label.err" ]]; then
+    ok 1
+  else
+    sed 's/^/  stderr: /' "$logs/interop-$label.err" | head -n 20
+    fail 1 "official client $label (exit $status; see $logs/interop-$label.log and .err)"
+  fi
+}
+
+# The Inspector CLI with one --method on one wire (`inspector_cli ERA METHOD [ARGS]`): checks its
+# JSON answer and prints a summary; anything it printed on stderr (its warnings, the schema
+# portability advisories among them) fails the run.
+inspector_cli() {
+  local era="$1" method="$2" answer printed="$logs/interop-inspector-$1-${2//\//-}.stderr"
+  shift 2
+  answer="$(HOME="$logs/interop-home" "$tools/interop-node/node_modules/.bin/mcp-inspector" --cli "$interop_url" \
+    --transport http --header "Authorization: $MCP_INTEROP_AUTHORIZATION" --protocol-era "$era" \
+    --method "$method" "$@" 2>"$printed")" || { cat "$printed" >&2; return 1; }
+  if [[ -s "$printed" ]]; then
+    printf 'FAILED inspector 2.12.0 %s %s: it printed\n' "$era" "$method"
+    sed 's/^/  /' "$printed"
+    return 1
+  fi
+  python3 -c 'import json, sys
+answer, era, method = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+if method == "tools/list":
+    names = [tool["name"] for tool in answer["tools"]]
+    assert "echo" in names, names
+    summary = f"{len(names)} tools"
+else:
+    assert answer["structuredContent"] == {"message": "interop"} and not answer["isError"], answer
+    summary = "echo answered"
+print(f"ok inspector 2.12.0 {era} {method}: {summary}; no warnings")' "$answer" "$era" "$method"
+}
+
+step "official MCP clients against mcp-server, auth on (Python SDK, TypeScript SDK 1.x and 2.x, Inspector CLI)"
+interop_started=$SECONDS
+install_interop_tools
+interop_key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+interop_port="$(free_port)"
+interop_url="http://127.0.0.1:$interop_port/mcp"
+start_background "$logs/interop-server.log" env MCP_BIND="127.0.0.1:$interop_port" MCP_METRICS_BIND=off \
+  MCP_STORE_URL="sqlite://$logs/interop.db" MCP_FILES_URL="file://$logs/interop-files" MCP_LOG_FORMAT=text \
+  RUST_LOG=warn MCP_SIGNING_KEY="$interop_key" MCP_AUTH_AUDIENCE="$interop_url" "$CARGO_TARGET_DIR/release/mcp-server"
+interop_server="${background_pids[-1]}"
+mkdir -p "$logs/interop-home"
+if wait_for_url "http://127.0.0.1:$interop_port/health/ready"; then
+  for wire in legacy modern; do
+    run_interop "python-$wire" "$tools/interop-py/bin/python" tests/interop/python_client.py "$interop_url" --wire "$wire"
+  done
+  for run in "1 legacy" "2 legacy" "2 modern"; do
+    read -r sdk wire <<<"$run"
+    run_interop "typescript-$sdk-$wire" node tests/interop/ts_client.mjs "$interop_url" \
+      --modules "$tools/interop-node" --sdk "$sdk" --wire "$wire"
+  done
+  for wire in legacy modern; do
+    run_interop "inspector-$wire-list" inspector_cli "$wire" tools/list
+    run_interop "inspector-$wire-call" inspector_cli "$wire" tools/call --tool-name echo --tool-arg message=interop
+  done
+else
+  fail 1 "mcp-server for the official clients did not become ready (see $logs/interop-server.log)"
+fi
+kill -- "-$interop_server" 2>/dev/null || true
+printf 'official clients: %ss\n' "$((SECONDS - interop_started))"
+
 # --- conformance ------------------------------------------------------------
 step "the conformance fixtures: unit tests, then the server build"
 run_cargo_tests fixture-test cargo test --release -p mcp-function --features conformance --lib conformance
@@ -427,6 +525,42 @@ step "cross-instance test (two emulated functions, one DynamoDB)"
 MCP_TEST_LAMBDA_AUTHORIZATION="Bearer $(mint_token "$lambda_key" e2e-1 "$lambda_audience" url-user)" \
   MCP_TEST_LAMBDA_A="$lambda_a" MCP_TEST_LAMBDA_B="$lambda_b" \
   run_cargo_tests lambda-cross-instance cargo test --release -p mcp-function --test lambda_cross_instance -- --ignored --nocapture
+
+# Sign-in through Amazon Cognito (MCP_AUTH=cognito) over user pools in moto, each created from the
+# template's own Cognito resources (tests/oauth/cognito_fixture.py). A fourth emulated function, D,
+# gets its pool first and the template's Cognito environment for it (the --env-var values override
+# lambda.env's issuer and audience). tests/oauth then starts mcp-servers of its own (the conformance
+# build, as the emulators run), each with its own pool, and checks both hosts' answers to every kind
+# of token, the OAuth metadata, client registration, and the official TypeScript SDK's OAuth helpers
+# (ts_oauth.mjs, from the official clients' folder). Tokens with the product's scopes are signed
+# with moto's pool key, as moto has no hosted sign-in.
+step "Cognito sign-in (mcp-server and emulated function D over user pools in moto, the TypeScript SDK's OAuth helpers)"
+cognito_started=$SECONDS
+install_interop_tools
+cognito_key="$("$tools/venv/bin/python" -c 'import pathlib, moto
+resources = pathlib.Path(moto.__file__).parent / "cognitoidp" / "resources"
+print(next(path for path in (resources / "jwks-private.json", resources / "jwks-private.json.gz") if path.exists()))')"
+lambda_d_port="$(free_port)"
+lambda_d="http://127.0.0.1:$lambda_d_port"
+cognito_tests=(env MCP_SERVER_BIN="$conformance_bin" MCP_TEST_COGNITO_KEY="$cognito_key"
+  MCP_TEST_NODE_MODULES="$tools/interop-node")
+if "$tools/iac/bin/python" tests/oauth/cognito_fixture.py --endpoint "$MCP_TEST_AWS_ENDPOINT" \
+  --base-url "http://localhost:$lambda_d_port" --name e2e --out "$logs/cognito-d.json"; then
+  mapfile -t cognito_env < <("$tools/iac/bin/python" -c 'import json, sys
+for name, value in json.load(open(sys.argv[1]))["env"].items():
+    print(f"--env-var={name}={value}")' "$logs/cognito-d.json")
+  start_emulator d "$lambda_d_port" "${cognito_env[@]}"
+  if wait_for_url "$lambda_d/lambda-url/mcp-lambda/health/ready" 3000; then
+    cognito_tests+=(MCP_TEST_COGNITO_LAMBDA="$lambda_d/lambda-url/mcp-lambda" MCP_TEST_COGNITO_LAMBDA_BED="$logs/cognito-d.json")
+  else
+    fail 1 "emulator D did not answer (see $logs/lambda-d.log)"
+  fi
+else
+  fail 1 "the Cognito pool of emulator D could not be created"
+fi
+# Without D its tests are skipped, and a skip counts as a failure here.
+run_pytest cognito-tests "${cognito_tests[@]}" "$tools/iac/bin/python" -m pytest -q -p no:cacheprovider tests/oauth
+printf 'Cognito sign-in: %ss\n' "$((SECONDS - cognito_started))"
 
 printf '\nlogs: %s\n' "$logs"
 printf '%s passed, %s failed\n' "$passed" "$failed"

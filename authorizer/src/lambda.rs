@@ -175,12 +175,17 @@ impl EnvConfig {
         config.jwks_url = self.jwks_url.clone();
         config.leeway = self.leeway;
         if let Some(pool) = &self.cognito {
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let lookup = registered_client_lookup(
-                aws_sdk_cognitoidentityprovider::Client::new(&sdk),
-                pool.pool_id.clone(),
-            );
-            config.cognito = Some(pool.rules(&self.audience, Some(lookup)));
+            // The pool's API is needed only to recognise clients that registered themselves.
+            let lookup = if pool.registration {
+                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                Some(registered_client_lookup(
+                    aws_sdk_cognitoidentityprovider::Client::new(&sdk),
+                    pool.pool_id.clone(),
+                ))
+            } else {
+                None
+            };
+            config.cognito = Some(pool.rules(&self.audience, lookup));
         }
         match &self.keys {
             KeySource::SigningKey(key) => {

@@ -3,7 +3,7 @@
 mod common;
 
 use authorizer::{
-    ConfigError, Verifier,
+    AuthError, ConfigError, Verifier,
     lambda::{AuthorizerError, EnvConfig, KeySource, handle_event},
 };
 use common::*;
@@ -462,5 +462,67 @@ fn write_tools_come_from_the_environment_and_are_checked() {
             ),
             "{bad}: {error:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_cognito_authorizer_allows_scoped_access_tokens_and_refuses_the_rest() {
+    let jwks = JwksServer::start(&jwks_with(&["rsa-1"])).await;
+    let pool_issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool1";
+    let config = EnvConfig::from_lookup(env(&[
+        ("MCP_AUTH", "cognito"),
+        ("MCP_AUTH_COGNITO_USER_POOL_ID", "eu-west-1_Pool1"),
+        ("MCP_AUTH_COGNITO_CLIENT_IDS", "stackclient1"),
+        ("MCP_AUTH_AUDIENCE", AUDIENCE),
+        ("MCP_AUTH_JWKS_URL", &jwks.url),
+        ("MCP_SIGNING_KEY", K1),
+    ]))
+    .expect("config");
+    assert_eq!(config.issuer, pool_issuer);
+    let verifier = config.verifier().await.expect("verifier");
+    let token = |scope: &str, overrides: Value| {
+        let mut claims = claims(json!({
+            "iss": pool_issuer, "aud": null, "token_use": "access",
+            "client_id": "stackclient1", "scope": scope,
+        }));
+        if let (Some(claims), Some(overrides)) = (claims.as_object_mut(), overrides.as_object()) {
+            claims.extend(overrides.clone());
+        }
+        format!("Bearer {}", rs256(Some("rsa-1"), &claims))
+    };
+    let scoped = token(
+        &format!("{AUDIENCE}/mcp:read {AUDIENCE}/mcp:call"),
+        json!({}),
+    );
+    let allowed = handle_event(&verifier, NO_WRITE_TOOLS, &rest_event(Some(&scoped)))
+        .await
+        .expect("policy");
+    assert_eq!(allowed["policyDocument"]["Statement"][0]["Effect"], "Allow");
+    // The function gets the product's names, as for any other token.
+    assert_eq!(allowed["context"]["scope"], "mcp:call mcp:read");
+
+    let scopeless = token("aws.cognito.signin.user.admin", json!({}));
+    let denied = handle_event(&verifier, NO_WRITE_TOOLS, &rest_event(Some(&scopeless)))
+        .await
+        .expect("policy");
+    assert_eq!(denied["policyDocument"]["Statement"][0]["Effect"], "Deny");
+
+    for (refused, error) in [
+        (
+            token(&format!("{AUDIENCE}/mcp:read"), json!({"token_use": "id"})),
+            AuthError::NotAnAccessToken,
+        ),
+        (
+            token(
+                &format!("{AUDIENCE}/mcp:read"),
+                json!({"client_id": "other1"}),
+            ),
+            AuthError::UnknownClient,
+        ),
+    ] {
+        match handle_event(&verifier, NO_WRITE_TOOLS, &rest_event(Some(&refused))).await {
+            Err(AuthorizerError::Unauthorized(got)) => assert_eq!(got, error),
+            other => panic!("expected Unauthorized({error}), got {other:?}"),
+        }
     }
 }

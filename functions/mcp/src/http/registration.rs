@@ -531,7 +531,13 @@ fn check_redirect_uri(uri: &str) -> Result<(), Refusal> {
     }
     match parsed.scheme_str() {
         Some("https") => Ok(()),
-        Some("http") if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => Ok(()),
+        Some("http")
+            if ["127.0.0.1", "localhost", "[::1]"]
+                .iter()
+                .any(|loopback| host.eq_ignore_ascii_case(loopback)) =>
+        {
+            Ok(())
+        }
         _ => Err(refuse(
             "is neither https nor loopback http (127.0.0.1 or localhost)",
         )),
@@ -634,8 +640,10 @@ mod tests {
 
     #[test]
     fn defaults_follow_rfc_7591() {
-        let client =
-            parse(json!({ "redirect_uris": ["http://127.0.0.1:33418/"] })).expect("accepted");
+        let client = parse(
+            json!({ "redirect_uris": ["http://127.0.0.1:33418/", "http://LOCALHOST:8080/cb"] }),
+        )
+        .expect("accepted");
         assert_eq!(client.grant_types, ["authorization_code"]);
         assert_eq!(client.token_auth, TokenAuth::SecretBasic);
         assert_eq!(client.scopes, offered());
