@@ -9,19 +9,24 @@
 #      metrics, logs and readiness, the mcp-server binary, the JWT authorizer
 #      (bad-token corpus, authorizer events, proptest, mcp-token); then shellcheck and
 #      the operator scripts' tests (tests/scripts: health check, cost report,
-#      provisioning menu, the compose tier through Debian's docker-compose)
+#      provisioning menu, the compose tier through Debian's docker-compose); then the official
+#      clients against mcp-server with auth on, failing on any warning they print: the Python SDK,
+#      the TypeScript SDK 1.x and 2.x, and the Inspector CLI (tests/interop)
 #   4. the official MCP conformance suite (Node 22, installed locally) against a
 #      freshly started mcp-server built with the `conformance` feature, with auth on:
 #      the runner sends no headers of its own, so it goes through `bearer_proxy`
 #      (functions/mcp/examples), which adds a token minted by `mcp-token`; both the
 #      2025-11-25 requirement set (0.1.16) and both wires incl. 2026-07-28 (0.2.0-alpha.12)
 #   5. the Lambda functions: `sam build` of the template (cargo lambda build --release of
-#      mcp-lambda and the JWT authorizer, x86_64 here), then three `cargo lambda watch` emulators
-#      over moto (A streams its answers with long-lived streams on, B buffers them, C streams with
-#      them off), each with an asynchronous-Invoke shim (scripts/lib/async_invoke.py) for the task
-#      runs the function starts by invoking itself: the time to first byte of a streamed answer,
-#      both conformance suites through A's function URL path (the 2026-07-28 one through C's too),
-#      and the cross-instance tests
+#      mcp-lambda and the JWT authorizer, x86_64 here), then `cargo lambda watch` emulators over
+#      moto (A streams its answers with long-lived streams on, B buffers them, C streams with
+#      them off, D signs in with a Cognito pool), each with an asynchronous-Invoke shim
+#      (scripts/lib/async_invoke.py) for the task runs the function starts by invoking itself:
+#      the time to first byte of a streamed answer, both conformance suites through A's function
+#      URL path (the 2026-07-28 one through C's too), the cross-instance tests, and sign-in with
+#      Cognito through mcp-server and D (tests/oauth: pools made from the template's resources,
+#      every kind of token, the OAuth metadata, client registration, the TypeScript SDK's OAuth
+#      helpers)
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 #
 # Environment:
