@@ -348,14 +348,16 @@ mint_token() {
 }
 
 # The suite sends hundreds of requests a second as one caller: the per-caller rate
-# limit is off for it (tests/auth_http.rs and the store suite cover the limiter).
+# limit is off for it (tests/auth_http.rs and the store suite cover the limiter). Its
+# scenarios each open a legacy session and leave it open, so the cap on one caller's
+# sessions is at its most (tests/http_service.rs and the store suite cover the cap).
 server_key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 port="$(free_port)"
 server_proxy_port="$(free_port)"
 start_background "$logs/server.log" env MCP_BIND="127.0.0.1:$port" MCP_STORE_URL="sqlite://$logs/conformance.db" \
   MCP_FILES_URL="file://$logs/conformance-files" MCP_LOG_FORMAT=text RUST_LOG=warn \
   MCP_SIGNING_KEY="$server_key" MCP_AUTH_AUDIENCE="http://localhost:$server_proxy_port/mcp" \
-  MCP_RATE_LIMIT_PER_SEC=0 "$conformance_bin"
+  MCP_RATE_LIMIT_PER_SEC=0 MCP_MAX_SESSIONS_PER_CALLER=256 "$conformance_bin"
 wait_for_url "http://127.0.0.1:$port/health/ready" || fail 1 "mcp-server did not become ready"
 server_token="$(mint_token "$server_key" "" "http://localhost:$server_proxy_port/mcp")"
 start_background "$logs/proxy-server.log" env MCP_PROXY_AUTHORIZATION="Bearer $server_token" \
@@ -450,7 +452,8 @@ python3 scripts/lib/aws_fixtures.py --endpoint "$MCP_TEST_AWS_ENDPOINT" \
 lambda_proxy_port="$(free_port)"
 lambda_audience="http://localhost:$lambda_proxy_port/mcp"
 # Function URLs have no authorizer in front: the function verifies tokens itself.
-# Rate limiting is off for the suites' bursts, as for mcp-server above.
+# Rate limiting is off for the suites' bursts and the session cap at its most, as for
+# mcp-server above.
 cat >"$logs/lambda.env" <<EOF
 MCP_STORE_URL=dynamodb://mcp-e2e
 MCP_FILES_URL=s3://mcp-e2e-files
@@ -459,6 +462,7 @@ MCP_ALLOWED_HOSTS=localhost,127.0.0.1
 MCP_AUTH_ISSUER=mcp-dev
 MCP_AUTH_AUDIENCE=$lambda_audience
 MCP_RATE_LIMIT_PER_SEC=0
+MCP_MAX_SESSIONS_PER_CALLER=256
 AWS_REGION=us-east-1
 AWS_ENDPOINT_URL=$MCP_TEST_AWS_ENDPOINT
 AWS_ACCESS_KEY_ID=test

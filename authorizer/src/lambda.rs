@@ -57,6 +57,10 @@ impl From<AuthorizerError> for Diagnostic {
     }
 }
 
+/// The bounds of `MCP_SECRET_REFRESH_SECS`, the function's too.
+const MIN_SECRET_REFRESH_SECS: u64 = 10;
+const MAX_SECRET_REFRESH_SECS: u64 = 365 * 24 * 3600;
+
 /// Where the HS256 keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
@@ -76,6 +80,10 @@ pub struct EnvConfig {
     pub keys: KeySource,
     pub jwks_url: Option<String>,
     pub leeway: Duration,
+    /// How long keys read from `MCP_SECRET_ID` are used before the secret is read again
+    /// (`MCP_SECRET_REFRESH_SECS`, as the function reads it; default 300 s), so a key removed
+    /// from the secret stops verifying here within one to two of it.
+    pub secret_refresh: Duration,
     /// The tools whose calls need `mcp:write` (`MCP_WRITE_TOOLS`, comma-separated).
     pub write_tools: Vec<String>,
     /// `MCP_AUTH=cognito`: the pool's access tokens (see [`crate::cognito`]).
@@ -95,7 +103,7 @@ fn http_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
 
 impl EnvConfig {
     /// Reads `MCP_AUTH_ISSUER`, `MCP_AUTH_AUDIENCE`, `MCP_SECRET_ID` or `MCP_SIGNING_KEY`,
-    /// `MCP_AUTH_JWKS_URL`, `MCP_AUTH_LEEWAY_SECS` and the Cognito settings
+    /// `MCP_SECRET_REFRESH_SECS`, `MCP_AUTH_JWKS_URL`, `MCP_AUTH_LEEWAY_SECS` and the Cognito settings
     /// ([`CognitoSettings::from_lookup`]) through `lookup`; errors name the variable. With
     /// `MCP_AUTH=cognito` the issuer and the JWKS URL default to the pool's, and
     /// `MCP_AUTH_AUDIENCE` is the resource server's identifier.
@@ -154,6 +162,22 @@ impl EnvConfig {
                     reason: "is not a number of seconds between 0 and 300".into(),
                 })?,
         };
+        let secret_refresh = match get("MCP_SECRET_REFRESH_SECS") {
+            None => crate::DEFAULT_HS256_MAX_AGE,
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|secs| (MIN_SECRET_REFRESH_SECS..=MAX_SECRET_REFRESH_SECS).contains(secs))
+                .map(Duration::from_secs)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "MCP_SECRET_REFRESH_SECS",
+                    reason: format!(
+                        "is not a number of seconds between {MIN_SECRET_REFRESH_SECS} and \
+                         {MAX_SECRET_REFRESH_SECS}"
+                    ),
+                })?,
+        };
         let write_tools = get("MCP_WRITE_TOOLS")
             .map(|list| tool_names(&list))
             .transpose()?
@@ -164,6 +188,7 @@ impl EnvConfig {
             keys,
             jwks_url,
             leeway,
+            secret_refresh,
             write_tools,
             cognito,
         })
@@ -194,8 +219,11 @@ impl EnvConfig {
             }
             KeySource::SecretId(secret_id) => {
                 config.hs256_keys = load_secret_keys(secret_id.clone()).await?;
-                // A token signed with a key added to the secret since start reloads it
-                // (at most once a minute), so rotation needs no redeploy.
+                // A token signed with a key added to the secret since start reloads it (at
+                // most once a minute), so rotation needs no redeploy; and the secret is read
+                // again once the keys are older than MCP_SECRET_REFRESH_SECS, so a key
+                // removed from it stops verifying (see `Verifier::with_hs256_reload`).
+                config.hs256_max_age = Some(self.secret_refresh);
                 let secret_id = secret_id.clone();
                 let load: Hs256KeyLoader = Arc::new(move || {
                     let secret_id = secret_id.clone();

@@ -28,8 +28,9 @@ pub use authorization::{parse_authorization, reject_query_token};
 pub use error::{AuthError, ConfigError};
 pub use keys::{Hs256Key, MIN_HS256_KEY_BYTES, hs256_keys_from_secret_json};
 pub use verify::{
-    Claims, DEFAULT_JWKS_REFRESH_INTERVAL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Hs256KeyLoader,
-    Verifier, VerifierConfig,
+    Claims, DEFAULT_HS256_MAX_AGE, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_MAX_MAX_AGE,
+    DEFAULT_JWKS_MIN_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL, DEFAULT_LEEWAY,
+    DEFAULT_MAX_TOKEN_BYTES, Hs256KeyLoader, Verifier, VerifierConfig,
 };
 
 /// True for an absolute `http://` or `https://` URL with a host and no whitespace: what every

@@ -4,7 +4,10 @@ use std::{
     collections::BTreeSet,
     future::Future,
     pin::Pin,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -15,15 +18,27 @@ use serde_json::{Map, Value};
 use crate::{
     AuthError, ConfigError, Hs256Key,
     cognito::{CognitoCheck, CognitoRules},
-    jwks::{JwksCache, PinnedKey},
+    jwks::{JwksCache, JwksTiming, PinnedKey},
 };
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// The longest token accepted.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// The shortest time between two JWKS fetches triggered by unknown key ids.
+/// The shortest time between two JWKS fetches (unknown key ids, failed fetches), and between
+/// two reloads of the HS256 keys.
 pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a JWKS is fresh when its response carries no `Cache-Control: max-age`.
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(600);
+/// The shortest `max-age` of a JWKS honoured: a provider cannot make us fetch per request.
+pub const DEFAULT_JWKS_MIN_MAX_AGE: Duration = Duration::from_secs(60);
+/// The longest `max-age` of a JWKS honoured: a retired key stops verifying within two of it.
+pub const DEFAULT_JWKS_MAX_MAX_AGE: Duration = Duration::from_secs(3600);
+/// How long reloaded HS256 keys are used before they are read again (the function's
+/// `MCP_SECRET_REFRESH_SECS` default).
+pub const DEFAULT_HS256_MAX_AGE: Duration = Duration::from_secs(300);
+/// How long one reload of the HS256 keys may take before it counts as failed.
+const HS256_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest `sub` accepted.
 const MAX_SUB_BYTES: usize = 256;
 
@@ -41,14 +56,29 @@ pub struct VerifierConfig {
     pub hs256_keys: Vec<Hs256Key>,
     /// RS256/ES256 keys (RSA and P-256 JWKs with a `kid`).
     pub jwks_url: Option<String>,
+    /// The shortest time between two JWKS fetches after the first (a token with an unknown
+    /// `kid`, a failed fetch) and between two reloads of the HS256 keys. At most
+    /// `jwks_min_max_age`.
     pub jwks_refresh_interval: Duration,
+    /// How long a fetched JWKS is fresh when the provider sends no `Cache-Control: max-age`.
+    pub jwks_max_age: Duration,
+    /// The bounds a provider's `max-age` is clamped to. A set is served for at most two max
+    /// ages after its fetch (the second while it is fetched again, or while the provider is
+    /// down), then requests wait for a fetch and get `KeysUnavailable` if it fails.
+    pub jwks_min_max_age: Duration,
+    pub jwks_max_max_age: Duration,
+    /// With [`Verifier::with_hs256_reload`]: HS256 keys older than this are loaded again
+    /// (in the background; a request finding them older than twice this waits for the load),
+    /// so a key removed from the secret stops verifying. `None`: only an unknown `kid`
+    /// reloads, for a caller that hands over the keys itself ([`Verifier::replace_hs256_keys`]).
+    pub hs256_max_age: Option<Duration>,
     /// Amazon Cognito access tokens: `aud` is not checked (Cognito sets none); `token_use`,
     /// `client_id` and the prefixed scopes are, as [`CognitoRules`] says.
     pub cognito: Option<CognitoRules>,
 }
 
 impl VerifierConfig {
-    /// A configuration with the default leeway, size limit and refresh interval, and no keys.
+    /// A configuration with the default leeway, size limit and key lifetimes, and no keys.
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
@@ -58,6 +88,10 @@ impl VerifierConfig {
             hs256_keys: Vec::new(),
             jwks_url: None,
             jwks_refresh_interval: DEFAULT_JWKS_REFRESH_INTERVAL,
+            jwks_max_age: DEFAULT_JWKS_MAX_AGE,
+            jwks_min_max_age: DEFAULT_JWKS_MIN_MAX_AGE,
+            jwks_max_max_age: DEFAULT_JWKS_MAX_MAX_AGE,
+            hs256_max_age: Some(DEFAULT_HS256_MAX_AGE),
             cognito: None,
         }
     }
@@ -107,7 +141,7 @@ struct Inner {
     leeway: Duration,
     max_token_bytes: usize,
     hs256: RwLock<Arc<HsKeys>>,
-    jwks: Option<JwksCache>,
+    jwks: Option<Arc<JwksCache>>,
     reloader: Option<Reloader>,
     cognito: Option<CognitoCheck>,
 }
@@ -123,8 +157,16 @@ pub type Hs256KeyLoader = Arc<
 
 struct Reloader {
     load: Hs256KeyLoader,
+    /// The shortest time between two reloads.
     interval: Duration,
+    /// Keys older than this are reloaded; `None`: only on an unknown `kid`.
+    max_age: Option<Duration>,
+    /// The last reload, successful or not; held while one runs.
     attempted_at: tokio::sync::Mutex<Option<Instant>>,
+    /// When the keys in use were loaded (or given at start).
+    loaded_at: Mutex<Instant>,
+    /// A background reload is under way.
+    reloading: AtomicBool,
 }
 
 fn checked_hs_keys(keys: &[Hs256Key]) -> Result<HsKeys, ConfigError> {
@@ -172,17 +214,30 @@ impl Verifier {
         Self::build(config, None)
     }
 
-    /// Like [`Verifier::new`], and a token with an unknown `kid` makes the verifier call `load`
-    /// for the current HS256 keys (at most once per `config.jwks_refresh_interval`), so keys
-    /// rotated in the secret are picked up without a restart.
+    /// Like [`Verifier::new`], and the verifier calls `load` for the current HS256 keys when a
+    /// token names an unknown `kid` (at most once per `config.jwks_refresh_interval`), so a key
+    /// added to the secret works without a restart, and when the keys are older than
+    /// `config.hs256_max_age`, so a key removed from it stops verifying: within one max age
+    /// (plus the load) while tokens keep arriving, at most two. A failed load keeps the keys
+    /// in use (as the function's keyring does, so both accept the same tokens), retried once
+    /// per interval.
     pub fn with_hs256_reload(
         config: VerifierConfig,
         load: Hs256KeyLoader,
     ) -> Result<Self, ConfigError> {
+        if config.hs256_max_age == Some(Duration::ZERO) {
+            return Err(ConfigError::Invalid {
+                name: "hs256_max_age",
+                reason: "is zero".into(),
+            });
+        }
         let reloader = Reloader {
             load,
             interval: config.jwks_refresh_interval,
+            max_age: config.hs256_max_age,
             attempted_at: tokio::sync::Mutex::new(None),
+            loaded_at: Mutex::new(Instant::now()),
+            reloading: AtomicBool::new(false),
         };
         Self::build(config, Some(reloader))
     }
@@ -204,22 +259,22 @@ impl Verifier {
             return Err(ConfigError::NoKeys);
         }
         let hs256 = checked_hs_keys(&config.hs256_keys)?;
-        let jwks = match config.jwks_url {
+        let jwks = match &config.jwks_url {
             None => None,
             Some(url) => {
+                let url = url.clone();
+                let timing = jwks_timing(&config)?;
                 if !crate::is_http_url(&url) {
                     return Err(ConfigError::Invalid {
                         name: "jwks_url",
                         reason: "is not an http(s) URL".into(),
                     });
                 }
-                let cache = JwksCache::new(url, config.jwks_refresh_interval).map_err(|e| {
-                    ConfigError::Invalid {
-                        name: "jwks_url",
-                        reason: e.to_string(),
-                    }
+                let cache = JwksCache::new(url, timing).map_err(|e| ConfigError::Invalid {
+                    name: "jwks_url",
+                    reason: e.to_string(),
                 })?;
-                Some(cache)
+                Some(Arc::new(cache))
             }
         };
         let cognito = config.cognito.map(CognitoCheck::new).transpose()?;
@@ -250,6 +305,12 @@ impl Verifier {
         Ok(())
     }
 
+    /// Counts the changes of the JWKS key set (0 without a JWKS URL): whoever remembers
+    /// verified tokens forgets them when it moves, so a retired key's tokens do not outlive it.
+    pub fn jwks_generation(&self) -> u64 {
+        self.inner.jwks.as_ref().map_or(0, |jwks| jwks.generation())
+    }
+
     fn hs_keys(&self) -> Arc<HsKeys> {
         match self.inner.hs256.read() {
             Ok(guard) => guard.clone(),
@@ -257,30 +318,79 @@ impl Verifier {
         }
     }
 
-    /// Reloads the HS256 keys if a loader is set and the last attempt is older than its
-    /// interval; true if the keys were replaced.
-    async fn reload_hs_keys(&self) -> bool {
+    /// Reloads the HS256 keys if a loader is set and the last attempt is older than `gap`
+    /// (concurrent callers wait for the one reload); true if the keys were replaced.
+    async fn reload_hs_keys(&self, gap: Duration) -> bool {
         let Some(reloader) = &self.inner.reloader else {
             return false;
         };
         let mut attempted_at = reloader.attempted_at.lock().await;
-        if attempted_at.is_some_and(|at| at.elapsed() < reloader.interval) {
+        if attempted_at.is_some_and(|at| at.elapsed() < gap) {
             return false;
         }
-        *attempted_at = Some(Instant::now());
-        match (reloader.load)().await {
-            Ok(keys) => match self.replace_hs256_keys(&keys) {
-                Ok(()) => true,
+        let started = Instant::now();
+        *attempted_at = Some(started);
+        match tokio::time::timeout(HS256_LOAD_TIMEOUT, (reloader.load)()).await {
+            Ok(Ok(keys)) => match self.replace_hs256_keys(&keys) {
+                Ok(()) => {
+                    *reloader.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = started;
+                    true
+                }
                 Err(error) => {
                     tracing::warn!(%error, "reloaded HS256 keys are not valid; keeping the old ones");
                     false
                 }
             },
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(%error, "reloading HS256 keys failed; keeping the old ones");
                 false
             }
+            Err(_) => {
+                tracing::warn!(
+                    timeout_secs = HS256_LOAD_TIMEOUT.as_secs(),
+                    "reloading HS256 keys timed out; keeping the old ones"
+                );
+                false
+            }
         }
+    }
+
+    /// Reloads the HS256 keys when they are older than their max age: in the background
+    /// (one reload at a time) while they are younger than two max ages, else before this
+    /// request goes on. Failed reloads are retried once per interval, not per request.
+    async fn keep_hs_keys_fresh(&self) {
+        let Some(reloader) = &self.inner.reloader else {
+            return;
+        };
+        let Some(max_age) = reloader.max_age else {
+            return;
+        };
+        let age = reloader
+            .loaded_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        if age < max_age {
+            return;
+        }
+        let gap = reloader.interval.min(max_age);
+        if age >= max_age.saturating_mul(2) {
+            self.reload_hs_keys(gap).await;
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if reloader.reloading.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let verifier = self.clone();
+        runtime.spawn(async move {
+            verifier.reload_hs_keys(gap).await;
+            if let Some(reloader) = &verifier.inner.reloader {
+                reloader.reloading.store(false, Ordering::Release);
+            }
+        });
     }
 
     /// Parses the `Authorization` header and verifies its token.
@@ -358,13 +468,17 @@ impl Verifier {
                 .find(|(id, _)| id == kid)
                 .map(|(_, key)| hs(key))
         };
+        if alg == Algorithm::HS256 {
+            self.keep_hs_keys_fresh().await;
+        }
         match kid {
             Some(kid) => {
                 if let Some(key) = find_hs(kid) {
                     return Ok(key);
                 }
                 if alg == Algorithm::HS256
-                    && self.reload_hs_keys().await
+                    && let Some(reloader) = &inner.reloader
+                    && self.reload_hs_keys(reloader.interval).await
                     && let Some(key) = find_hs(kid)
                 {
                     return Ok(key);
@@ -383,6 +497,36 @@ impl Verifier {
             },
         }
     }
+}
+
+/// The JWKS cache's timing from `config`, checked: bounds in order, and the retry interval
+/// within the shortest max age, so an expired set can always be fetched again in time.
+fn jwks_timing(config: &VerifierConfig) -> Result<JwksTiming, ConfigError> {
+    let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    };
+    if config.jwks_min_max_age.is_zero() {
+        return Err(invalid("jwks_min_max_age", "is zero"));
+    }
+    if config.jwks_max_max_age < config.jwks_min_max_age {
+        return Err(invalid(
+            "jwks_max_max_age",
+            "is shorter than jwks_min_max_age",
+        ));
+    }
+    if config.jwks_refresh_interval > config.jwks_min_max_age {
+        return Err(invalid(
+            "jwks_refresh_interval",
+            "is longer than jwks_min_max_age",
+        ));
+    }
+    Ok(JwksTiming {
+        retry_interval: config.jwks_refresh_interval,
+        default_max_age: config.jwks_max_age,
+        min_max_age: config.jwks_min_max_age,
+        max_max_age: config.jwks_max_max_age,
+    })
 }
 
 /// At most `max` characters of caller-supplied text, non-printable ones replaced, so an error

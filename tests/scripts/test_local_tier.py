@@ -207,6 +207,63 @@ def test_missing_secrets_stop_compose_with_the_variable_named(tmp_path):
     assert "set POSTGRES_PASSWORD in local/.env" in result.stderr or "set MCP_SIGNING_KEY in local/.env" in result.stderr
 
 
+def test_compose_requires_a_signing_key_of_its_own(tmp_path):
+    assert DOCKER_COMPOSE, "docker-compose is not on PATH"
+    without_key = tmp_path / "without-key.env"
+    without_key.write_text("POSTGRES_PASSWORD=p\nGRAFANA_ADMIN_PASSWORD=g\n")
+    result = subprocess.run(
+        [DOCKER_COMPOSE, "--env-file", str(without_key), "-f", str(LOCAL / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "MCP_SIGNING_KEY"},
+    )
+    assert result.returncode != 0
+    assert "set MCP_SIGNING_KEY in local/.env" in result.stderr
+
+
+def test_the_image_alone_refuses_the_development_key(tmp_path):
+    """The image listens on 0.0.0.0 and sets no key: the server it runs stops at start, naming
+    MCP_SIGNING_KEY, until one is given; given one, it serves."""
+    dockerfile = (LOCAL / "Dockerfile").read_text()
+    assert re.search(r"^ENV MCP_BIND=0\.0\.0\.0:8080", dockerfile, re.MULTILINE)
+    assert "MCP_SIGNING_KEY=" not in dockerfile and "MCP_SECRET_ID=" not in dockerfile
+    assert os.access(SERVER_BIN, os.X_OK), f"mcp-server not built at {SERVER_BIN}"
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "MCP_BIND": f"0.0.0.0:{port}",
+        "MCP_METRICS_BIND": "off",
+        "MCP_STORE_URL": f"sqlite://{tmp_path}/mcp.db",
+        "MCP_FILES_URL": f"file://{tmp_path}/files",
+        "RUST_LOG": "warn",
+    }
+    refused = subprocess.run([str(SERVER_BIN)], env=env, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f'mcp-server: invalid MCP_SIGNING_KEY="": is required when MCP_BIND (0.0.0.0:{port}) is not a '
+        "loopback address: the built-in development key is public. Set MCP_SIGNING_KEY (at least 32 "
+        "bytes) or MCP_SECRET_ID"
+    )
+    proc = subprocess.Popen(
+        [str(SERVER_BIN)], env={**env, "MCP_SIGNING_KEY": SIGNING_KEY}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_prometheus_scrapes_the_metrics_listener_and_alerts_on_the_slo(compose):
     config = yaml.safe_load((LOCAL / "prometheus" / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]

@@ -6,7 +6,7 @@ pub mod corpus;
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -95,29 +95,53 @@ pub fn raw_token(header: &Value, payload: &Value, signature: &str) -> String {
     )
 }
 
-/// A JWKS server: serves `document` at `/jwks.json` and counts requests.
+/// A JWKS server: serves `document` at `/jwks.json` with an optional `Cache-Control`
+/// header, or 503 while it is down, and counts requests (answered or not).
 pub struct JwksServer {
     pub url: String,
     pub fetches: Arc<AtomicUsize>,
     pub document: Arc<Mutex<String>>,
+    pub cache_control: Arc<Mutex<Option<String>>>,
+    pub down: Arc<AtomicBool>,
 }
 
 impl JwksServer {
     pub async fn start(document: &str) -> Self {
+        Self::start_with(document, None).await
+    }
+
+    /// A server whose answers carry `Cache-Control: <cache_control>`.
+    pub async fn start_with(document: &str, cache_control: Option<&str>) -> Self {
         let fetches = Arc::new(AtomicUsize::new(0));
         let document = Arc::new(Mutex::new(document.to_owned()));
+        let cache_control = Arc::new(Mutex::new(cache_control.map(str::to_owned)));
+        let down = Arc::new(AtomicBool::new(false));
         let app = {
             let fetches = fetches.clone();
             let document = document.clone();
+            let cache_control = cache_control.clone();
+            let down = down.clone();
             axum::Router::new().route(
                 "/jwks.json",
                 axum::routing::get(move || {
                     let fetches = fetches.clone();
                     let document = document.clone();
+                    let cache_control = cache_control.clone();
+                    let down = down.clone();
                     async move {
                         fetches.fetch_add(1, Ordering::SeqCst);
+                        let mut response = axum::http::Response::builder()
+                            .header("content-type", "application/json");
+                        if down.load(Ordering::SeqCst) {
+                            response = response.status(503);
+                        }
+                        if let Some(value) = cache_control.lock().ok().and_then(|c| c.clone()) {
+                            response = response.header("cache-control", value);
+                        }
                         let body = document.lock().map(|d| d.clone()).unwrap_or_default();
-                        ([("content-type", "application/json")], body)
+                        response
+                            .body(axum::body::Body::from(body))
+                            .expect("response")
                     }
                 }),
             )
@@ -133,6 +157,8 @@ impl JwksServer {
             url: format!("http://{addr}/jwks.json"),
             fetches,
             document,
+            cache_control,
+            down,
         }
     }
 
@@ -144,6 +170,18 @@ impl JwksServer {
         if let Ok(mut d) = self.document.lock() {
             *d = document.to_owned();
         }
+    }
+
+    /// The `Cache-Control` value of the next answers (`None`: no header).
+    pub fn set_cache_control(&self, value: Option<&str>) {
+        if let Ok(mut c) = self.cache_control.lock() {
+            *c = value.map(str::to_owned);
+        }
+    }
+
+    /// While down, every request is answered 503 (and still counted).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 }
 

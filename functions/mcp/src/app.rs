@@ -4,7 +4,10 @@
 //! serve; tests drive it with `oneshot` and no socket. It also wraps the opened stores in
 //! their metered versions and returns the [`Metrics`] the hosts export.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Json, Router,
@@ -28,6 +31,7 @@ use crate::{
     http::{
         auth::{self, Auth},
         authorization_server::{self, AuthorizationServerMetadata},
+        in_flight::{self, InFlight},
         json_response, jsonrpc_guard, observe,
         protected_resource::{self, ResourceMetadata},
         rate_limit::{self, RateLimiter},
@@ -63,13 +67,39 @@ impl AsRef<Router> for App {
     }
 }
 
-/// The store, the file store and the signing keys, as the readiness probe checks them.
+/// The store, the file store and the signing keys, as the readiness probe checks them, and
+/// the last round of checks.
 #[derive(Clone)]
 struct Probes {
     store: Arc<dyn Store>,
     backend: &'static str,
     blobs: Arc<dyn BlobStore>,
     keys: Keyring,
+    last: Arc<LastReadiness>,
+}
+
+/// The answer of the last round of readiness checks, given again to the probes that come
+/// within `ttl` of its start (`MCP_READY_CACHE_SECS`): a round costs a store read, a file
+/// listing and a secret read, and the probe is public, so without this anyone could turn
+/// anonymous requests into AWS calls one for three.
+struct LastReadiness {
+    ttl: Duration,
+    /// Locked while a round runs: concurrent probes wait for that round instead of starting
+    /// their own.
+    round: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+}
+
+/// What `/health/ready` answers.
+#[derive(Clone)]
+struct Readiness {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl IntoResponse for Readiness {
+    fn into_response(self) -> axum::response::Response {
+        (self.status, Json(self.body)).into_response()
+    }
 }
 
 /// Why the service could not be assembled.
@@ -123,6 +153,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
     mcp_config.session_store = Some(Arc::new(DurableSessions::new(
         store.clone(),
         config.session_ttl,
+        config.max_sessions_per_caller,
     )));
     let relayed = RelaySessions::new(sessions.clone(), store.clone(), config.relay)
         .with_notes_on_calls(host == "lambda")
@@ -137,6 +168,7 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
     let sign_in = SignIn::new(config, backends, store.clone());
     let metadata = ResourceMetadata {
         resource: config.resource_url.clone(),
+        allowed_hosts: config.allowed_hosts.clone(),
         authorization_servers: match &sign_in {
             Some(sign_in) if config.authorization_servers.is_empty() => {
                 vec![sign_in.issuer.clone()]
@@ -175,6 +207,13 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
             jsonrpc_guard::BodyLimit(config.max_body_bytes),
             jsonrpc_guard::guard,
         ));
+    let mcp_routes = match config.max_in_flight_per_caller {
+        Some(limit) => mcp_routes.layer(middleware::from_fn_with_state(
+            InFlight::new(limit),
+            in_flight::limit,
+        )),
+        None => mcp_routes,
+    };
     let mcp_routes = match config.rate_limit {
         Some(settings) => mcp_routes.layer(middleware::from_fn_with_state(
             Arc::new(RateLimiter::new(settings, store.clone())),
@@ -204,6 +243,10 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
             backend,
             blobs,
             keys: backends.keys.clone(),
+            last: Arc::new(LastReadiness {
+                ttl: config.ready_cache,
+                round: tokio::sync::Mutex::new(None),
+            }),
         })
         .merge(SignIn::routes(sign_in))
         .merge(mcp_routes);
@@ -323,7 +366,35 @@ async fn live() -> impl IntoResponse {
 
 /// Readiness: the store, the file store and the signing-key secret answer within
 /// [`store::PROBE_TIMEOUT`]; 503 otherwise, each dependency with its status and latency.
-async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
+///
+/// One round of checks answers every probe of this instance for `MCP_READY_CACHE_SECS`
+/// (default 5 s; 0 checks every time), and probes arriving while a round runs wait for it, so
+/// a flood of probes costs at most one round per interval per instance.
+///
+/// The per-dependency detail stays public, like the probe: load balancers, uptime monitors and
+/// `scripts/health-check.sh` call it without a token, and it names only the kind of each
+/// backend, a fixed word for its failure and a latency (no table, bucket or secret name, no
+/// error text), which tells a caller nothing it could use against the service.
+async fn ready(State(probes): State<Probes>) -> Readiness {
+    let ttl = probes.last.ttl;
+    if ttl.is_zero() {
+        return check_readiness(&probes).await;
+    }
+    let mut round = probes.last.round.lock().await;
+    if let Some((started, answer)) = round.as_ref()
+        && started.elapsed() < ttl
+    {
+        return answer.clone();
+    }
+    let started = Instant::now();
+    let answer = check_readiness(&probes).await;
+    *round = Some((started, answer.clone()));
+    answer
+}
+
+/// One round of readiness checks, the three at once. The secret check reloads the keyring,
+/// which keeps its key set when the secret did not change (see [`Keyring::refresh`]).
+async fn check_readiness(probes: &Probes) -> Readiness {
     let (store, files, keys) = tokio::join!(
         store::probe(probes.store.as_ref()),
         store::timed_probe("file store", "file store error", probes.blobs.ping()),
@@ -351,5 +422,5 @@ async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
             "keys": check(probes.keys.backend(), &keys),
         }
     });
-    (status, Json(body))
+    Readiness { status, body }
 }

@@ -142,6 +142,43 @@ pub struct RateLimitSettings {
     pub shared: bool,
 }
 
+/// How long `mcp-server` waits on each client and how many it serves at once, so that slow
+/// or silent sockets cannot hold its file descriptors (`MCP_*_TIMEOUT_SECS`,
+/// `MCP_MAX_CONNECTIONS`). The Lambda host has API Gateway or the function URL in front and
+/// ignores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A new connection, or a new request on an open one from its first byte, must deliver
+    /// its whole header within this (`MCP_HEADER_TIMEOUT_SECS`); else it is closed.
+    pub header: Duration,
+    /// A request's body must have arrived whole this long after its header
+    /// (`MCP_BODY_TIMEOUT_SECS`); else 408 and the connection is closed.
+    pub body: Duration,
+    /// A kept-alive connection with no request for this long is closed
+    /// (`MCP_IDLE_TIMEOUT_SECS`).
+    pub idle: Duration,
+    /// A connection whose client takes no byte of its answer for this long is dropped
+    /// (`MCP_WRITE_TIMEOUT_SECS`). It bounds a stalled write, not a response: an SSE stream
+    /// the client reads stays open.
+    pub write: Duration,
+    /// Connections served at once (`MCP_MAX_CONNECTIONS`); more are answered 503 and closed.
+    /// `mcp-server` lowers it to what its open-file limit leaves room for.
+    pub max_connections: usize,
+}
+
+/// `MCP_HEADER_TIMEOUT_SECS` unless set: a header is a few hundred bytes.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// `MCP_BODY_TIMEOUT_SECS` unless set: the default 1 MiB body cap at about 35 KB/s.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+/// `MCP_IDLE_TIMEOUT_SECS` unless set: above the 60 s idle timeout of AWS load balancers, so
+/// a balancer never reuses a connection this server has just closed.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 75;
+/// `MCP_WRITE_TIMEOUT_SECS` unless set.
+pub const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 30;
+/// `MCP_MAX_CONNECTIONS` unless set: half the 1024 open files many hosts and container
+/// runtimes allow a process by default, leaving the rest to the store, files and probes.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
 /// Output format of the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -174,6 +211,9 @@ pub struct Config {
     pub authorization_servers: Vec<String>,
     /// Sliding lifetime of a legacy-wire session.
     pub session_ttl: Duration,
+    /// Live legacy-wire sessions one principal may hold; an `initialize` beyond them is refused
+    /// (`MCP_MAX_SESSIONS_PER_CALLER`).
+    pub max_sessions_per_caller: usize,
     /// `Host` values accepted (DNS-rebinding protection); empty accepts any.
     pub allowed_hosts: Vec<String>,
     /// `Origin` values accepted when a request carries one.
@@ -182,12 +222,17 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// How long `mcp-server` waits on a client, and how many it serves at once.
+    pub connections: ConnectionLimits,
     pub log_format: LogFormat,
     pub auth: AuthSettings,
     /// The Cognito sign-in front; `None` unless `MCP_AUTH=cognito`.
     pub oauth: Option<OAuthFront>,
     /// `None` when `MCP_RATE_LIMIT_PER_SEC=0`.
     pub rate_limit: Option<RateLimitSettings>,
+    /// Requests one caller may have in flight on one instance, open streams included
+    /// (`MCP_MAX_IN_FLIGHT_PER_CALLER`); `None` when `0`.
+    pub max_in_flight_per_caller: Option<usize>,
     /// How long one tool call may run before it is cancelled (`MCP_TOOL_TIMEOUT_SECS`).
     pub tool_timeout: Duration,
     /// Where `mcp-server` serves `/metrics` (`MCP_METRICS_BIND`, default 127.0.0.1:9464:
@@ -208,7 +253,15 @@ pub struct Config {
     pub relay: Option<RelaySettings>,
     /// How task-augmented tool calls run (see [`crate::tasks`]).
     pub tasks: TaskSettings,
+    /// How long one round of readiness checks answers `/health/ready` on this instance
+    /// (`MCP_READY_CACHE_SECS`); zero checks on every probe.
+    pub ready_cache: Duration,
 }
+
+/// `MCP_READY_CACHE_SECS` unless set.
+pub const DEFAULT_READY_CACHE_SECS: u64 = 5;
+/// Longest `MCP_READY_CACHE_SECS`: a probe must still notice an outage within minutes.
+pub const READY_CACHE_LIMIT_SECS: u64 = 300;
 
 /// How task runs start and how long they may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,6 +407,22 @@ impl Config {
 
         let session_ttl = setting(flags.session_ttl_secs, "MCP_SESSION_TTL_SECS", "86400");
         let session_ttl = parse_seconds("MCP_SESSION_TTL_SECS", &session_ttl, 60)?;
+        let default_max_sessions = crate::store::DEFAULT_MAX_SESSIONS_PER_CALLER.to_string();
+        let max_sessions = lookup("MCP_MAX_SESSIONS_PER_CALLER").unwrap_or(&default_max_sessions);
+        let max_sessions_per_caller = max_sessions
+            .parse::<usize>()
+            .ok()
+            .filter(|count| (1..=crate::store::MAX_SESSIONS_PER_CALLER_LIMIT).contains(count))
+            .ok_or_else(|| {
+                invalid(
+                    "MCP_MAX_SESSIONS_PER_CALLER",
+                    max_sessions,
+                    format!(
+                        "expected a whole number from 1 to {}",
+                        crate::store::MAX_SESSIONS_PER_CALLER_LIMIT
+                    ),
+                )
+            })?;
 
         // On Lambda, API Gateway and function URLs only deliver requests addressed to
         // their own host names, so DNS rebinding cannot reach the function: any host.
@@ -423,6 +492,13 @@ impl Config {
 
         let grace = lookup("MCP_SHUTDOWN_GRACE_SECS").unwrap_or("10");
         let shutdown_grace = parse_seconds("MCP_SHUTDOWN_GRACE_SECS", grace, 0)?;
+        let ready_cache = match lookup("MCP_READY_CACHE_SECS") {
+            Some(secs) => {
+                parse_bounded_seconds("MCP_READY_CACHE_SECS", secs, 0, READY_CACHE_LIMIT_SECS)?
+            }
+            None => Duration::from_secs(DEFAULT_READY_CACHE_SECS),
+        };
+        let connections = connection_limits(env)?;
 
         let log_format = setting(flags.log_format, "MCP_LOG_FORMAT", "json");
         let log_format = match log_format.as_str() {
@@ -440,8 +516,21 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
 
         let auth = auth_settings(flags.no_auth, env, profile, resource_url.as_deref())?;
+        refuse_public_development_key(bind, &keys, &auth)?;
         let oauth = oauth_front(env, &auth)?;
         let rate_limit = rate_limit_settings(env, profile)?;
+        let in_flight = lookup("MCP_MAX_IN_FLIGHT_PER_CALLER").unwrap_or("32");
+        let max_in_flight_per_caller = match in_flight.parse::<usize>() {
+            Ok(0) => None,
+            Ok(limit) if limit <= 10_000 => Some(limit),
+            _ => {
+                return Err(invalid(
+                    "MCP_MAX_IN_FLIGHT_PER_CALLER",
+                    in_flight,
+                    "expected a whole number from 0 (off) to 10000",
+                ));
+            }
+        };
         let timeout = lookup("MCP_TOOL_TIMEOUT_SECS").unwrap_or("30");
         let tool_timeout = parse_seconds("MCP_TOOL_TIMEOUT_SECS", timeout, 1)?;
         let metrics_bind = metrics_bind(lookup("MCP_METRICS_BIND"), bind)?;
@@ -519,14 +608,17 @@ impl Config {
             resource_url,
             authorization_servers,
             session_ttl,
+            max_sessions_per_caller,
             allowed_hosts,
             allowed_origins,
             max_body_bytes,
             shutdown_grace,
+            connections,
             log_format,
             auth,
             oauth,
             rate_limit,
+            max_in_flight_per_caller,
             tool_timeout,
             metrics_bind,
             metrics_namespace,
@@ -535,6 +627,7 @@ impl Config {
             listen,
             relay,
             tasks,
+            ready_cache,
         })
     }
 }
@@ -770,6 +863,58 @@ fn keys_target(env: &HashMap<String, String>, profile: Profile) -> Result<KeysTa
             dev: true,
         }),
     }
+}
+
+/// The development key is in the source, so anyone could mint tokens for it: a server
+/// reachable beyond this machine needs a key of its own, unless it asks for no authentication.
+fn refuse_public_development_key(
+    bind: SocketAddr,
+    keys: &KeysTarget,
+    auth: &AuthSettings,
+) -> Result<(), ConfigError> {
+    let development_key = matches!(keys, KeysTarget::Env { dev: true, .. });
+    if development_key && !bind.ip().is_loopback() && *auth != AuthSettings::Off {
+        return Err(invalid(
+            "MCP_SIGNING_KEY",
+            "",
+            format!(
+                "is required when MCP_BIND ({bind}) is not a loopback address: the built-in \
+                 development key is public. Set MCP_SIGNING_KEY (at least \
+                 {MIN_SIGNING_KEY_BYTES} bytes) or MCP_SECRET_ID"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `MCP_HEADER_TIMEOUT_SECS`, `MCP_BODY_TIMEOUT_SECS`, `MCP_IDLE_TIMEOUT_SECS`,
+/// `MCP_WRITE_TIMEOUT_SECS` and `MCP_MAX_CONNECTIONS`.
+fn connection_limits(env: &HashMap<String, String>) -> Result<ConnectionLimits, ConfigError> {
+    let seconds = |var: &'static str, default: u64, maximum: u64| match get(env, var) {
+        Some(value) => parse_bounded_seconds(var, value, 1, maximum),
+        None => Ok(Duration::from_secs(default)),
+    };
+    let max_connections = match get(env, "MCP_MAX_CONNECTIONS") {
+        Some(value) => value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "MCP_MAX_CONNECTIONS",
+                    value,
+                    "expected a whole number from 1 to 1000000",
+                )
+            })?,
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    Ok(ConnectionLimits {
+        header: seconds("MCP_HEADER_TIMEOUT_SECS", DEFAULT_HEADER_TIMEOUT_SECS, 300)?,
+        body: seconds("MCP_BODY_TIMEOUT_SECS", DEFAULT_BODY_TIMEOUT_SECS, 3600)?,
+        idle: seconds("MCP_IDLE_TIMEOUT_SECS", DEFAULT_IDLE_TIMEOUT_SECS, 3600)?,
+        write: seconds("MCP_WRITE_TIMEOUT_SECS", DEFAULT_WRITE_TIMEOUT_SECS, 3600)?,
+        max_connections,
+    })
 }
 
 /// `MCP_AUTH` and the `MCP_AUTH_*` settings. Lambda refuses `off` and needs an explicit issuer
@@ -1037,6 +1182,7 @@ mod tests {
         assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(config.store_url, "sqlite://./.data/mcp.db");
         assert_eq!(config.session_ttl, Duration::from_secs(86400));
+        assert_eq!(config.max_sessions_per_caller, 32);
         assert!(matches!(config.keys, KeysTarget::Env { dev: true, .. }));
         assert_eq!(
             config.files,
@@ -1420,12 +1566,27 @@ mod tests {
     }
 
     #[test]
+    fn readiness_is_cached_five_seconds_unless_set() {
+        let default = config(&[]).expect("valid");
+        assert_eq!(default.ready_cache, Duration::from_secs(5));
+        let off = config(&[("MCP_READY_CACHE_SECS", "0")]).expect("valid");
+        assert_eq!(off.ready_cache, Duration::ZERO);
+        let set = config(&[("MCP_READY_CACHE_SECS", "30")]).expect("valid");
+        assert_eq!(set.ready_cache, Duration::from_secs(30));
+    }
+
+    #[test]
     fn malformed_values_name_their_variable() {
         let cases = [
             (
                 "MCP_BIND",
                 "localhost",
                 "expected IP:PORT, e.g. 127.0.0.1:8080",
+            ),
+            (
+                "MCP_MAX_IN_FLIGHT_PER_CALLER",
+                "-1",
+                "expected a whole number from 0 (off) to 10000",
             ),
             (
                 "MCP_STORE_URL",
@@ -1443,6 +1604,21 @@ mod tests {
                 "expected whole seconds from 60 to 31536000",
             ),
             (
+                "MCP_MAX_SESSIONS_PER_CALLER",
+                "0",
+                "expected a whole number from 1 to 256",
+            ),
+            (
+                "MCP_MAX_SESSIONS_PER_CALLER",
+                "many",
+                "expected a whole number from 1 to 256",
+            ),
+            (
+                "MCP_MAX_SESSIONS_PER_CALLER",
+                "257",
+                "expected a whole number from 1 to 256",
+            ),
+            (
                 "MCP_MAX_BODY_BYTES",
                 "-1",
                 "expected a byte count from 1024 to 67108864",
@@ -1451,6 +1627,16 @@ mod tests {
                 "MCP_SHUTDOWN_GRACE_SECS",
                 "1.5",
                 "expected whole seconds from 0 to 31536000",
+            ),
+            (
+                "MCP_READY_CACHE_SECS",
+                "301",
+                "expected whole seconds from 0 to 300",
+            ),
+            (
+                "MCP_READY_CACHE_SECS",
+                "-1",
+                "expected whole seconds from 0 to 300",
             ),
             ("MCP_LOG_FORMAT", "xml", "expected json or text"),
             (
@@ -1519,6 +1705,41 @@ mod tests {
                 "MCP_METRICS_NAMESPACE",
                 "mcp{prod}",
                 "expected 1-255 characters of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/",
+            ),
+            (
+                "MCP_HEADER_TIMEOUT_SECS",
+                "0",
+                "expected whole seconds from 1 to 300",
+            ),
+            (
+                "MCP_HEADER_TIMEOUT_SECS",
+                "301",
+                "expected whole seconds from 1 to 300",
+            ),
+            (
+                "MCP_BODY_TIMEOUT_SECS",
+                "soon",
+                "expected whole seconds from 1 to 3600",
+            ),
+            (
+                "MCP_IDLE_TIMEOUT_SECS",
+                "-1",
+                "expected whole seconds from 1 to 3600",
+            ),
+            (
+                "MCP_WRITE_TIMEOUT_SECS",
+                "1.5",
+                "expected whole seconds from 1 to 3600",
+            ),
+            (
+                "MCP_MAX_CONNECTIONS",
+                "0",
+                "expected a whole number from 1 to 1000000",
+            ),
+            (
+                "MCP_MAX_CONNECTIONS",
+                "many",
+                "expected a whole number from 1 to 1000000",
             ),
         ];
         for (var, value, reason) in cases {
@@ -1692,6 +1913,74 @@ mod tests {
         env.push(("MCP_TOOL_TIMEOUT_SECS", "600"));
         assert!(lambda(&env).is_ok());
         assert!(config(&[("MCP_TOOL_TIMEOUT_SECS", "3600")]).is_ok());
+    }
+
+    #[test]
+    fn connections_are_bounded_by_default() {
+        let default = config(&[]).expect("defaults");
+        assert_eq!(
+            default.connections,
+            ConnectionLimits {
+                header: Duration::from_secs(10),
+                body: Duration::from_secs(30),
+                idle: Duration::from_secs(75),
+                write: Duration::from_secs(30),
+                max_connections: 512,
+            }
+        );
+        let set = config(&[
+            ("MCP_HEADER_TIMEOUT_SECS", "2"),
+            ("MCP_BODY_TIMEOUT_SECS", "3"),
+            ("MCP_IDLE_TIMEOUT_SECS", "4"),
+            ("MCP_WRITE_TIMEOUT_SECS", "5"),
+            ("MCP_MAX_CONNECTIONS", "6"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            set.connections,
+            ConnectionLimits {
+                header: Duration::from_secs(2),
+                body: Duration::from_secs(3),
+                idle: Duration::from_secs(4),
+                write: Duration::from_secs(5),
+                max_connections: 6,
+            }
+        );
+    }
+
+    #[test]
+    fn a_public_bind_needs_a_key_of_its_own() {
+        let error = config(&[("MCP_BIND", "0.0.0.0:8080")]).expect_err("development key");
+        assert_eq!(
+            error.to_string(),
+            "invalid MCP_SIGNING_KEY=\"\": is required when MCP_BIND (0.0.0.0:8080) is not a \
+             loopback address: the built-in development key is public. Set MCP_SIGNING_KEY (at \
+             least 32 bytes) or MCP_SECRET_ID"
+        );
+        let flags = Flags {
+            bind: Some("[::]:8080".into()),
+            ..Flags::default()
+        };
+        let error = Config::from_sources(flags, &HashMap::new()).expect_err("IPv6 any");
+        assert_eq!(error.var, "MCP_SIGNING_KEY");
+        let error = config(&[("MCP_BIND", "192.0.2.10:8080")]).expect_err("an interface");
+        assert_eq!(error.var, "MCP_SIGNING_KEY");
+
+        let key = "k-that-is-at-least-32-bytes-long-000";
+        let public = [("MCP_BIND", "0.0.0.0:8080")];
+        for extra in [
+            vec![("MCP_SIGNING_KEY", key)],
+            vec![("MCP_SECRET_ID", "mcp/keys"), ("AWS_REGION", "eu-west-1")],
+            vec![("MCP_AUTH", "off")],
+        ] {
+            let mut env = public.to_vec();
+            env.extend(extra.iter().copied());
+            assert!(config(&env).is_ok(), "{extra:?}");
+        }
+        for loopback in ["127.0.0.1:8080", "127.0.0.2:8080", "[::1]:8080"] {
+            let local = config(&[("MCP_BIND", loopback)]).expect(loopback);
+            assert!(matches!(local.keys, KeysTarget::Env { dev: true, .. }));
+        }
     }
 
     #[test]

@@ -175,6 +175,10 @@ impl Keyring {
 
     /// Reloads now; on failure the old keys stay in use and the error is returned. Keys from
     /// the environment have nothing to reload. Readiness calls this as its secret check.
+    ///
+    /// A secret that lists the same keys keeps the same [`KeySet`] (the same `Arc`): whoever
+    /// compares it by pointer to learn of a rotation (the token verifier, which then forgets
+    /// the tokens it verified) sees no change.
     pub async fn refresh(&self) -> Result<(), KeyError> {
         let Some(source) = &self.inner.source else {
             return Ok(());
@@ -185,10 +189,10 @@ impl Keyring {
             .cached
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *cached = Cached {
-            keys: Arc::new(keys),
-            loaded_at: Instant::now(),
-        };
+        if *cached.keys != keys {
+            cached.keys = Arc::new(keys);
+        }
+        cached.loaded_at = Instant::now();
         Ok(())
     }
 
@@ -314,6 +318,45 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_ne!(ring.keys().active().kid, "k0");
+    }
+
+    /// Always the same key list, counting its loads.
+    struct Unchanged {
+        loads: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl KeySource for Unchanged {
+        async fn load(&self) -> Result<KeySet, KeyError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            Ok(KeySet::single("k", LONG_A.as_bytes()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_secret_keeps_the_same_key_set() {
+        let source = Arc::new(Unchanged {
+            loads: AtomicUsize::new(0),
+        });
+        let ring = Keyring::load(source.clone(), Duration::from_secs(3600))
+            .await
+            .expect("first load");
+        let before = ring.keys();
+        ring.refresh().await.expect("refresh");
+        assert_eq!(source.loads.load(Ordering::SeqCst), 2);
+        assert!(Arc::ptr_eq(&before, &ring.keys()), "same keys, same set");
+
+        let rotating = Keyring::load(
+            Arc::new(Rotating {
+                loads: AtomicUsize::new(0),
+            }),
+            Duration::from_secs(3600),
+        )
+        .await
+        .expect("first load");
+        let before = rotating.keys();
+        rotating.refresh().await.expect("refresh");
+        assert!(!Arc::ptr_eq(&before, &rotating.keys()), "new keys, new set");
     }
 
     #[tokio::test]

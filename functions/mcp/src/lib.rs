@@ -15,6 +15,7 @@
 //! - [`blob`]: the callers' files behind one trait (local folder, S3), served as resources.
 //! - [`telemetry`]: metrics (Prometheus text or CloudWatch EMF), request and audit logs.
 //! - [`principal`]: who a request acts for.
+//! - [`names`]: the spelling rule of state keys and file paths (NFC, nothing invisible).
 //! - [`keys`]: signing keys (Secrets Manager or `MCP_SIGNING_KEY`), rotated without downtime.
 //! - [`server_host`]: the long-running host used by `mcp-server`.
 //! - [`lambda_host`]: the Lambda host used by `mcp-lambda` (API Gateway and function URL events).
@@ -30,6 +31,7 @@ pub mod http;
 pub mod keys;
 pub mod lambda_host;
 pub mod listen;
+pub mod names;
 pub mod principal;
 pub mod prompts;
 pub mod relay;

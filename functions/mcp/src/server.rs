@@ -260,6 +260,7 @@ impl McpServer {
         };
         match finished {
             Ok(Ok(result)) => {
+                let result = crate::tools::without_large_text_copy(result);
                 let failed = matches!(&result, CallToolResponse::Complete(done) if done.is_error == Some(true));
                 let outcome = if failed {
                     ToolOutcome::ToolError

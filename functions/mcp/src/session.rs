@@ -8,8 +8,18 @@
 //! request's session against the store first (exists, not expired, same
 //! principal) and hands the record down in a task-local [`RequestScope`], so a
 //! request costs one store read whether or not the session is in memory.
+//!
+//! Creating a session can be refused: its caller holds `MCP_MAX_SESSIONS_PER_CALLER` live
+//! sessions already, its `initialize` params are over
+//! [`MAX_INIT_PARAMS_BYTES`](crate::store::MAX_INIT_PARAMS_BYTES), or the store failed. rmcp
+//! only logs a failed [`SessionStore::store`] and answers the `initialize` anyway, with a
+//! session id no instance could serve; so [`DurableSessions`] reports the failure in the
+//! [`RequestScope`] too, and the gate closes the session and answers the error instead.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::Utc;
 use rmcp::{
@@ -19,7 +29,7 @@ use rmcp::{
 
 use crate::{
     principal::Principal,
-    store::{SessionRecord, Store},
+    store::{SessionRecord, Store, StoreError},
 };
 
 tokio::task_local! {
@@ -33,9 +43,42 @@ pub struct RequestScope {
     pub principal: Principal,
     /// The request's session record, already checked against the principal and expiry.
     pub session: Option<SessionRecord>,
+    /// Why the session this request opened could not be created, once known.
+    not_created: NotCreated,
+}
+
+/// Where [`DurableSessions`] leaves why it could not create a request's session, for the gate.
+#[derive(Debug, Clone, Default)]
+pub struct NotCreated(Arc<Mutex<Option<StoreError>>>);
+
+impl NotCreated {
+    fn report(&self, error: StoreError) {
+        *self.0.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(error);
+    }
+
+    /// Why the session was not created, if it was not (asked once the request was served).
+    pub fn take(&self) -> Option<StoreError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+    }
 }
 
 impl RequestScope {
+    pub fn new(principal: Principal, session: Option<SessionRecord>) -> Self {
+        Self {
+            principal,
+            session,
+            not_created: NotCreated::default(),
+        }
+    }
+
+    /// Where a refused session creation is reported while this scope runs.
+    pub fn not_created(&self) -> NotCreated {
+        self.not_created.clone()
+    }
+
     /// Runs `future` with this scope visible to the session store.
     pub async fn run<F: Future>(self, future: F) -> F::Output {
         REQUEST_SCOPE.scope(self, future).await
@@ -53,17 +96,47 @@ enum SessionError {
     NoPrincipal,
     #[error("stored initialize params are unreadable: {0}")]
     BadInitParams(serde_json::Error),
+    #[error("the session was not created: {0}")]
+    NotCreated(String),
 }
 
 /// rmcp's session store, backed by our [`SessionRecords`](crate::store::SessionRecords).
 pub struct DurableSessions {
     store: Arc<dyn Store>,
     ttl: Duration,
+    /// Live sessions one principal may hold (`MCP_MAX_SESSIONS_PER_CALLER`).
+    max_per_caller: usize,
 }
 
 impl DurableSessions {
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
-        Self { store, ttl }
+    pub fn new(store: Arc<dyn Store>, ttl: Duration, max_per_caller: usize) -> Self {
+        Self {
+            store,
+            ttl,
+            max_per_caller,
+        }
+    }
+
+    async fn create(
+        &self,
+        principal: Principal,
+        session_id: &str,
+        state: &SessionState,
+    ) -> Result<(), StoreError> {
+        let init_params = serde_json::to_value(&state.initialize_params)
+            .map_err(|error| StoreError::Corrupt(format!("initialize params: {error}")))?;
+        let now = Utc::now();
+        let record = SessionRecord {
+            id: session_id.to_owned(),
+            principal,
+            init_params,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + self.ttl,
+        };
+        self.store
+            .create_session(&record, self.max_per_caller)
+            .await
     }
 }
 
@@ -90,24 +163,25 @@ impl SessionStore for DurableSessions {
     }
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
-        let principal = RequestScope::current()
-            .map(|scope| scope.principal)
-            .ok_or(SessionError::NoPrincipal)?;
-        let now = Utc::now();
-        let record = SessionRecord {
-            id: session_id.to_owned(),
-            principal,
-            init_params: serde_json::to_value(&state.initialize_params)?,
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now + self.ttl,
-        };
-        self.store.save_session(&record).await?;
-        Ok(())
+        let scope = RequestScope::current().ok_or(SessionError::NoPrincipal)?;
+        match self
+            .create(scope.principal.clone(), session_id, state)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let text = error.to_string();
+                scope.not_created.report(error);
+                Err(SessionError::NotCreated(text).into())
+            }
+        }
     }
 
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
-        self.store.delete_session(session_id).await?;
+        let scope = RequestScope::current().ok_or(SessionError::NoPrincipal)?;
+        self.store
+            .delete_session(&scope.principal, session_id)
+            .await?;
         Ok(())
     }
 }

@@ -244,6 +244,79 @@ async fn the_challenge_points_below_a_configured_resource_url() {
 }
 
 #[tokio::test]
+async fn a_forged_host_is_reflected_neither_in_the_challenge_nor_in_the_metadata() {
+    let metadata = |host: &str| {
+        Request::get("/.well-known/oauth-protected-resource/mcp")
+            .header("host", host)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let unauthenticated = |host: &str| {
+        let mut request = request(None, "tools/list", json!({}));
+        request
+            .headers_mut()
+            .insert("host", host.parse().expect("host"));
+        request
+    };
+    // The server's default allow-list is loopback names only.
+    let app = default_app().await;
+    for forged in [
+        "evil.example",
+        "evil.example:8080",
+        "localhost.evil.example",
+    ] {
+        let refused = send(&app, unauthenticated(forged)).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{forged}");
+        assert_eq!(header(&refused, "www-authenticate"), "Bearer", "{forged}");
+        let document = send(&app, metadata(forged)).await;
+        assert_eq!(
+            (document.status, document.body.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "a valid Host header this server accepts is required (or set MCP_RESOURCE_URL)"
+            ),
+            "{forged}"
+        );
+        assert!(!document.body.contains("evil"));
+        assert_eq!(header(&document, "cache-control"), "", "{forged}");
+    }
+    // An allowed Host names the resource; the cacheable document varies on it.
+    let local = send(&app, metadata("127.0.0.1:8080")).await;
+    assert_eq!(local.status, StatusCode::OK);
+    assert_eq!(local.json()["resource"], "http://127.0.0.1:8080/mcp");
+    assert_eq!(header(&local, "cache-control"), "public, max-age=300");
+    assert_eq!(header(&local, "vary"), "Host");
+
+    // Any Host is accepted only when the operator says so, and then each Host gets its own.
+    let any = app_with(
+        Flags::default(),
+        &[("MCP_ALLOWED_HOSTS", "*")],
+        common::test_keys(),
+    )
+    .await;
+    let reflected = send(&any, metadata("mcp.example.org")).await;
+    assert_eq!(reflected.json()["resource"], "http://mcp.example.org/mcp");
+    assert_eq!(header(&reflected, "vary"), "Host");
+
+    // A configured resource URL ignores Host altogether: one document for every cache key.
+    let configured = app_with(
+        Flags::default(),
+        &[("MCP_RESOURCE_URL", "https://api.example.com/mcp")],
+        common::test_keys(),
+    )
+    .await;
+    let challenge = send(&configured, unauthenticated("evil.example")).await;
+    assert_eq!(
+        header(&challenge, "www-authenticate"),
+        "Bearer resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource/mcp\""
+    );
+    let fixed = send(&configured, metadata("evil.example")).await;
+    assert_eq!(fixed.json()["resource"], "https://api.example.com/mcp");
+    assert_eq!(header(&fixed, "cache-control"), "public, max-age=300");
+    assert_eq!(header(&fixed, "vary"), "");
+}
+
+#[tokio::test]
 async fn a_token_in_the_query_string_is_refused_even_beside_a_valid_header() {
     let app = default_app().await;
     let token = bearer("alice", ALL_SCOPES);
@@ -857,4 +930,55 @@ async fn pool_access_tokens_are_mapped_and_other_pool_tokens_refused_exactly() {
     // None of the refused calls wrote anything.
     let get = call(&app, &alice, "state_get", json!({"key": "k"})).await;
     assert_eq!(get["isError"], true, "{get}");
+}
+
+#[tokio::test]
+async fn a_caller_with_its_most_answers_unread_gets_429_until_one_is_done() {
+    use tower::ServiceExt;
+    let app = app_with(
+        Flags::default(),
+        &[("MCP_MAX_IN_FLIGHT_PER_CALLER", "2")],
+        common::test_keys(),
+    )
+    .await;
+    let alice = bearer("alice", ALL_SCOPES);
+    let list = || request(Some(&alice), "tools/list", json!({}));
+    // Two answers whose bodies are not read yet hold alice's two places.
+    let first = app
+        .router
+        .clone()
+        .oneshot(list())
+        .await
+        .expect("infallible");
+    let second = app
+        .router
+        .clone()
+        .oneshot(list())
+        .await
+        .expect("infallible");
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let refused = send(&app, list()).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&refused, "retry-after"), "1");
+    assert_eq!(
+        refused.json()["error"]["message"],
+        "Too many requests in flight: at most 2 at once per caller (open streams included); \
+         retry once one has finished"
+    );
+    // Bob is not affected; once alice's answer is read, her next call is served.
+    let bob = send(
+        &app,
+        request(Some(&bearer("bob", ALL_SCOPES)), "tools/list", json!({})),
+    )
+    .await;
+    assert_eq!(bob.status, StatusCode::OK);
+    let body = axum::body::to_bytes(first.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    assert!(!body.is_empty());
+    assert_eq!(send(&app, list()).await.status, StatusCode::OK);
+    drop(second);
 }

@@ -44,6 +44,7 @@ async fn run_suite(store: &dyn BlobStore) {
     invalid_paths_are_refused_and_nothing_is_written(store).await;
     too_large_files_and_bad_content_types_are_refused(store).await;
     overwriting_keeps_one_file(store).await;
+    spellings_of_one_path_are_one_file(store).await;
 }
 
 async fn round_trips_text_and_binary(store: &dyn BlobStore) {
@@ -278,6 +279,30 @@ async fn invalid_paths_are_refused_and_nothing_is_written(store: &dyn BlobStore)
         ("a\u{0}b", "it contains a control character"),
         ("a\nb", "it contains a control character"),
         (
+            "a\u{202E}txt.exe",
+            "it contains U+202E, a bidirectional text control that can make a name display \
+             differently from how it is stored; remove it",
+        ),
+        (
+            "notes/\u{200D}x",
+            "it contains U+200D, an invisible formatting character; remove it",
+        ),
+        (
+            "..\u{2024}/x",
+            "it contains U+2024, which looks like `.` but is another character; use `.` \
+             itself or a different character",
+        ),
+        (
+            "\u{FF0E}\u{FF0E}/etc",
+            "it contains U+FF0E, which looks like `.` but is another character; use `.` \
+             itself or a different character",
+        ),
+        (
+            "a\u{2215}b",
+            "it contains U+2215, which looks like `/` but is another character; use `/` \
+             itself or a different character",
+        ),
+        (
             "",
             "it is empty; give a relative path such as notes/today.txt",
         ),
@@ -360,6 +385,41 @@ async fn overwriting_keeps_one_file(store: &dyn BlobStore) {
     );
     let read = store.get(&who, "doc").await.expect("get").expect("present");
     assert_eq!(read.bytes.as_ref(), b"{\"v\":2}");
+}
+
+/// The composed and decomposed spellings of a path are one file, stored and listed composed.
+async fn spellings_of_one_path_are_one_file(store: &dyn BlobStore) {
+    let who = principal("spellings");
+    let other = principal("spellings-neighbour");
+    put(store, &other, "caf\u{00E9}.txt", b"neighbour", "text/plain").await;
+    let first = put(
+        store,
+        &who,
+        "caf\u{0065}\u{0301}.txt",
+        b"first",
+        "text/plain",
+    )
+    .await;
+    assert_eq!(first.key, "caf\u{00E9}.txt");
+    put(store, &who, "caf\u{00E9}.txt", b"second", "text/plain").await;
+    assert_eq!(keys(store, &who).await, ["caf\u{00E9}.txt"]);
+    for spelling in ["caf\u{00E9}.txt", "caf\u{0065}\u{0301}.txt"] {
+        let read = store
+            .get(&who, spelling)
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(
+            (read.meta.key.as_str(), read.bytes.as_ref()),
+            ("caf\u{00E9}.txt", b"second".as_slice())
+        );
+    }
+    let theirs = store
+        .get(&other, "caf\u{0065}\u{0301}.txt")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(theirs.bytes.as_ref(), b"neighbour");
 }
 
 // ─── Local folder ───────────────────────────────────────────────────────────

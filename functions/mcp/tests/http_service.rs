@@ -429,7 +429,10 @@ async fn sessions_of_others_and_unknown_ids_are_not_found_alike() {
         last_seen_at: now,
         expires_at: now + chrono::Duration::hours(1),
     };
-    app.store.save_session(&mallorys).await.expect("save");
+    app.store
+        .create_session(&mallorys, 32)
+        .await
+        .expect("create");
     let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
     let foreign = send(&app, post(ping, &session(&mallorys.id))).await;
     let unknown = send(
@@ -580,7 +583,7 @@ impl StateStore for DownStore {
 
 #[async_trait]
 impl SessionRecords for DownStore {
-    async fn save_session(&self, _: &SessionRecord) -> Result<(), StoreError> {
+    async fn create_session(&self, _: &SessionRecord, _: usize) -> Result<(), StoreError> {
         self.down().await
     }
     async fn load_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -588,13 +591,14 @@ impl SessionRecords for DownStore {
     }
     async fn touch_session(
         &self,
+        _: &Principal,
         _: &str,
         _: DateTime<Utc>,
         _: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.down().await
     }
-    async fn delete_session(&self, _: &str) -> Result<(), StoreError> {
+    async fn delete_session(&self, _: &Principal, _: &str) -> Result<(), StoreError> {
         self.down().await
     }
     async fn set_session_subscriptions(
@@ -833,4 +837,168 @@ async fn a_tool_call_that_outlives_its_timeout_is_cancelled_with_a_clear_error()
         "the tool `state_get` did not finish within 1 s and was cancelled; \
          nothing more will happen for this call, retry it later"
     );
+}
+
+/// The params of a well-behaved client's `initialize`.
+fn client_params() -> Value {
+    json!({"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}})
+}
+
+/// An `initialize` with `params`, acting for `subject` when given (else `anonymous`).
+fn initialize_request(params: Value, subject: Option<&str>) -> Request<Body> {
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":params});
+    let mut request = post(body.to_string(), &[]);
+    if let Some(subject) = subject {
+        request
+            .extensions_mut()
+            .insert(Principal::new(subject).expect("subject"));
+    }
+    request
+}
+
+fn delete_session(id: &str) -> Request<Body> {
+    let mut delete = Request::delete("/mcp").header("host", "localhost");
+    for (name, value) in session(id) {
+        delete = delete.header(name, value);
+    }
+    delete.body(Body::empty()).expect("request")
+}
+
+#[tokio::test]
+async fn an_initialize_beyond_the_session_cap_is_refused_and_stores_nothing() {
+    let app = test_app_with(&[("MCP_MAX_SESSIONS_PER_CALLER", "2")]).await;
+    let first = initialize(&app).await;
+    let second = initialize(&app).await;
+
+    let refused = send(&app, initialize_request(client_params(), None)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert!(refused.headers.get("mcp-session-id").is_none());
+    assert!(refused.headers.get("retry-after").is_none());
+    assert_eq!(
+        refused.json(),
+        json!({"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":
+            "Session not created: this caller already has 2 open sessions, the most allowed; \
+             end one it no longer needs (HTTP DELETE with its Mcp-Session-Id) or wait for one \
+             to expire"}})
+    );
+
+    // Another caller's sessions are counted apart.
+    let bobs = send(&app, initialize_request(client_params(), Some("bob"))).await;
+    assert_eq!(bobs.status, StatusCode::OK, "{}", bobs.body);
+    assert!(bobs.headers.get("mcp-session-id").is_some());
+
+    // The sessions that were created are untouched, and ending one frees its place.
+    let echoed = call(&app, &second, "echo", json!({"message": "still here"})).await;
+    assert_eq!(echoed["structuredContent"]["message"], "still here");
+    let deleted = send(&app, delete_session(&first)).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let third = initialize(&app).await;
+    let echoed = call(&app, &third, "echo", json!({"message": "in"})).await;
+    assert_eq!(echoed["structuredContent"]["message"], "in");
+}
+
+#[tokio::test]
+async fn oversized_initialize_params_are_refused_and_store_nothing() {
+    let app = test_app_with(&[("MCP_MAX_SESSIONS_PER_CALLER", "1")]).await;
+    let mut params = client_params();
+    params["capabilities"]["experimental"] = json!({"pad": {"text": "x".repeat(70_000)}});
+    // The params as the session would keep them.
+    let kept: rmcp::model::InitializeRequestParams =
+        serde_json::from_value(params.clone()).expect("params");
+    let size = serde_json::to_string(&kept).expect("json").len();
+    assert!(size > 65_536 && size < 71_000, "{size}");
+
+    let refused = send(&app, initialize_request(params, None)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.body
+    );
+    assert!(refused.headers.get("mcp-session-id").is_none());
+    assert_eq!(
+        refused.json(),
+        json!({"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message": format!(
+            "Session not created: initialize params are {size} bytes when serialized; a \
+             session keeps at most 65536"
+        )}})
+    );
+    // Nothing was stored and no place taken: the one session allowed opens, then no other.
+    initialize(&app).await;
+    let second = send(&app, initialize_request(client_params(), None)).await;
+    assert_eq!(
+        second.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        second.body
+    );
+}
+
+#[tokio::test]
+async fn an_initialize_whose_session_cannot_be_stored_fails_instead_of_answering_a_dead_id() {
+    use sqlx::Connection;
+
+    let app = test_app().await;
+    // Another process holds the SQLite database's write lock past the store's busy timeout.
+    let db = app._dir.path().join("mcp.db");
+    let mut holder = sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("connect");
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+
+    let refused = send(&app, initialize_request(client_params(), None)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert!(refused.headers.get("mcp-session-id").is_none());
+    assert_eq!(
+        refused.json(),
+        json!({"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":
+            "Session not created: the session store is unavailable; retry shortly"}})
+    );
+
+    // Once the lock is gone the retry opens a session that answers.
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("unlock");
+    let id = initialize(&app).await;
+    let echoed = call(&app, &id, "echo", json!({"message": "stored"})).await;
+    assert_eq!(echoed["structuredContent"]["message"], "stored");
+}
+
+#[tokio::test]
+async fn an_initialize_against_a_down_store_answers_503_without_a_session() {
+    let dir = tempfile::tempdir().expect("dir");
+    let router = app::build(
+        &config(&[]),
+        &common::backends(
+            Arc::new(DownStore { hangs: false }),
+            "sqlite",
+            common::local_blobs(dir.path()),
+        ),
+        "server",
+    )
+    .expect("service builds")
+    .router;
+    let app = TestApp {
+        router,
+        store: Arc::new(DownStore { hangs: false }),
+        _dir: dir,
+    };
+    let refused = send(&app, initialize_request(client_params(), None)).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers.get("mcp-session-id").is_none());
+    assert_eq!(refused.error_code(), -32603);
 }

@@ -246,7 +246,7 @@ async fn active_sessions_follow_initialize_and_delete() {
     assert_eq!(
         value(
             &metrics(&service).await,
-            r#"mcp_store_operations_total{store="sqlite",op="save_session"}"#
+            r#"mcp_store_operations_total{store="sqlite",op="create_session"}"#
         ),
         1.0
     );

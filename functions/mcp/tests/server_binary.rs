@@ -1,9 +1,11 @@
 //! The real binaries: `mcp-server` on a loopback port (restarts keep sessions
 //! and state, SIGTERM stops it cleanly, bad settings stop it at start, the
-//! official Rust SDK client works against it) and `mcp-lambda`'s start-up checks.
+//! official Rust SDK client works against it, slow and silent clients are cut off
+//! and the probes answer through a flood of them) and `mcp-lambda`'s start-up checks.
 
 use std::{
-    net::TcpListener,
+    io::{ErrorKind, Read, Write},
+    net::{TcpListener, TcpStream},
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -27,7 +29,37 @@ struct Server {
 
 impl Server {
     fn start(db: &Path, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_mcp-server"))
+        Self::start_with(db, port, &[])
+    }
+
+    /// Starts with `settings` on top of a loopback bind and a store in `db`'s folder.
+    fn start_with(db: &Path, port: u16, settings: &[(&str, &str)]) -> Self {
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_mcp-server")),
+            db,
+            port,
+            settings,
+        )
+    }
+
+    /// [`Server::start_with`] in a process allowed `open_files` open files (`ulimit -n`).
+    fn start_with_open_files(
+        db: &Path,
+        port: u16,
+        settings: &[(&str, &str)],
+        open_files: u32,
+    ) -> Self {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("ulimit -n {open_files} && exec \"$0\""),
+            env!("CARGO_BIN_EXE_mcp-server"),
+        ]);
+        Self::spawn(command, db, port, settings)
+    }
+
+    fn spawn(mut command: Command, db: &Path, port: u16, settings: &[(&str, &str)]) -> Self {
+        let child = command
             .env("MCP_BIND", format!("127.0.0.1:{port}"))
             .env("MCP_STORE_URL", format!("sqlite://{}", db.display()))
             .env(
@@ -35,6 +67,7 @@ impl Server {
                 format!("file://{}", db.with_file_name("files").display()),
             )
             .env("RUST_LOG", "warn")
+            .envs(settings.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -56,6 +89,13 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("mcp-server did not become ready");
+    }
+
+    /// How many files (sockets included) the server process holds open.
+    fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("the server's descriptors")
+            .count()
     }
 
     /// Sends SIGTERM and returns the exit code.
@@ -85,7 +125,6 @@ impl Drop for Server {
 
 /// A plain blocking GET, so readiness polling needs no async runtime.
 fn answers_200(url: &str) -> bool {
-    use std::io::{Read, Write};
     let Some((authority, path)) = url
         .strip_prefix("http://")
         .and_then(|rest| rest.split_once('/'))
@@ -308,4 +347,472 @@ fn the_lambda_binary_refuses_local_state_at_start() {
         String::from_utf8_lossy(&missing.stderr).trim(),
         "mcp-lambda: invalid MCP_FILES_URL=\"\": is required on Lambda: s3://BUCKET[/PREFIX]"
     );
+}
+
+// ─── Slow, silent and stalled clients ───────────────────────────────────────
+
+/// Settings every test below adds: the metrics listener (and its probes) on a port of its own.
+fn with_metrics(
+    metrics_port: u16,
+    settings: &[(&'static str, &'static str)],
+) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain([(
+            "MCP_METRICS_BIND".to_owned(),
+            format!("127.0.0.1:{metrics_port}"),
+        )])
+        .collect()
+}
+
+fn start_with_metrics(
+    db: &Path,
+    port: u16,
+    metrics_port: u16,
+    settings: &[(&'static str, &'static str)],
+) -> Server {
+    let settings = with_metrics(metrics_port, settings);
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    Server::start_with(db, port, &settings)
+}
+
+/// `GET path` on a fresh connection: the status (0 when the connection closed without an
+/// answer) and how long the answer took.
+fn timed_get(port: u16, path: &str) -> (u16, Duration) {
+    let started = Instant::now();
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, started.elapsed());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(request.as_bytes());
+    let answer = read_until_closed(&mut stream).0;
+    (status_of(&answer), started.elapsed())
+}
+
+fn status_of(answer: &[u8]) -> u16 {
+    answer
+        .strip_prefix(b"HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads until the peer closes (or resets) the connection; `false` when it was still open
+/// when the read timeout passed.
+fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, bool) {
+    let mut answer = Vec::new();
+    let mut chunk = [0_u8; 8192];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return (answer, true),
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return (answer, false);
+            }
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return (answer, true),
+        }
+    }
+}
+
+/// Reads one response with a `content-length` body: its status and body.
+fn read_response(stream: &mut TcpStream) -> (u16, String) {
+    let mut received = Vec::new();
+    let mut byte = [0_u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("a response header");
+        assert_eq!(n, 1, "closed within a header: {received:?}");
+        received.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&received).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("content-length");
+    let mut body = vec![0_u8; length];
+    stream.read_exact(&mut body).expect("body");
+    (
+        status_of(&received),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// What a flood of half-open sockets did to a server.
+struct Flood {
+    /// How long opening the sockets took.
+    opened: Duration,
+    /// Files the server held beyond its own once they were open.
+    held: usize,
+    /// `/health/live` and `/health/ready` on the metrics listener during the flood.
+    probes: (u16, u16),
+    probe_latency: Duration,
+    /// `/health/live` on the MCP listener during the flood (0: closed without an answer).
+    newcomer: u16,
+    newcomer_latency: Duration,
+    /// When the probes were done, from the first socket.
+    during: Duration,
+    /// Sockets answered 503 before they were closed.
+    answered_503: usize,
+    /// When the last socket was closed by the server, from the first.
+    all_closed: Duration,
+    /// `/health/live` on the MCP listener once the flood was cut.
+    after: u16,
+    /// Files the server held beyond its own at the end.
+    leftover: usize,
+}
+
+/// Opens `sockets` connections that each send the start of a header and then nothing, probes
+/// the server while they are open, and waits (at most 10 s a socket) for the server to close
+/// every one of them. Opening takes milliseconds, or a second more where a SYN is dropped and
+/// sent again, so the tests give the header timeout seconds of room.
+fn flood(server: &Server, port: u16, metrics_port: u16, sockets: usize) -> Flood {
+    let baseline = server.open_files();
+    let started = Instant::now();
+    let mut open: Vec<TcpStream> = (0..sockets)
+        .map(|_| {
+            let mut socket = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let _ = socket.write_all(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Wait: ");
+            socket
+        })
+        .collect();
+    let opened = started.elapsed();
+    let held = server.open_files().saturating_sub(baseline);
+    let (live, probe_latency) = timed_get(metrics_port, "/health/live");
+    let (ready, _) = timed_get(metrics_port, "/health/ready");
+    let (newcomer, newcomer_latency) = timed_get(port, "/health/live");
+    let during = started.elapsed();
+    let mut answered_503 = 0;
+    for socket in &mut open {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let (answer, closed) = read_until_closed(socket);
+        assert!(
+            closed,
+            "a half-open socket was still open after {:?}",
+            started.elapsed()
+        );
+        answered_503 += usize::from(status_of(&answer) == 503);
+    }
+    let all_closed = started.elapsed();
+    let (after, _) = timed_get(port, "/health/live");
+    let flood = Flood {
+        opened,
+        held,
+        probes: (live, ready),
+        probe_latency,
+        newcomer,
+        newcomer_latency,
+        during,
+        answered_503,
+        all_closed,
+        after,
+        leftover: server.open_files().saturating_sub(baseline),
+    };
+    eprintln!(
+        "{sockets} half-open sockets opened in {:?}; server held {} more files; 503 for {}; \
+         probes on the metrics listener {:?} (/health/live in {:?}); a newcomer on the MCP \
+         listener got {} in {:?} (at {:?}); all sockets closed by {:?}; {} files left over",
+        flood.opened,
+        flood.held,
+        flood.answered_503,
+        flood.probes,
+        flood.probe_latency,
+        flood.newcomer,
+        flood.newcomer_latency,
+        flood.during,
+        flood.all_closed,
+        flood.leftover
+    );
+    flood
+}
+
+impl Flood {
+    /// What every flood must show: the probes answered at once on the metrics listener, a
+    /// newcomer to the full MCP listener was turned away at once, never left waiting, every
+    /// socket was cut within the header timeout of its accept (the held ones were opened
+    /// first), and the server recovered without a file left over.
+    fn assert_defended(&self, header_timeout: Duration, limit: usize) {
+        assert!(self.held <= limit + 8, "{} files held", self.held);
+        assert_eq!(self.probes, (200, 200));
+        assert!(self.probe_latency < Duration::from_millis(500));
+        assert!(
+            self.during < header_timeout,
+            "the probes ran after the flood was cut"
+        );
+        assert!(matches!(self.newcomer, 503 | 0), "{}", self.newcomer);
+        assert!(self.newcomer_latency < Duration::from_millis(500));
+        assert!(
+            self.answered_503 >= 1,
+            "the refused sockets were not told why"
+        );
+        assert!(
+            self.all_closed < self.opened + header_timeout + Duration::from_millis(1500),
+            "half-open sockets outlived the header timeout: {:?}",
+            self.all_closed
+        );
+        assert_eq!(
+            self.after, 200,
+            "the MCP listener answers once the flood is cut"
+        );
+        assert!(self.leftover <= 8, "{} files left over", self.leftover);
+    }
+}
+
+#[test]
+fn half_open_sockets_are_cut_at_the_header_timeout_while_the_probes_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, metrics_port) = (free_port(), free_port());
+    let server = start_with_metrics(
+        &dir.path().join("mcp.db"),
+        port,
+        metrics_port,
+        &[
+            ("MCP_HEADER_TIMEOUT_SECS", "5"),
+            ("MCP_MAX_CONNECTIONS", "100"),
+        ],
+    );
+    flood(&server, port, metrics_port, 300).assert_defended(Duration::from_secs(5), 100);
+}
+
+#[test]
+fn more_half_open_sockets_than_open_files_leave_the_probes_answering() {
+    // The server is allowed 256 open files and keeps its default connection limit, which it
+    // lowers to fit them (256 less the room for the metrics listener, store and files).
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, metrics_port) = (free_port(), free_port());
+    let settings = with_metrics(metrics_port, &[("MCP_HEADER_TIMEOUT_SECS", "5")]);
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let server = Server::start_with_open_files(&dir.path().join("mcp.db"), port, &settings, 256);
+    flood(&server, port, metrics_port, 300).assert_defended(Duration::from_secs(5), 64);
+}
+
+#[test]
+fn a_body_trickled_in_gets_408_and_its_connection_is_closed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, metrics_port) = (free_port(), free_port());
+    let _server = start_with_metrics(
+        &dir.path().join("mcp.db"),
+        port,
+        metrics_port,
+        &[("MCP_BODY_TIMEOUT_SECS", "1")],
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // An authenticated caller announces 200 bytes and sends one every 100 ms (20 s in all).
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\nContent-Length: 200\r\n\r\n",
+        dev_token()
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    let sent = Instant::now();
+    let mut trickle = stream.try_clone().expect("clone");
+    let writer = std::thread::spawn(move || {
+        for _ in 0..200 {
+            if trickle.write_all(b" ").is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    let (answer, closed) = read_until_closed(&mut stream);
+    let cut_after = sent.elapsed();
+    let writer_stopped = writer.join().expect("writer");
+    let answer = String::from_utf8_lossy(&answer);
+    eprintln!("trickled body cut after {cut_after:?}: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())
+        .expect("a JSON-RPC error");
+    assert_eq!(
+        body["error"],
+        json!({"code": -32600, "message": "the request body did not arrive within 1 s"})
+    );
+    assert!(closed, "the connection stayed open");
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(3)).contains(&cut_after),
+        "{cut_after:?}"
+    );
+    assert!(writer_stopped, "the trickle kept being accepted");
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, metrics_port) = (free_port(), free_port());
+    let _server = start_with_metrics(
+        &dir.path().join("mcp.db"),
+        port,
+        metrics_port,
+        &[
+            ("MCP_HEADER_TIMEOUT_SECS", "1"),
+            ("MCP_IDLE_TIMEOUT_SECS", "3"),
+        ],
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let request = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    stream.write_all(request).expect("first request");
+    assert_eq!(read_response(&mut stream).0, 200);
+
+    // Idle past the header timeout but within the idle timeout: still open and reusable.
+    std::thread::sleep(Duration::from_secs(2));
+    stream.set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0_u8; 1];
+    let still_open =
+        matches!(stream.read(&mut byte), Err(error) if error.kind() == ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).expect("blocking");
+    assert!(still_open, "closed before the idle timeout");
+    stream.write_all(request).expect("second request");
+    assert_eq!(read_response(&mut stream).0, 200);
+    let answered = Instant::now();
+
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let (rest, closed) = read_until_closed(&mut stream);
+    let idle_for = answered.elapsed();
+    eprintln!("idle connection closed after {idle_for:?}");
+    assert!(closed && rest.is_empty(), "{rest:?}");
+    assert!(
+        (Duration::from_millis(2800)..Duration::from_secs(5)).contains(&idle_for),
+        "{idle_for:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    const REQUESTS: usize = 200_000;
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, metrics_port) = (free_port(), free_port());
+    let server = start_with_metrics(
+        &dir.path().join("mcp.db"),
+        port,
+        metrics_port,
+        &[("MCP_WRITE_TIMEOUT_SECS", "2")],
+    );
+    let baseline = server.open_files();
+    // A small receive window, so the server's answers pile up quickly.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = socket.connect(address).await.expect("connect");
+    let mut stream = stream.into_std().expect("std stream");
+    stream.set_nonblocking(false).expect("blocking");
+
+    // Pipelined requests, never reading an answer.
+    let mut writer_stream = stream.try_clone().expect("clone");
+    let started = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let batch = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(100);
+        for _ in 0..REQUESTS / 100 {
+            if writer_stream.write_all(&batch).is_err() {
+                return;
+            }
+        }
+    });
+    // The server holds one more socket from its accept until it drops the connection.
+    while server.open_files() <= baseline && started.elapsed() < WRITE_TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut dropped_after = None;
+    while started.elapsed() < Duration::from_secs(15) {
+        if server.open_files() <= baseline {
+            dropped_after = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::task::spawn_blocking(move || writer.join().expect("writer"))
+        .await
+        .expect("join");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (answers, closed) = read_until_closed(&mut stream);
+    let answered = answers
+        .windows(12)
+        .filter(|window| window == b"HTTP/1.1 200")
+        .count();
+    eprintln!(
+        "stalled reader dropped after {dropped_after:?}; {answered} of {REQUESTS} answers were readable"
+    );
+    let dropped_after = dropped_after.expect("the server kept the stalled connection");
+    assert!(
+        (WRITE_TIMEOUT..WRITE_TIMEOUT * 4).contains(&dropped_after),
+        "{dropped_after:?}"
+    );
+    assert!(closed, "the connection was still open");
+    assert!(answered < REQUESTS, "{answered}");
+}
+
+#[test]
+fn a_public_bind_needs_a_signing_key_of_its_own() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let bind = format!("0.0.0.0:{port}");
+    let command = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-server"));
+        command
+            .env_remove("MCP_SIGNING_KEY")
+            .env_remove("MCP_SECRET_ID")
+            .env_remove("MCP_AUTH")
+            .env("MCP_BIND", &bind)
+            .env("MCP_METRICS_BIND", "off")
+            .env(
+                "MCP_STORE_URL",
+                format!("sqlite://{}", dir.path().join("mcp.db").display()),
+            )
+            .env(
+                "MCP_FILES_URL",
+                format!("file://{}", dir.path().join("files").display()),
+            )
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let refused = command().output().expect("run");
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!(
+            "mcp-server: invalid MCP_SIGNING_KEY=\"\": is required when MCP_BIND ({bind}) is not a \
+             loopback address: the built-in development key is public. Set MCP_SIGNING_KEY (at \
+             least 32 bytes) or MCP_SECRET_ID"
+        )
+    );
+    assert!(!answers_200(&format!(
+        "http://127.0.0.1:{port}/health/live"
+    )));
+
+    let child = command()
+        .env(
+            "MCP_SIGNING_KEY",
+            "a-key-of-this-deployment-at-least-32-bytes",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    server.wait_ready();
+    assert_eq!(server.terminate(), Some(0));
 }

@@ -1,6 +1,8 @@
 //! What a request costs in DynamoDB calls, counted by an SDK interceptor under
 //! the whole HTTP service: a 2026 stateless call costs none, a warm legacy call
-//! exactly one `GetItem` (the session gate's read, handed down to rmcp).
+//! exactly one `GetItem` (the session gate's read, handed down to rmcp), a legacy
+//! `initialize` two writes (the caller's session ledger, then the session) and one
+//! refused at the session cap a single failed conditional update.
 //!
 //! Runs on the emulator at `MCP_TEST_AWS_ENDPOINT`; the counts are printed so
 //! they can be quoted (`cargo test --test store_round_trips -- --nocapture`).
@@ -228,7 +230,9 @@ async fn a_warm_legacy_call_costs_one_get_item() {
     .await;
     assert_eq!(initialize.status, StatusCode::OK, "{}", initialize.body);
     let id = initialize.session_id.expect("session id");
-    eprintln!("2025-11-25 initialize: {:?}", app.calls.take());
+    let calls = app.calls.take();
+    eprintln!("2025-11-25 initialize: {calls:?}");
+    assert_eq!(calls, ["UpdateItem", "PutItem"]);
     let ack = send(
         &app.router,
         post(
@@ -272,7 +276,9 @@ async fn a_warm_legacy_call_costs_one_get_item() {
     }
     let deleted = send(&app.router, delete.body(Body::empty()).expect("request")).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    eprintln!("2025-11-25 DELETE /mcp: {:?}", app.calls.take());
+    let calls = app.calls.take();
+    eprintln!("2025-11-25 DELETE /mcp: {calls:?}");
+    assert_eq!(calls, ["GetItem", "DeleteItem", "UpdateItem"]);
     assert_eq!(app.store.load_session(&id).await.expect("load"), None);
     app.calls.take();
 
@@ -287,6 +293,35 @@ async fn a_warm_legacy_call_costs_one_get_item() {
             after.status, calls
         );
         assert_eq!(calls, ["GetItem"]);
+    }
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#;
+
+#[tokio::test]
+async fn an_initialize_at_the_session_cap_costs_one_failed_update_and_writes_nothing() {
+    let app = counted_app().await;
+    let router = router_with(
+        app.store.clone(),
+        app.files.path(),
+        &[("MCP_MAX_SESSIONS_PER_CALLER", "1")],
+    );
+    let opened = send(&router, post(INITIALIZE, &[])).await;
+    assert_eq!(opened.status, StatusCode::OK, "{}", opened.body);
+    assert_eq!(app.calls.take(), ["UpdateItem", "PutItem"]);
+
+    for attempt in 1..=2 {
+        let refused = send(&router, post(INITIALIZE, &[])).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            refused.body
+        );
+        assert_eq!(refused.session_id, None);
+        let calls = app.calls.take();
+        eprintln!("2025-11-25 initialize at the cap #{attempt}: {calls:?}");
+        assert_eq!(calls, ["UpdateItem"]);
     }
 }
 

@@ -13,7 +13,8 @@ use chrono::Utc;
 use mcp_function::{
     principal::Principal,
     store::{
-        Admission, Expect, Gcra, MAX_DOCUMENT_BYTES, Put, SessionRecord, Store, StoreError,
+        Admission, Expect, Gcra, MAX_DOCUMENT_BYTES, MAX_INIT_PARAMS_BYTES, Put, SessionRecord,
+        Store, StoreError,
         feed::{self, Change},
         mailbox,
         tasks::{MAX_TASK_BYTES, TaskRecord},
@@ -49,6 +50,9 @@ async fn run_suite(store: &dyn Store) {
     listing_skips_expired_documents_across_pages(store).await;
     deletes_honour_versions(store).await;
     sessions_round_trip_and_expire(store).await;
+    sessions_are_capped_per_principal(store).await;
+    oversized_initialize_params_are_not_stored(store).await;
+    keys_have_one_spelling_and_nothing_invisible(store).await;
     rate_buckets_admit_a_burst_then_the_rate(store).await;
     change_feeds_keep_order_capacity_and_owner(store).await;
     the_mailbox_takes_one_answer_per_open_request(store).await;
@@ -634,7 +638,7 @@ async fn sessions_round_trip_and_expire(store: &dyn Store) {
         last_seen_at: now,
         expires_at: now + chrono::Duration::hours(1),
     };
-    store.save_session(&record).await.expect("save");
+    store.create_session(&record, 32).await.expect("create");
     let loaded = store
         .load_session("session-1")
         .await
@@ -649,7 +653,7 @@ async fn sessions_round_trip_and_expire(store: &dyn Store) {
 
     let later = now + chrono::Duration::hours(2);
     store
-        .touch_session("session-1", now, later)
+        .touch_session(&alice(), "session-1", now, later)
         .await
         .expect("touch");
     let slid = store
@@ -664,7 +668,7 @@ async fn sessions_round_trip_and_expire(store: &dyn Store) {
         expires_at: now - chrono::Duration::seconds(1),
         ..record
     };
-    store.save_session(&expired).await.expect("save");
+    store.create_session(&expired, 32).await.expect("create");
     assert_eq!(store.load_session("session-old").await.expect("load"), None);
 
     // Subscriptions: empty until set, kept beside the session, gone with it.
@@ -676,7 +680,7 @@ async fn sessions_round_trip_and_expire(store: &dyn Store) {
     let kept = store.load_session_subscriptions("session-1").await;
     assert_eq!(kept.expect("load"), Some(uris.clone()));
     store
-        .touch_session("session-1", now, later)
+        .touch_session(&alice(), "session-1", now, later)
         .await
         .expect("touch");
     let after_touch = store.load_session_subscriptions("session-1").await;
@@ -688,16 +692,321 @@ async fn sessions_round_trip_and_expire(store: &dyn Store) {
         assert_eq!(loaded.expect("load"), None, "{missing}");
     }
 
-    store.delete_session("session-1").await.expect("delete");
+    // Only its owner ends a session.
+    store
+        .delete_session(&bob(), "session-1")
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .load_session("session-1")
+            .await
+            .expect("load")
+            .is_some()
+    );
+    store
+        .delete_session(&alice(), "session-1")
+        .await
+        .expect("delete");
     assert_eq!(store.load_session("session-1").await.expect("load"), None);
     let gone = store.load_session_subscriptions("session-1").await;
     assert_eq!(gone.expect("load"), None);
     let set = store.set_session_subscriptions("session-1", &uris).await;
     assert!(!set.expect("set"), "a deleted session is not recreated");
     store
-        .delete_session("never-existed")
+        .delete_session(&alice(), "never-existed")
         .await
         .expect("deleting unknown is fine");
+}
+
+fn session_of(principal: &Principal, id: &str, lifetime: chrono::Duration) -> SessionRecord {
+    let now = Utc::now();
+    SessionRecord {
+        id: id.to_owned(),
+        principal: principal.clone(),
+        init_params: json!({"protocolVersion": "2025-11-25", "clientInfo": {"name": id}}),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + lifetime,
+    }
+}
+
+const TOO_MANY_3: &str = "this caller already has 3 open sessions, the most allowed; end one it \
+                          no longer needs (HTTP DELETE with its Mcp-Session-Id) or wait for one \
+                          to expire";
+
+/// A principal holds at most `limit` live sessions: the next is refused and not stored; an
+/// expired or deleted one frees its place; other principals are not affected.
+async fn sessions_are_capped_per_principal(store: &dyn Store) {
+    let hour = chrono::Duration::hours(1);
+    let carol = Principal::new("carol").expect("subject");
+    let dave = Principal::new("dave").expect("subject");
+    for id in ["carol-1", "carol-2", "carol-3"] {
+        store
+            .create_session(&session_of(&carol, id, hour), 3)
+            .await
+            .expect(id);
+    }
+    let refused = store
+        .create_session(&session_of(&carol, "carol-4", hour), 3)
+        .await
+        .expect_err("over the cap");
+    assert!(
+        matches!(refused, StoreError::TooManySessions { limit: 3 }),
+        "{refused}"
+    );
+    assert_eq!(refused.to_string(), TOO_MANY_3);
+    assert!(refused.is_caller_error() && !refused.is_retryable());
+    assert_eq!(store.load_session("carol-4").await.expect("load"), None);
+
+    // Another principal's sessions are counted apart.
+    store
+        .create_session(&session_of(&dave, "dave-1", hour), 3)
+        .await
+        .expect("dave's first");
+    // Storing a session again (same id) does not count it twice.
+    store
+        .create_session(&session_of(&carol, "carol-2", hour), 3)
+        .await
+        .expect("the same session again");
+    // Another principal cannot end carol's session to make room for her.
+    store
+        .delete_session(&dave, "carol-1")
+        .await
+        .expect("delete");
+    assert!(matches!(
+        store
+            .create_session(&session_of(&carol, "carol-4", hour), 3)
+            .await,
+        Err(StoreError::TooManySessions { limit: 3 })
+    ));
+    // Her own DELETE does.
+    store
+        .delete_session(&carol, "carol-1")
+        .await
+        .expect("delete");
+    store
+        .create_session(&session_of(&carol, "carol-4", hour), 3)
+        .await
+        .expect("a place was freed");
+    assert!(store.load_session("carol-4").await.expect("load").is_some());
+
+    // Expired sessions hold no place: one already expired when stored, one that expires.
+    let erin = Principal::new("erin").expect("subject");
+    let gone = chrono::Duration::milliseconds(-1);
+    store
+        .create_session(&session_of(&erin, "erin-old", gone), 3)
+        .await
+        .expect("expired");
+    store
+        .create_session(
+            &session_of(&erin, "erin-1", chrono::Duration::seconds(1)),
+            3,
+        )
+        .await
+        .expect("short-lived");
+    store
+        .create_session(&session_of(&erin, "erin-2", hour), 3)
+        .await
+        .expect("second");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for id in ["erin-3", "erin-4"] {
+        store
+            .create_session(&session_of(&erin, id, hour), 3)
+            .await
+            .expect(id);
+    }
+    assert!(matches!(
+        store
+            .create_session(&session_of(&erin, "erin-5", hour), 3)
+            .await,
+        Err(StoreError::TooManySessions { limit: 3 })
+    ));
+    for id in ["erin-2", "erin-3", "erin-4"] {
+        assert!(
+            store.load_session(id).await.expect("load").is_some(),
+            "{id}"
+        );
+    }
+}
+
+/// `initialize` params over the limit are refused with their size; nothing is stored, and no
+/// place is taken.
+async fn oversized_initialize_params_are_not_stored(store: &dyn Store) {
+    let frank = Principal::new("frank").expect("subject");
+    let hour = chrono::Duration::hours(1);
+    // `{"pad":"…"}` is 10 bytes around its text.
+    let sized = |bytes: usize| {
+        let mut record = session_of(&frank, "frank-1", hour);
+        record.init_params = json!({ "pad": "x".repeat(bytes - 10) });
+        record
+    };
+    let error = store
+        .create_session(&sized(MAX_INIT_PARAMS_BYTES + 1), 1)
+        .await
+        .expect_err("too large");
+    assert_eq!(
+        error.to_string(),
+        "initialize params are 65537 bytes when serialized; a session keeps at most 65536"
+    );
+    assert!(error.is_caller_error());
+    assert_eq!(store.load_session("frank-1").await.expect("load"), None);
+    // The refusal took no place: with a limit of one, the largest allowed still fits.
+    store
+        .create_session(&sized(MAX_INIT_PARAMS_BYTES), 1)
+        .await
+        .expect("at the limit");
+    let loaded = store
+        .load_session("frank-1")
+        .await
+        .expect("load")
+        .expect("stored");
+    assert_eq!(loaded.init_params.to_string().len(), MAX_INIT_PARAMS_BYTES);
+}
+
+/// Keys are compared in NFC: the composed and decomposed `café` are one document. Keys with
+/// invisible formatting characters or bidirectional text controls are refused, and listing
+/// prefixes follow the same rule.
+async fn keys_have_one_spelling_and_nothing_invisible(store: &dyn Store) {
+    let composed = "caf\u{00E9}";
+    let decomposed = "caf\u{0065}\u{0301}";
+    let bobs = json!("bob's café");
+    store
+        .put(&bob(), put(composed, &bobs, Expect::Any))
+        .await
+        .expect("bob's");
+
+    let first = store
+        .put(&alice(), put(decomposed, &json!(1), Expect::Absent))
+        .await
+        .expect("decomposed");
+    assert_eq!((first.key.as_str(), first.version), (composed, 1));
+    // The other spelling is the same document: no second one is created.
+    let conflict = store
+        .put(&alice(), put(composed, &json!(2), Expect::Absent))
+        .await
+        .expect_err("exists");
+    assert_eq!(
+        conflict.to_string(),
+        "version conflict on `café`: expected no document, current is version 1"
+    );
+    let second = store
+        .put(&alice(), put(composed, &json!(2), Expect::Version(1)))
+        .await
+        .expect("composed");
+    assert_eq!((second.key.as_str(), second.version), (composed, 2));
+    for spelling in [composed, decomposed] {
+        let read = store
+            .get(&alice(), spelling)
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!((read.key.as_str(), read.value), (composed, json!(2)));
+    }
+    let listed = store
+        .list(&alice(), decomposed, None, 10)
+        .await
+        .expect("list");
+    let keys: Vec<&str> = listed.items.iter().map(|doc| doc.key.as_str()).collect();
+    assert_eq!(keys, [composed]);
+
+    let cases = [
+        (
+            "a\u{200D}b",
+            "key contains U+200D, an invisible formatting character; remove it",
+        ),
+        (
+            "\u{FEFF}bom",
+            "key contains U+FEFF, an invisible formatting character; remove it",
+        ),
+        (
+            "a\u{202E}txt.exe",
+            "key contains U+202E, a bidirectional text control that can make a name display \
+             differently from how it is stored; remove it",
+        ),
+    ];
+    for (key, message) in cases {
+        let refused = store
+            .put(&alice(), put(key, &json!(0), Expect::Any))
+            .await
+            .expect_err(message);
+        assert_eq!(refused.to_string(), message, "{key:?}");
+        assert!(refused.is_caller_error());
+        let read = store.get(&alice(), key).await.expect_err("get");
+        assert_eq!(read.to_string(), message);
+        let deleted = store
+            .delete(&alice(), key, Expect::Any)
+            .await
+            .expect_err("delete");
+        assert_eq!(deleted.to_string(), message);
+    }
+    let prefix = store
+        .list(&alice(), "caf\u{2060}", None, 10)
+        .await
+        .expect_err("prefix");
+    assert_eq!(
+        prefix.to_string(),
+        "prefix contains U+2060, an invisible formatting character; remove it"
+    );
+
+    assert!(
+        store
+            .delete(&alice(), decomposed, Expect::Version(2))
+            .await
+            .expect("delete")
+    );
+    assert_eq!(store.get(&alice(), composed).await.expect("get"), None);
+    // Bob's document of the same name was never touched.
+    let his = store
+        .get(&bob(), decomposed)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(
+        (his.key.as_str(), his.value, his.version),
+        (composed, bobs, 1)
+    );
+}
+
+/// Eight creations of one principal's sessions at once against a limit of 3: exactly 3 are
+/// stored.
+async fn race_session_creations(store: Arc<dyn Store>) {
+    let racer = Principal::new("session-racer").expect("subject");
+    let attempts = (0..8).map(|i| {
+        let store = store.clone();
+        let record = session_of(&racer, &format!("race-{i}"), chrono::Duration::hours(1));
+        tokio::spawn(async move { (record.id.clone(), store.create_session(&record, 3).await) })
+    });
+    let mut created = Vec::new();
+    for attempt in attempts {
+        match attempt.await.expect("task") {
+            (id, Ok(())) => created.push(id),
+            (_, Err(StoreError::TooManySessions { limit: 3 })) => {}
+            (id, Err(error)) => panic!("{id}: {error}"),
+        }
+    }
+    assert_eq!(created.len(), 3, "{created:?}");
+    let mut stored = 0;
+    for i in 0..8 {
+        stored += usize::from(
+            store
+                .load_session(&format!("race-{i}"))
+                .await
+                .expect("load")
+                .is_some(),
+        );
+    }
+    assert_eq!(stored, 3);
+}
+
+#[tokio::test]
+async fn concurrent_session_creations_never_exceed_the_cap() {
+    let (sqlite, _dir) = common::sqlite_store().await;
+    let (postgres, _schema) = common::postgres_store().await;
+    let dynamo: Arc<dyn Store> = Arc::new(common::dynamo_store().await);
+    for store in [common::shared(sqlite), common::shared(postgres), dynamo] {
+        race_session_creations(store).await;
+    }
 }
 
 async fn the_mailbox_takes_one_answer_per_open_request(store: &dyn Store) {

@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use super::{
-    Blob, BlobError, BlobMeta, BlobPage, BlobStore, OCTET_STREAM, open_cursor, page_size,
-    principal_prefix, seal_cursor, validate_blob_key, validate_put,
+    Blob, BlobError, BlobMeta, BlobPage, BlobStore, OCTET_STREAM, checked_blob_key, open_cursor,
+    page_size, principal_prefix, seal_cursor, validate_blob_key, validate_put,
 };
 use crate::{principal::Principal, store::cursor::CursorCodec};
 
@@ -217,7 +217,8 @@ impl BlobStore for LocalBlobs {
         bytes: Bytes,
         content_type: &str,
     ) -> Result<BlobMeta, BlobError> {
-        validate_put(key, &bytes, content_type)?;
+        let key = validate_put(key, &bytes, content_type)?;
+        let key = key.as_ref();
         let data_dir = self.data_dir(principal);
         let meta_dir = self.meta_dir(principal);
         let tmp = self.root.join(TMP_DIR);
@@ -254,7 +255,8 @@ impl BlobStore for LocalBlobs {
     }
 
     async fn get(&self, principal: &Principal, key: &str) -> Result<Option<Blob>, BlobError> {
-        validate_blob_key(key)?;
+        let key = checked_blob_key(key)?;
+        let key = key.as_ref();
         let data_dir = self.data_dir(principal);
         let meta_dir = self.meta_dir(principal);
         let key = key.to_owned();

@@ -9,11 +9,15 @@
 //! `tests/blob_suite.rs`.
 //!
 //! Isolation: a principal's files live under [`principal_prefix`], a fixed-length
-//! digest of the subject, and every path passes [`validate_blob_key`] first, so
-//! no path or subject can reach another principal's files.
+//! digest of the subject, and every path passes [`checked_blob_key`] first, so
+//! no path or subject can reach another principal's files. Paths are stored and
+//! compared in NFC and refuse invisible and look-alike characters ([`crate::names`]),
+//! so two paths that display alike name one file or are refused.
 
 pub mod local;
 pub mod s3;
+
+use std::borrow::Cow;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,6 +27,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    names,
     principal::Principal,
     store::{StoreError, cursor::CursorCodec},
 };
@@ -159,25 +164,33 @@ pub trait BlobStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 }
 
-/// Checks a file path: non-empty, at most [`MAX_BLOB_KEY_BYTES`], relative,
-/// `/`-separated segments of at most [`MAX_BLOB_SEGMENT_BYTES`] with none empty,
-/// `.` or `..`, and no backslash or control character (NUL included).
+/// A file path in the form it is stored and compared in, checked: non-empty, no control
+/// character (NUL included), nothing [`names::canonical_path`] refuses (bidirectional text
+/// controls, invisible formatting characters, look-alikes of `.`, `/` and `\`), and, once in
+/// NFC, at most [`MAX_BLOB_KEY_BYTES`], relative, `/`-separated segments of at most
+/// [`MAX_BLOB_SEGMENT_BYTES`] with none empty, `.` or `..`, and no backslash. Borrowed when
+/// `key` is in its stored form already; every backend reads and writes files only under
+/// paths from here.
 ///
 /// A path that passes names a file strictly inside its principal's folder on
 /// every backend: it can neither climb out nor start over at a root.
-pub fn validate_blob_key(key: &str) -> Result<(), BlobError> {
+pub fn checked_blob_key(key: &str) -> Result<Cow<'_, str>, BlobError> {
     let invalid = |reason: String| Err(BlobError::InvalidKey(reason));
     if key.is_empty() {
         return invalid("it is empty; give a relative path such as notes/today.txt".into());
     }
+    if key.chars().any(char::is_control) {
+        return invalid("it contains a control character".into());
+    }
+    let key = match names::canonical_path(key) {
+        Ok(key) => key,
+        Err(reason) => return invalid(format!("it {reason}")),
+    };
     if key.len() > MAX_BLOB_KEY_BYTES {
         return invalid(format!(
             "it is {} bytes; at most {MAX_BLOB_KEY_BYTES} are allowed",
             key.len()
         ));
-    }
-    if key.chars().any(char::is_control) {
-        return invalid("it contains a control character".into());
     }
     if key.contains('\\') {
         return invalid("it contains a backslash; separate folders with `/`".into());
@@ -201,7 +214,18 @@ pub fn validate_blob_key(key: &str) -> Result<(), BlobError> {
             ));
         }
     }
-    Ok(())
+    Ok(key)
+}
+
+/// Checks that `key` is a valid path in its stored form ([`checked_blob_key`] would leave it
+/// as it is): what a listing may show, so every listed file can be read by its path.
+pub fn validate_blob_key(key: &str) -> Result<(), BlobError> {
+    match checked_blob_key(key)? {
+        Cow::Borrowed(_) => Ok(()),
+        Cow::Owned(_) => Err(BlobError::InvalidKey(
+            "it is not in Unicode normalization form C".into(),
+        )),
+    }
 }
 
 /// Checks a content type: `type/subtype` with optional `; name=value`
@@ -391,13 +415,21 @@ pub fn key_from_uri(uri: &str) -> Result<String, UriError> {
     let Ok(key) = String::from_utf8(bytes) else {
         return malformed("the percent-decoded path is not UTF-8");
     };
-    validate_blob_key(&key).map_err(|error| UriError::Malformed(error.to_string()))?;
-    Ok(key)
+    match checked_blob_key(&key) {
+        Ok(Cow::Borrowed(_)) => Ok(key),
+        Ok(Cow::Owned(canonical)) => Ok(canonical),
+        Err(error) => Err(UriError::Malformed(error.to_string())),
+    }
 }
 
-/// Checks everything [`BlobStore::put`] checks before touching a backend.
-pub(crate) fn validate_put(key: &str, bytes: &Bytes, content_type: &str) -> Result<(), BlobError> {
-    validate_blob_key(key)?;
+/// Checks everything [`BlobStore::put`] checks before touching a backend; the path in its
+/// stored form.
+pub(crate) fn validate_put<'a>(
+    key: &'a str,
+    bytes: &Bytes,
+    content_type: &str,
+) -> Result<Cow<'a, str>, BlobError> {
+    let key = checked_blob_key(key)?;
     validate_content_type(content_type)?;
     if bytes.len() > MAX_BLOB_BYTES {
         return Err(BlobError::TooLarge {
@@ -405,7 +437,7 @@ pub(crate) fn validate_put(key: &str, bytes: &Bytes, content_type: &str) -> Resu
             max: MAX_BLOB_BYTES,
         });
     }
-    Ok(())
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -455,6 +487,43 @@ mod tests {
         assert_eq!(
             reason(&format!("a/{}", "s".repeat(256))),
             "it has a segment of 256 bytes; at most 255 are allowed per segment"
+        );
+        assert_eq!(
+            reason("\u{FF0E}\u{FF0E}/etc"),
+            "it contains U+FF0E, which looks like `.` but is another character; use `.` \
+             itself or a different character"
+        );
+        assert_eq!(
+            reason("a\u{202E}txt.exe"),
+            "it contains U+202E, a bidirectional text control that can make a name display \
+             differently from how it is stored; remove it"
+        );
+        // A listing shows only paths in their stored form, so each can be read back.
+        assert_eq!(
+            reason("cafe\u{0301}"),
+            "it is not in Unicode normalization form C"
+        );
+    }
+
+    #[test]
+    fn paths_are_kept_in_nfc_and_sized_as_stored() {
+        assert_eq!(
+            checked_blob_key("dir/cafe\u{0301}.txt").ok().as_deref(),
+            Some("dir/caf\u{00E9}.txt")
+        );
+        assert!(matches!(
+            checked_blob_key("dir/caf\u{00E9}.txt"),
+            Ok(Cow::Borrowed(_))
+        ));
+        assert_eq!(
+            key_from_uri("files:///cafe%CC%81").as_deref(),
+            Ok("caf\u{00E9}")
+        );
+        // Limits apply to the stored form: 127 decomposed `é` are 381 bytes, composed 254.
+        let decomposed = "e\u{0301}".repeat(127);
+        assert_eq!(
+            checked_blob_key(&decomposed).map(|key| key.len()).ok(),
+            Some(254)
         );
     }
 

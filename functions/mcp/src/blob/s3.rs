@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{
-    Blob, BlobError, BlobMeta, BlobPage, BlobStore, OCTET_STREAM, open_cursor, page_size,
-    principal_prefix, seal_cursor, validate_blob_key, validate_put,
+    Blob, BlobError, BlobMeta, BlobPage, BlobStore, OCTET_STREAM, checked_blob_key, open_cursor,
+    page_size, principal_prefix, seal_cursor, validate_blob_key, validate_put,
 };
 use crate::{principal::Principal, store::cursor::CursorCodec};
 
@@ -137,7 +137,8 @@ impl BlobStore for S3Blobs {
         bytes: Bytes,
         content_type: &str,
     ) -> Result<BlobMeta, BlobError> {
-        validate_put(key, &bytes, content_type)?;
+        let key = validate_put(key, &bytes, content_type)?;
+        let key = key.as_ref();
         let size = bytes.len() as u64;
         self.client
             .put_object()
@@ -158,7 +159,8 @@ impl BlobStore for S3Blobs {
     }
 
     async fn get(&self, principal: &Principal, key: &str) -> Result<Option<Blob>, BlobError> {
-        validate_blob_key(key)?;
+        let key = checked_blob_key(key)?;
+        let key = key.as_ref();
         let output = self
             .client
             .get_object()

@@ -17,7 +17,10 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -84,9 +87,11 @@ struct Bearer {
     verifier: Verifier,
     keyring: Keyring,
     synced: Mutex<Arc<KeySet>>,
+    /// The verifier's JWKS generation when `verified` was last emptied.
+    jwks_synced: AtomicU64,
     /// Tokens verified lately, by the SHA-256 of the token (the token itself is not kept):
     /// a client sends the same token with every request, and checking its signature was a
-    /// fifth of a request's time. Emptied whenever the signing keys change.
+    /// fifth of a request's time. Emptied whenever the signing keys or the JWKS keys change.
     verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
@@ -130,11 +135,16 @@ impl Auth {
                 config.cognito = cognito
                     .as_ref()
                     .map(|pool| pool.rules(audience, registered_clients));
+                // The keyring reads the secret every MCP_SECRET_REFRESH_SECS and `sync_keys`
+                // hands each change over, so the verifier reloads only for an unknown `kid`.
+                config.hs256_max_age = None;
                 let verifier = Verifier::with_hs256_reload(config, reload_from(keyring.clone()))?;
+                let jwks_synced = AtomicU64::new(verifier.jwks_generation());
                 Some(Arc::new(Bearer {
                     verifier,
                     keyring: keyring.clone(),
                     synced: Mutex::new(keys),
+                    jwks_synced,
                     verified: Mutex::default(),
                 }))
             }
@@ -193,15 +203,27 @@ fn reload_from(keyring: Keyring) -> Hs256KeyLoader {
 
 impl Bearer {
     /// Hands the verifier the keyring's keys if they changed since the last request, so a key
-    /// removed from the secret stops verifying after the keyring's next refresh.
+    /// removed from the secret stops verifying after the keyring's next refresh; forgets the
+    /// verified tokens when those keys or the JWKS keys changed. (The keyring keeps the same
+    /// set when a refresh finds the secret unchanged, so a refresh alone forgets nothing.)
     fn sync_keys(&self) {
         let current = self.keyring.keys();
-        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
-        if !Arc::ptr_eq(&current, &synced) {
-            if let Err(error) = self.verifier.replace_hs256_keys(current.all()) {
-                tracing::error!(%error, "refreshed signing keys are not usable for tokens");
+        let mut forget = false;
+        {
+            let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+            if !Arc::ptr_eq(&current, &synced) {
+                if let Err(error) = self.verifier.replace_hs256_keys(current.all()) {
+                    tracing::error!(%error, "refreshed signing keys are not usable for tokens");
+                }
+                *synced = current;
+                forget = true;
             }
-            *synced = current;
+        }
+        let generation = self.verifier.jwks_generation();
+        if self.jwks_synced.swap(generation, Ordering::AcqRel) != generation {
+            forget = true;
+        }
+        if forget {
             // A token signed with a key just removed must not outlive the key here.
             self.verified
                 .lock()

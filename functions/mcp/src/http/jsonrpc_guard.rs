@@ -4,8 +4,11 @@
 //! JSON-RPC errors the spec names, and the store deserves not to be asked
 //! about junk. So a POST body that is too large gets 413, one that is not JSON
 //! gets 400 with -32700 (parse error), and a batch or a non-object gets 400
-//! with -32600 (invalid request). A good body is handed on, already buffered,
-//! with its [`RpcMessage`] summary in the request extensions for the scope check.
+//! with -32600 (invalid request); one the client did not send in time gets 408.
+//! A good body is handed on, already buffered, with its [`RpcMessage`] summary in
+//! the request extensions for the scope check.
+
+use std::{error::Error, time::Duration};
 
 use axum::{
     body::{Body, to_bytes},
@@ -34,6 +37,12 @@ pub struct RpcMessage {
     pub answers: Option<Value>,
 }
 
+/// How a host's request body ends when the client has not sent it within the host's body
+/// timeout (`mcp-server`'s `MCP_BODY_TIMEOUT_SECS`).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {} s", .0.as_secs())]
+pub struct BodyTimeout(pub Duration);
+
 /// The largest body accepted, in bytes.
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
@@ -48,12 +57,24 @@ pub async fn guard(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, limit).await else {
-        return jsonrpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            INVALID_REQUEST,
-            &format!("Request body exceeds the {limit}-byte limit"),
-        );
+    let bytes = match to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(error) => match timed_out(&error) {
+            Some(timeout) => {
+                return jsonrpc_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    INVALID_REQUEST,
+                    &timeout.to_string(),
+                );
+            }
+            None => {
+                return jsonrpc_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    INVALID_REQUEST,
+                    &format!("Request body exceeds the {limit}-byte limit"),
+                );
+            }
+        },
     };
     let summary = match summarize(&bytes) {
         Ok(summary) => summary,
@@ -66,6 +87,18 @@ pub async fn guard(
     });
     request.extensions_mut().insert(summary);
     next.run(request).await
+}
+
+/// The [`BodyTimeout`] among the causes of a body error.
+fn timed_out(error: &axum::Error) -> Option<&BodyTimeout> {
+    let mut cause: Option<&(dyn Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if let Some(timeout) = error.downcast_ref::<BodyTimeout>() {
+            return Some(timeout);
+        }
+        cause = error.source();
+    }
+    None
 }
 
 /// The message's summary, or the error response for a body that is not one JSON-RPC message.
@@ -110,4 +143,32 @@ fn summarize(bytes: &[u8]) -> Result<RpcMessage, Box<Response>> {
         INVALID_REQUEST,
         &message,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_the_client_did_not_send_in_time_gets_408() {
+        let timeout = Duration::from_secs(7);
+        // As a host's body fails, read through the same size limit as the guard.
+        let failing = http_body_util::StreamBody::new(futures::stream::iter([Err::<
+            http_body::Frame<bytes::Bytes>,
+            _,
+        >(
+            axum::Error::new(BodyTimeout(timeout)),
+        )]));
+        let error = to_bytes(Body::new(failing), 1024)
+            .await
+            .expect_err("the body fails");
+        assert_eq!(
+            timed_out(&error).map(ToString::to_string).as_deref(),
+            Some("the request body did not arrive within 7 s")
+        );
+        let too_large = to_bytes(Body::from(vec![0_u8; 2048]), 1024)
+            .await
+            .expect_err("over the limit");
+        assert!(timed_out(&too_large).is_none());
+    }
 }

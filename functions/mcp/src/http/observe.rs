@@ -231,7 +231,12 @@ async fn rpc_error_code(response: Response) -> (Response, Option<i64>) {
         .ok()
         .and_then(|answer| answer.error)
         .map(|error| error.code);
-    (Response::from_parts(parts, Body::from(bytes)), code)
+    // The caller's in-flight slot stays with the answer until it has been sent.
+    let body = match parts.extensions.get::<super::in_flight::Held>() {
+        Some(held) => held.body(Body::from(bytes)),
+        None => Body::from(bytes),
+    };
+    (Response::from_parts(parts, body), code)
 }
 
 #[cfg(test)]

@@ -18,6 +18,12 @@
 //! A `DELETE` that ends a session answers 204 No Content: the session is closed and its
 //! record deleted before the answer leaves. rmcp answers 202 Accepted ("taken, not done
 //! yet"), which clients such as the official Python SDK report as a failed termination.
+//!
+//! An `initialize` whose session could not be created (see [`crate::session`]) is answered
+//! with the reason, never with a session id: 429 (-32000) when the caller already holds
+//! `MCP_MAX_SESSIONS_PER_CALLER` live sessions, 413 (-32602) for `initialize` params over
+//! [`MAX_INIT_PARAMS_BYTES`](crate::store::MAX_INIT_PARAMS_BYTES), 503 (-32603) when the store
+//! failed; the session rmcp opened in this process is closed again.
 
 use std::{sync::Arc, time::Duration};
 
@@ -36,7 +42,10 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-use super::{SESSION_NOT_FOUND, jsonrpc_error, jsonrpc_guard::RpcMessage, store_unavailable};
+use super::{
+    INTERNAL_ERROR, INVALID_PARAMS, SESSION_NOT_FOUND, TOO_MANY_SESSIONS, jsonrpc_error,
+    jsonrpc_error_for, jsonrpc_guard::RpcMessage, store_unavailable,
+};
 use crate::{
     principal::Principal,
     relay,
@@ -88,7 +97,7 @@ impl SessionGate {
         if stale
             && let Err(error) = self
                 .store
-                .touch_session(&record.id, now, now + self.ttl)
+                .touch_session(&record.principal, &record.id, now, now + self.ttl)
                 .await
         {
             // The session still works; it just may expire on its old schedule.
@@ -112,6 +121,49 @@ fn session_not_found() -> Response {
         SESSION_NOT_FOUND,
         "Session not found",
     )
+}
+
+/// The answer to an `initialize` (request `id`) whose session rmcp opened in `response` but
+/// the store did not create: the in-memory session is closed and the reason answered.
+async fn not_created(
+    gate: &SessionGate,
+    response: Response,
+    id: Option<&Value>,
+    error: StoreError,
+) -> Response {
+    if let Some(session) = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|value| value.to_str().ok())
+        && let Err(error) = gate.local.close_session(&session.to_owned().into()).await
+    {
+        tracing::warn!(%error, "closing a session that was not created failed");
+    }
+    let message = format!("Session not created: {error}");
+    match error {
+        StoreError::TooManySessions { .. } => {
+            tracing::info!(%error, "initialize refused");
+            jsonrpc_error_for(
+                id,
+                StatusCode::TOO_MANY_REQUESTS,
+                TOO_MANY_SESSIONS,
+                &message,
+            )
+        }
+        StoreError::InitParamsTooLarge(_) => {
+            tracing::info!(%error, "initialize refused");
+            jsonrpc_error_for(id, StatusCode::PAYLOAD_TOO_LARGE, INVALID_PARAMS, &message)
+        }
+        error => {
+            tracing::error!(%error, "a session could not be stored");
+            jsonrpc_error_for(
+                id,
+                StatusCode::SERVICE_UNAVAILABLE,
+                INTERNAL_ERROR,
+                "Session not created: the session store is unavailable; retry shortly",
+            )
+        }
+    }
 }
 
 /// The middleware: gate, then serve inside a [`RequestScope`].
@@ -168,6 +220,10 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
         .await;
     }
     let ends_session = request.method() == Method::DELETE;
+    let request_id = request
+        .extensions()
+        .get::<RpcMessage>()
+        .and_then(|message| message.id.clone());
     let cancel = match (&session, request.extensions().get::<RpcMessage>()) {
         (Some(record), Some(RpcMessage { id: Some(id), .. })) => Some(CancelOnDrop {
             sessions: gate.local.clone(),
@@ -177,9 +233,12 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
         }),
         _ => None,
     };
-    let mut response = RequestScope { principal, session }
-        .run(next.run(request))
-        .await;
+    let scope = RequestScope::new(principal, session);
+    let refused = scope.not_created();
+    let mut response = scope.run(next.run(request)).await;
+    if let Some(error) = refused.take() {
+        return not_created(&gate, response, request_id.as_ref(), error).await;
+    }
     if ends_session && response.status() == StatusCode::ACCEPTED {
         *response.status_mut() = StatusCode::NO_CONTENT;
     }

@@ -6,6 +6,7 @@
 //! |----------|----------------------|--------------|------------|
 //! | document | `STATE#<principal>`  | `DOC#<key>`  | `value` (JSON text), `version`, `updated_at`, `expires_at`?, `ttl`? |
 //! | session  | `SESSION#<id>`       | `SESSION`    | `principal`, `init_params` (JSON text), `created_at`, `last_seen_at`, `expires_at`, `ttl`, `subscriptions`? |
+//! | session ledger | `SESSIONS#<principal>` | `SESSIONS` | `live` (count), `session_<id>` (each live session's `expires_at`), `expires_at`, `ttl` |
 //! | rate bucket | `RATE#<principal>` | `RATE`      | `tat_us`, `ttl` |
 //! | change feed | `FEED#<principal>` | `FEED`      | `head`, `log` (JSON text), `expires_at`, `ttl` |
 //! | mailbox  | `MAILBOX#<session>`  | `REQUEST#<id>` | `answer`? (JSON text), `expires_at`, `ttl` |
@@ -23,6 +24,11 @@
 //! documents share one partition, so a listing is one `Query` in key order.
 //! Reads are strongly consistent: a write or a session `DELETE` on one instance
 //! is seen by the next request on any instance.
+//!
+//! Sessions are keyed by id (the gate reads them by id alone), so the cap on a principal's
+//! live sessions is kept in a ledger item per principal: its live sessions' expiries and their
+//! count, entered by one conditional `UpdateItem` that fails at the cap (see
+//! [`SessionRecords::create_session`] below), left on `DELETE`, slid with the session.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -47,13 +53,13 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Admission, Document, Expect, Gcra, MAX_PAGE_SIZE, Page, Put, RateBuckets, SessionRecord,
-    SessionRecords, StateStore, StoreError,
+    SessionRecords, StateStore, StoreError, checked_key, checked_prefix,
     cursor::CursorCodec,
     feed::{FeedLog, FeedRecords},
     mailbox::MailboxRecords,
     now_millis, subscriptions_json, subscriptions_of,
     tasks::{TaskRecord, TaskRecords, checked_body},
-    time_of, ttl_millis, validate_key,
+    time_of, ttl_millis,
 };
 use crate::principal::Principal;
 
@@ -66,6 +72,10 @@ const STATE_PREFIX: &str = "STATE#";
 const DOC_PREFIX: &str = "DOC#";
 const SESSION_PREFIX: &str = "SESSION#";
 const SESSION_SK: &str = "SESSION";
+const SESSIONS_PREFIX: &str = "SESSIONS#";
+const SESSIONS_SK: &str = "SESSIONS";
+/// The ledger attribute holding one live session's expiry: `session_<id>`.
+const LEDGER_ENTRY_PREFIX: &str = "session_";
 const RATE_PREFIX: &str = "RATE#";
 const RATE_SK: &str = "RATE";
 const FEED_PREFIX: &str = "FEED#";
@@ -89,6 +99,14 @@ const HEAD: (&str, &str) = ("#head", "head");
 const ANSWER: (&str, &str) = ("#answer", "answer");
 const BODY: (&str, &str) = ("#body", "body");
 const SUBSCRIPTIONS: (&str, &str) = ("#subscriptions", "subscriptions");
+const LIVE: (&str, &str) = ("#live", "live");
+const PRINCIPAL: (&str, &str) = ("#principal", "principal");
+/// The alias of one session's entry in its principal's ledger.
+const ENTRY: &str = "#entry";
+
+/// How often [`SessionRecords::create_session`] goes round when concurrent creations and
+/// deletions of the same principal keep moving its ledger.
+const MAX_LEDGER_ATTEMPTS: usize = 4;
 
 /// How often [`Expect::Any`] retries when concurrent writers keep expiring and
 /// recreating the document between its two conditional writes.
@@ -375,6 +393,20 @@ fn task_key(principal: &Principal, id: &str) -> Item {
     ])
 }
 
+fn ledger_key(principal: &Principal) -> Item {
+    HashMap::from([
+        (
+            PK.to_owned(),
+            string(format!("{SESSIONS_PREFIX}{}", principal.as_str())),
+        ),
+        (SK.to_owned(), string(SESSIONS_SK)),
+    ])
+}
+
+fn ledger_entry(id: &str) -> String {
+    format!("{LEDGER_ENTRY_PREFIX}{id}")
+}
+
 fn session_key(id: &str) -> Item {
     HashMap::from([
         (PK.to_owned(), string(format!("{SESSION_PREFIX}{id}"))),
@@ -573,12 +605,13 @@ where
 #[async_trait]
 impl StateStore for DynamoStore {
     async fn get(&self, principal: &Principal, key: &str) -> Result<Option<Document>, StoreError> {
-        validate_key(key)?;
-        self.get_document(principal, key, now_millis()).await
+        let key = checked_key(key)?;
+        self.get_document(principal, &key, now_millis()).await
     }
 
     async fn put(&self, principal: &Principal, put: Put<'_>) -> Result<Document, StoreError> {
-        let json = put.checked_json()?;
+        let (key, json) = put.checked()?;
+        let put = Put { key: &key, ..put };
         let now = now_millis();
         let fields = Fields {
             key: put.key,
@@ -641,7 +674,8 @@ impl StateStore for DynamoStore {
         key: &str,
         expect: Expect,
     ) -> Result<bool, StoreError> {
-        validate_key(key)?;
+        let key = checked_key(key)?;
+        let key = key.as_ref();
         let now = now_millis();
         let (condition, expected) = match expect {
             // Nothing to delete when the caller expects nothing: a live document is a conflict.
@@ -692,6 +726,8 @@ impl StateStore for DynamoStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page, StoreError> {
+        let prefix = checked_prefix(prefix)?;
+        let prefix = prefix.as_ref();
         let after = match cursor {
             Some(cursor) => Some(self.cursors.open(principal, prefix, cursor)?),
             None => None,
@@ -1091,19 +1127,177 @@ impl DynamoStore {
         let expires_at: i64 = required_number(&item, EXPIRES_AT.1)?;
         Ok((expires_at > now_millis()).then_some(item))
     }
-}
 
-#[async_trait]
-impl SessionRecords for DynamoStore {
-    async fn save_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+    /// Enters session `record` in its principal's ledger: one conditional `UpdateItem` that
+    /// adds the entry and counts it unless the count is at `limit`. When the condition fails,
+    /// the ledger it returns says why: at the cap with every entry live, the creation is
+    /// refused (no further call); entries that expired are removed by a conditional write on
+    /// the count read, and the entry is tried again.
+    async fn enter_ledger(&self, record: &SessionRecord, limit: usize) -> Result<(), StoreError> {
+        let expires_at = record.expires_at.timestamp_millis();
+        let entry = ledger_entry(&record.id);
+        for _ in 0..MAX_LEDGER_ATTEMPTS {
+            let added = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(ledger_key(&record.principal)))
+                .update_expression(
+                    "SET #entry = :expires, #live = if_not_exists(#live, :zero) + :one, \
+                     #expires = :expires, #ttl = :ttl",
+                )
+                .condition_expression(
+                    "attribute_not_exists(#entry) AND \
+                     (attribute_not_exists(#live) OR #live < :limit)",
+                )
+                .set_expression_attribute_names(Some(HashMap::from([
+                    (ENTRY.to_owned(), entry.clone()),
+                    name(LIVE),
+                    name(EXPIRES_AT),
+                    name(TTL),
+                ])))
+                .expression_attribute_values(":expires", number(expires_at))
+                .expression_attribute_values(":ttl", number(ttl_seconds(expires_at)))
+                .expression_attribute_values(":zero", number(0))
+                .expression_attribute_values(":one", number(1))
+                .expression_attribute_values(":limit", number(limit))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let ledger = match conditional("UpdateItem", added)? {
+                Ok(_) => return Ok(()),
+                Err(old) => old.unwrap_or_default(),
+            };
+            if ledger.contains_key(&entry) {
+                // The same session stored again: it is counted already.
+                return Ok(());
+            }
+            let now = now_millis();
+            let mut live = 0_usize;
+            let mut expired = Vec::new();
+            for (attribute, value) in &ledger {
+                if !attribute.starts_with(LEDGER_ENTRY_PREFIX) {
+                    continue;
+                }
+                match value {
+                    AttributeValue::N(expiry) if expiry.parse::<i64>().is_ok_and(|e| e > now) => {
+                        live += 1;
+                    }
+                    _ => expired.push(attribute.clone()),
+                }
+            }
+            if live >= limit {
+                return Err(StoreError::TooManySessions { limit });
+            }
+            let counted = optional_number::<i64>(&ledger, LIVE.1)?;
+            self.prune_ledger(&record.principal, &expired, live, counted)
+                .await?;
+        }
+        Err(StoreError::Contended("count of the caller's sessions"))
+    }
+
+    /// Removes the `expired` entries of `principal`'s ledger and sets the count to the `live`
+    /// ones left, if the count is still `counted` (nobody entered or left meanwhile); a
+    /// ledger that moved is left to the next attempt.
+    async fn prune_ledger(
+        &self,
+        principal: &Principal,
+        expired: &[String],
+        live: usize,
+        counted: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut names = HashMap::from([name(LIVE)]);
+        let mut removed = Vec::with_capacity(expired.len());
+        for (index, attribute) in expired.iter().enumerate() {
+            let alias = format!("#gone{index}");
+            removed.push(alias.clone());
+            names.insert(alias, attribute.clone());
+        }
+        let update = if removed.is_empty() {
+            "SET #live = :live".to_owned()
+        } else {
+            format!("SET #live = :live REMOVE {}", removed.join(", "))
+        };
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(ledger_key(principal)))
+            .update_expression(update)
+            .expression_attribute_values(":live", number(live));
+        let request = match counted {
+            Some(counted) => request
+                .condition_expression("#live = :counted")
+                .expression_attribute_values(":counted", number(counted)),
+            None => request.condition_expression("attribute_not_exists(#live)"),
+        };
+        let pruned = request
+            .set_expression_attribute_names(Some(names))
+            .send()
+            .await;
+        conditional("UpdateItem", pruned)?.ok();
+        Ok(())
+    }
+
+    /// Takes session `id` out of `principal`'s ledger, if it is there.
+    async fn leave_ledger(&self, principal: &Principal, id: &str) -> Result<(), StoreError> {
+        let left = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(ledger_key(principal)))
+            .update_expression("SET #live = #live - :one REMOVE #entry")
+            .condition_expression("attribute_exists(#entry)")
+            .set_expression_attribute_names(Some(HashMap::from([
+                (ENTRY.to_owned(), ledger_entry(id)),
+                name(LIVE),
+            ])))
+            .expression_attribute_values(":one", number(1))
+            .send()
+            .await;
+        conditional("UpdateItem", left)?.ok();
+        Ok(())
+    }
+
+    /// Slides the expiry of session `id` in `principal`'s ledger with the session's own.
+    async fn touch_ledger(
+        &self,
+        principal: &Principal,
+        id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let touched = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(ledger_key(principal)))
+            .update_expression("SET #entry = :expires, #expires = :expires, #ttl = :ttl")
+            .condition_expression("attribute_exists(#entry)")
+            .set_expression_attribute_names(Some(HashMap::from([
+                (ENTRY.to_owned(), ledger_entry(id)),
+                name(EXPIRES_AT),
+                name(TTL),
+            ])))
+            .expression_attribute_values(":expires", number(expires_at))
+            .expression_attribute_values(":ttl", number(ttl_seconds(expires_at)))
+            .send()
+            .await;
+        conditional("UpdateItem", touched)?.ok();
+        Ok(())
+    }
+
+    async fn put_session(
+        &self,
+        record: &SessionRecord,
+        init_params: String,
+    ) -> Result<(), StoreError> {
         let expires_at = record.expires_at.timestamp_millis();
         let mut item = session_key(&record.id);
         item.extend([
-            ("principal".to_owned(), string(record.principal.as_str())),
-            (
-                "init_params".to_owned(),
-                string(record.init_params.to_string()),
-            ),
+            (PRINCIPAL.1.to_owned(), string(record.principal.as_str())),
+            ("init_params".to_owned(), string(init_params)),
             (
                 "created_at".to_owned(),
                 number(record.created_at.timestamp_millis()),
@@ -1124,6 +1318,23 @@ impl SessionRecords for DynamoStore {
             .map_err(|e| dynamo_error("PutItem", e))?;
         Ok(())
     }
+}
+
+#[async_trait]
+impl SessionRecords for DynamoStore {
+    /// Two writes: the ledger entry (which refuses at the cap), then the session's item. A
+    /// session whose item could not be written leaves the ledger again.
+    async fn create_session(&self, record: &SessionRecord, limit: usize) -> Result<(), StoreError> {
+        let init_params = record.checked_init_params()?;
+        self.enter_ledger(record, limit).await?;
+        if let Err(error) = self.put_session(record, init_params).await {
+            if let Err(left) = self.leave_ledger(&record.principal, &record.id).await {
+                tracing::warn!(error = %left, session = %record.id, "a session that was not stored still counts against its caller until it would have expired");
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
 
     async fn load_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         match self.live_session_item(id).await? {
@@ -1132,34 +1343,38 @@ impl SessionRecords for DynamoStore {
         }
     }
 
+    /// The session's item and its ledger entry, written side by side.
     async fn touch_session(
         &self,
+        principal: &Principal,
         id: &str,
         last_seen_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let expires_at = expires_at.timestamp_millis();
-        let result = self
+        let session = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(session_key(id)))
             .update_expression("SET #seen = :seen, #expires = :expires, #ttl = :ttl")
             // Never recreate a deleted session as a record without its `initialize`.
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("attribute_exists(pk) AND #principal = :principal")
             .set_expression_attribute_names(Some(HashMap::from([
                 name(LAST_SEEN_AT),
                 name(EXPIRES_AT),
                 name(TTL),
+                name(PRINCIPAL),
             ])))
             .expression_attribute_values(":seen", number(last_seen_at.timestamp_millis()))
             .expression_attribute_values(":expires", number(expires_at))
             .expression_attribute_values(":ttl", number(ttl_seconds(expires_at)))
-            .send()
-            .await;
+            .expression_attribute_values(":principal", string(principal.as_str()))
+            .send();
+        let (session, ledger) = tokio::join!(session, self.touch_ledger(principal, id, expires_at));
         // A missing record is not an error, as for SQL's UPDATE of no row.
-        conditional("UpdateItem", result)?.ok();
-        Ok(())
+        conditional("UpdateItem", session)?.ok();
+        ledger
     }
 
     async fn set_session_subscriptions(
@@ -1198,15 +1413,21 @@ impl SessionRecords for DynamoStore {
         subscriptions_of(stored.map(String::as_str)).map(Some)
     }
 
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        self.client
+    /// The session's item (only if it is `principal`'s) and its ledger entry, deleted side by
+    /// side: another principal's ledger never holds the id.
+    async fn delete_session(&self, principal: &Principal, id: &str) -> Result<(), StoreError> {
+        let session = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(session_key(id)))
-            .send()
-            .await
-            .map_err(|e| dynamo_error("DeleteItem", e))?;
-        Ok(())
+            .condition_expression("#principal = :principal")
+            .expression_attribute_names(PRINCIPAL.0, PRINCIPAL.1)
+            .expression_attribute_values(":principal", string(principal.as_str()))
+            .send();
+        let (session, ledger) = tokio::join!(session, self.leave_ledger(principal, id));
+        conditional("DeleteItem", session)?.ok();
+        ledger
     }
 }
 

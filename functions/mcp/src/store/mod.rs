@@ -23,7 +23,7 @@ pub mod mailbox;
 pub mod sql;
 pub mod tasks;
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{borrow::Cow, collections::BTreeSet, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -31,7 +31,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::principal::Principal;
+use crate::{
+    names::{self, NameError},
+    principal::Principal,
+};
 
 /// Largest serialized document accepted by [`StateStore::put`], in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
@@ -39,6 +42,19 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 pub const MAX_KEY_BYTES: usize = 256;
 /// Largest page [`StateStore::list`] returns, whatever the caller asks for.
 pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// The most document bytes (values as JSON) one page carries; a page reaching it ends early
+/// and its cursor carries on. A page always holds at least one document.
+pub const MAX_PAGE_BYTES: usize = 512 * 1024;
+/// Largest `initialize` params a session keeps, serialized, in bytes: a client's capabilities
+/// and name fit many times over, and the record stays far below DynamoDB's item limit.
+pub const MAX_INIT_PARAMS_BYTES: usize = 64 * 1024;
+/// Live legacy-wire sessions one principal may hold unless configured otherwise
+/// (`MCP_MAX_SESSIONS_PER_CALLER`).
+pub const DEFAULT_MAX_SESSIONS_PER_CALLER: usize = 32;
+/// The most `MCP_MAX_SESSIONS_PER_CALLER` may allow: DynamoDB keeps a principal's live
+/// sessions in one item, pruned in one update expression, both of which must stay small.
+pub const MAX_SESSIONS_PER_CALLER_LIMIT: usize = 256;
 
 /// One stored document and its bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -87,16 +103,17 @@ pub struct Put<'a> {
     pub ttl: Option<Duration>,
 }
 
-impl Put<'_> {
-    /// The document as stored: the key and the serialized size checked against the limits.
-    pub fn checked_json(&self) -> Result<String, StoreError> {
-        validate_key(self.key)?;
+impl<'a> Put<'a> {
+    /// The write as stored: the key in its stored form ([`checked_key`]) and the serialized
+    /// document, both checked against the limits.
+    pub fn checked(&self) -> Result<(Cow<'a, str>, String), StoreError> {
+        let key = checked_key(self.key)?;
         let json =
             serde_json::to_string(self.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if json.len() > MAX_DOCUMENT_BYTES {
             return Err(StoreError::DocumentTooLarge(json.len()));
         }
-        Ok(json)
+        Ok((key, json))
     }
 }
 
@@ -128,7 +145,9 @@ pub struct Page {
 
 impl Page {
     /// A page from up to `limit + 1` documents in key order: the extra one only
-    /// says another page follows, and the cursor resumes after the last kept key.
+    /// says another page follows, and the cursor resumes after the last kept key. The page
+    /// also ends before [`MAX_PAGE_BYTES`] of document values, so one call's answer stays
+    /// bounded however large the documents are.
     pub fn from_lookahead(
         mut items: Vec<Document>,
         limit: usize,
@@ -136,8 +155,17 @@ impl Page {
         principal: &Principal,
         prefix: &str,
     ) -> Self {
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
+        let mut bytes = 0;
+        let within = items
+            .iter()
+            .take(limit)
+            .position(|item| {
+                bytes += serde_json::to_vec(&item.value).map_or(0, |json| json.len());
+                bytes > MAX_PAGE_BYTES
+            })
+            .map_or(limit, |over| over.max(1));
+        let next_cursor = if items.len() > within {
+            items.truncate(within);
             items
                 .last()
                 .map(|last| cursors.seal(principal, prefix, &last.key))
@@ -161,6 +189,17 @@ pub struct SessionRecord {
     pub expires_at: DateTime<Utc>,
 }
 
+impl SessionRecord {
+    /// The `initialize` params as stored, refused over [`MAX_INIT_PARAMS_BYTES`].
+    pub fn checked_init_params(&self) -> Result<String, StoreError> {
+        let json = self.init_params.to_string();
+        if json.len() > MAX_INIT_PARAMS_BYTES {
+            return Err(StoreError::InitParamsTooLarge(json.len()));
+        }
+        Ok(json)
+    }
+}
+
 /// What went wrong in a store call.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -170,6 +209,12 @@ pub enum StoreError {
     KeyTooLong(usize),
     #[error("key contains a control character")]
     KeyControlCharacter,
+    /// The key breaks the spelling rule of [`crate::names`].
+    #[error("key {0}")]
+    KeyName(NameError),
+    /// A listing prefix breaks the spelling rule of [`crate::names`]: it could match no key.
+    #[error("prefix {0}")]
+    PrefixName(NameError),
     #[error("document is {0} bytes when serialized; at most {MAX_DOCUMENT_BYTES} are allowed")]
     DocumentTooLarge(usize),
     #[error("version conflict on `{key}`: expected {expected}, current is {}", describe_version(*.current))]
@@ -180,6 +225,17 @@ pub enum StoreError {
     },
     #[error("the cursor is not valid for this listing; start again without a cursor")]
     BadCursor,
+    #[error(
+        "initialize params are {0} bytes when serialized; a session keeps at most \
+         {MAX_INIT_PARAMS_BYTES}"
+    )]
+    InitParamsTooLarge(usize),
+    /// The principal holds `limit` live sessions already; nothing was stored.
+    #[error(
+        "this caller already has {limit} open sessions, the most allowed; end one it no longer \
+         needs (HTTP DELETE with its Mcp-Session-Id) or wait for one to expire"
+    )]
+    TooManySessions { limit: usize },
     #[error("the {0} kept changing under concurrent writes; retry")]
     Contended(&'static str),
     #[error("stored data is corrupt: {0}")]
@@ -232,9 +288,13 @@ impl StoreError {
             Self::EmptyKey
                 | Self::KeyTooLong(_)
                 | Self::KeyControlCharacter
+                | Self::KeyName(_)
+                | Self::PrefixName(_)
                 | Self::DocumentTooLarge(_)
                 | Self::VersionConflict { .. }
                 | Self::BadCursor
+                | Self::InitParamsTooLarge(_)
+                | Self::TooManySessions { .. }
         )
     }
 
@@ -250,18 +310,26 @@ impl StoreError {
     }
 }
 
-/// Checks a document key against the documented limits.
-pub fn validate_key(key: &str) -> Result<(), StoreError> {
+/// A document key in the form it is stored and compared in (NFC, see [`crate::names`]),
+/// checked against the documented limits; borrowed when `key` is in that form already.
+/// Every backend reads and writes documents only under keys from here.
+pub fn checked_key(key: &str) -> Result<Cow<'_, str>, StoreError> {
     if key.is_empty() {
         return Err(StoreError::EmptyKey);
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(StoreError::KeyTooLong(key.len()));
     }
     if key.chars().any(char::is_control) {
         return Err(StoreError::KeyControlCharacter);
     }
-    Ok(())
+    let key = names::canonical(key).map_err(StoreError::KeyName)?;
+    if key.len() > MAX_KEY_BYTES {
+        return Err(StoreError::KeyTooLong(key.len()));
+    }
+    Ok(key)
+}
+
+/// A listing prefix in the form keys are stored in ([`checked_key`]); empty lists every key.
+pub fn checked_prefix(prefix: &str) -> Result<Cow<'_, str>, StoreError> {
+    names::canonical(prefix).map_err(StoreError::PrefixName)
 }
 
 /// Versioned JSON documents, each owned by one principal.
@@ -301,24 +369,33 @@ pub trait StateStore: Send + Sync + 'static {
 }
 
 /// Persisted legacy-wire sessions.
+///
+/// **Invariant:** a principal never holds more than the `limit` given to
+/// [`SessionRecords::create_session`] live sessions, whatever the concurrency: each backend
+/// counts and inserts in one atomic step (see each for how).
 #[async_trait]
 pub trait SessionRecords: Send + Sync + 'static {
-    /// Creates or replaces a record.
-    async fn save_session(&self, record: &SessionRecord) -> Result<(), StoreError>;
+    /// Creates the record of a new session (or replaces the record of the same id), unless its
+    /// `initialize` params are over [`MAX_INIT_PARAMS_BYTES`] ([`StoreError::InitParamsTooLarge`])
+    /// or its principal already holds `limit` other live sessions
+    /// ([`StoreError::TooManySessions`]); a refusal stores nothing.
+    async fn create_session(&self, record: &SessionRecord, limit: usize) -> Result<(), StoreError>;
 
     /// The record if it exists and has not expired.
     async fn load_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Slides the expiry forward.
+    /// Slides the expiry of `principal`'s session forward.
     async fn touch_session(
         &self,
+        principal: &Principal,
         id: &str,
         last_seen_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Removes a record; removing an unknown one is not an error.
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
+    /// Removes `principal`'s session; removing an unknown one (or another principal's) is not
+    /// an error, and does nothing.
+    async fn delete_session(&self, principal: &Principal, id: &str) -> Result<(), StoreError>;
 
     /// Replaces the legacy `resources/subscribe` URIs of a live session (where no instance
     /// keeps the session between requests); `false` when there is no such session.
@@ -481,6 +558,37 @@ impl<T> Store for T where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn documents(count: usize, value_bytes: usize) -> Vec<Document> {
+        (0..count)
+            .map(|n| Document {
+                key: format!("doc-{n:03}"),
+                value: Value::String("x".repeat(value_bytes)),
+                version: 1,
+                updated_at: Utc::now(),
+                expires_at: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_page_ends_at_its_byte_bound_and_its_cursor_carries_on() {
+        let cursors = cursor::CursorCodec::new(b"a test key of at least 32 bytes!!");
+        let alice = Principal::new("alice").expect("principal");
+        // 60 KiB values: eight fit in 512 KiB, the ninth would not.
+        let page = Page::from_lookahead(documents(21, 60 * 1024), 20, &cursors, &alice, "");
+        assert_eq!(page.items.len(), 8);
+        let cursor = page.next_cursor.expect("more follow");
+        assert_eq!(
+            cursors.open(&alice, "", &cursor).expect("own cursor"),
+            "doc-007"
+        );
+        // Small documents: the count decides, and the last page has no cursor.
+        let page = Page::from_lookahead(documents(21, 10), 20, &cursors, &alice, "");
+        assert_eq!((page.items.len(), page.next_cursor.is_some()), (20, true));
+        let page = Page::from_lookahead(documents(5, 10), 20, &cursors, &alice, "");
+        assert_eq!((page.items.len(), page.next_cursor), (5, None));
+    }
 
     #[test]
     fn gcra_admits_a_burst_then_the_rate() {

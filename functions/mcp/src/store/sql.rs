@@ -17,13 +17,13 @@ use sqlx::{
 
 use super::{
     Admission, Document, Expect, Gcra, MAX_PAGE_SIZE, Page, Put, RateBuckets, SessionRecord,
-    SessionRecords, StateStore, StoreError,
+    SessionRecords, StateStore, StoreError, checked_key, checked_prefix,
     cursor::CursorCodec,
     feed::{FeedLog, FeedRecords},
     mailbox::MailboxRecords,
     now_millis, subscriptions_json, subscriptions_of,
     tasks::{TaskRecord, TaskRecords, checked_body},
-    time_of, ttl_millis, validate_key,
+    time_of, ttl_millis,
 };
 use crate::principal::Principal;
 
@@ -61,6 +61,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "subscriptions",
                 include_str!("../../migrations/sqlite/0006_subscriptions.sql"),
             ),
+            (
+                7,
+                "session_owners",
+                include_str!("../../migrations/sqlite/0007_session_owners.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -92,6 +97,11 @@ fn migrator(backend: Backend) -> Migrator {
                 6,
                 "subscriptions",
                 include_str!("../../migrations/postgres/0006_subscriptions.sql"),
+            ),
+            (
+                7,
+                "session_owners",
+                include_str!("../../migrations/postgres/0007_session_owners.sql"),
             ),
         ],
     };
@@ -284,13 +294,13 @@ fn session_of(row: &AnyRow) -> Result<SessionRecord, StoreError> {
 #[async_trait]
 impl StateStore for SqlStore {
     async fn get(&self, principal: &Principal, key: &str) -> Result<Option<Document>, StoreError> {
-        validate_key(key)?;
+        let key = checked_key(key)?;
         let row = sqlx::query(
             "SELECT key, value, version, updated_at, expires_at FROM mcp_state \
              WHERE principal = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)",
         )
         .bind(principal.as_str())
-        .bind(key)
+        .bind(key.as_ref())
         .bind(now_millis())
         .fetch_optional(&self.pool)
         .await?;
@@ -298,7 +308,8 @@ impl StateStore for SqlStore {
     }
 
     async fn put(&self, principal: &Principal, put: Put<'_>) -> Result<Document, StoreError> {
-        let value = put.checked_json()?;
+        let (key, value) = put.checked()?;
+        let put = Put { key: &key, ..put };
         let now = now_millis();
         let expires_at = put.ttl.map(|ttl| now.saturating_add(ttl_millis(ttl)));
         let statement = match put.expect {
@@ -353,7 +364,8 @@ impl StateStore for SqlStore {
         key: &str,
         expect: Expect,
     ) -> Result<bool, StoreError> {
-        validate_key(key)?;
+        let key = checked_key(key)?;
+        let key = key.as_ref();
         let now = now_millis();
         let deleted = match expect {
             Expect::Any => sqlx::query(
@@ -396,6 +408,8 @@ impl StateStore for SqlStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page, StoreError> {
+        let prefix = checked_prefix(prefix)?;
+        let prefix = prefix.as_ref();
         let after = match cursor {
             Some(cursor) => self.cursors.open(principal, prefix, cursor)?,
             None => String::new(),
@@ -444,6 +458,11 @@ impl StateStore for SqlStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        let owners = sqlx::query("DELETE FROM mcp_session_owners WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         let buckets = sqlx::query("DELETE FROM mcp_rate_limits WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
@@ -464,7 +483,7 @@ impl StateStore for SqlStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(state + sessions + buckets + feeds + mailbox + tasks)
+        Ok(state + sessions + owners + buckets + feeds + mailbox + tasks)
     }
 }
 
@@ -709,22 +728,47 @@ impl TaskRecords for SqlStore {
 
 #[async_trait]
 impl SessionRecords for SqlStore {
-    async fn save_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+    /// One transaction: an upsert of the principal's row in `mcp_session_owners` first, which
+    /// PostgreSQL locks until the commit (SQLite has one writer anyway), so creations of one
+    /// principal are counted one after another; then an insert guarded by the count of the
+    /// principal's other live sessions (the `(principal, expires_at)` index), whose row count
+    /// says whether it was under the limit.
+    async fn create_session(&self, record: &SessionRecord, limit: usize) -> Result<(), StoreError> {
+        let init_params = record.checked_init_params()?;
+        let expires_at = record.expires_at.timestamp_millis();
+        let mut transaction = self.pool.begin().await?;
         sqlx::query(
+            "INSERT INTO mcp_session_owners (principal, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (principal) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(record.principal.as_str())
+        .bind(expires_at)
+        .execute(&mut *transaction)
+        .await?;
+        let created = sqlx::query(
             "INSERT INTO mcp_sessions (id, principal, init_params, created_at, last_seen_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE (SELECT COUNT(*) FROM mcp_sessions \
+                    WHERE principal = $2 AND expires_at > $7 AND id <> $1) < $8 \
              ON CONFLICT (id) DO UPDATE SET principal = excluded.principal, \
              init_params = excluded.init_params, created_at = excluded.created_at, \
              last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at",
         )
         .bind(record.id.as_str())
         .bind(record.principal.as_str())
-        .bind(record.init_params.to_string())
+        .bind(init_params)
         .bind(record.created_at.timestamp_millis())
         .bind(record.last_seen_at.timestamp_millis())
-        .bind(record.expires_at.timestamp_millis())
-        .execute(&self.pool)
-        .await?;
+        .bind(expires_at)
+        .bind(now_millis())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        transaction.commit().await?;
+        if created == 0 {
+            return Err(StoreError::TooManySessions { limit });
+        }
         Ok(())
     }
 
@@ -742,16 +786,21 @@ impl SessionRecords for SqlStore {
 
     async fn touch_session(
         &self,
+        principal: &Principal,
         id: &str,
         last_seen_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE mcp_sessions SET last_seen_at = $2, expires_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(last_seen_at.timestamp_millis())
-            .bind(expires_at.timestamp_millis())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE mcp_sessions SET last_seen_at = $3, expires_at = $4 \
+             WHERE id = $1 AND principal = $2",
+        )
+        .bind(id)
+        .bind(principal.as_str())
+        .bind(last_seen_at.timestamp_millis())
+        .bind(expires_at.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -788,9 +837,10 @@ impl SessionRecords for SqlStore {
         .transpose()
     }
 
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM mcp_sessions WHERE id = $1")
+    async fn delete_session(&self, principal: &Principal, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM mcp_sessions WHERE id = $1 AND principal = $2")
             .bind(id)
+            .bind(principal.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())

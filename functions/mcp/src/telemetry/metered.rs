@@ -135,8 +135,8 @@ impl StateStore for MeteredStore {
 
 #[async_trait]
 impl SessionRecords for MeteredStore {
-    async fn save_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        self.timed("save_session", self.inner.save_session(record))
+    async fn create_session(&self, record: &SessionRecord, limit: usize) -> Result<(), StoreError> {
+        self.timed("create_session", self.inner.create_session(record, limit))
             .await
     }
 
@@ -147,19 +147,21 @@ impl SessionRecords for MeteredStore {
 
     async fn touch_session(
         &self,
+        principal: &Principal,
         id: &str,
         last_seen_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.timed(
             "touch_session",
-            self.inner.touch_session(id, last_seen_at, expires_at),
+            self.inner
+                .touch_session(principal, id, last_seen_at, expires_at),
         )
         .await
     }
 
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        self.timed("delete_session", self.inner.delete_session(id))
+    async fn delete_session(&self, principal: &Principal, id: &str) -> Result<(), StoreError> {
+        self.timed("delete_session", self.inner.delete_session(principal, id))
             .await
     }
 

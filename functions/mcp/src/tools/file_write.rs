@@ -28,7 +28,7 @@ pub enum Encoding {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct FileWriteArgs {
-    /// Where to store the file: a relative path such as notes/today.md ('/' between folders, no '.' or '..' segments, at most 512 bytes).
+    /// Where to store the file: a relative path such as notes/today.md ('/' between folders, no '.' or '..' segments, no invisible characters, at most 512 bytes).
     pub path: String,
     /// The file's content: text, or base64 when encoding is "base64". At most 5 MiB once decoded.
     pub content: String,
@@ -82,10 +82,10 @@ impl McpServer {
         Caller(principal): Caller,
         Parameters(args): Parameters<FileWriteArgs>,
     ) -> Result<Json<FileWriteOutput>, ToolError> {
-        checked_file_path(&args.path)?;
+        let path = checked_file_path(&args.path)?;
         let content_type = match &args.content_type {
             Some(given) => given.trim().to_owned(),
-            None => content_type_for(&args.path).to_owned(),
+            None => content_type_for(&path).to_owned(),
         };
         if blob::validate_content_type(&content_type).is_err() {
             return Err(ToolError::Invalid(format!(
@@ -108,7 +108,7 @@ impl McpServer {
         };
         let meta = self
             .blobs()
-            .put(&principal, &args.path, bytes, &content_type)
+            .put(&principal, &path, bytes, &content_type)
             .await?;
         let uri = blob::resource_uri(&meta.key);
         announce_file_written(self.context(), &principal, &uri).await;

@@ -18,6 +18,9 @@ mod state_export;
 mod state_get;
 mod state_list;
 mod state_set;
+mod text_copy;
+
+pub(crate) use text_copy::without_large_text_copy;
 
 use rmcp::{
     ErrorData,
@@ -121,14 +124,16 @@ impl IntoContents for ToolError {
     }
 }
 
-/// Checks a file path a caller gave (`file_write`, `state_export`), saying what is wrong.
-pub(crate) fn checked_file_path(path: &str) -> Result<(), ToolError> {
-    crate::blob::validate_blob_key(path).map_err(|error| match error {
-        BlobError::InvalidKey(reason) => {
-            ToolError::Invalid(format!("invalid path {path:?}: {reason}"))
-        }
-        other => other.into(),
-    })
+/// A file path a caller gave (`file_write`, `state_export`) in the form it is stored in (see
+/// [`crate::blob::checked_blob_key`]), or what is wrong with it.
+pub(crate) fn checked_file_path(path: &str) -> Result<String, ToolError> {
+    match crate::blob::checked_blob_key(path) {
+        Ok(stored) => Ok(stored.into_owned()),
+        Err(BlobError::InvalidKey(reason)) => Err(ToolError::Invalid(format!(
+            "invalid path {path:?}: {reason}"
+        ))),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// Tells the caller's listeners that the file at `uri` was written. The listing shows each

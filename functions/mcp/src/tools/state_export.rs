@@ -116,7 +116,7 @@ async fn export(
             exported_at.format("%Y%m%dT%H%M%SZ")
         )
     });
-    checked_file_path(&path)?;
+    let path = checked_file_path(&path)?;
     let prefix = args.prefix.unwrap_or_default();
     let mut documents = Vec::new();
     let mut cursor = None;

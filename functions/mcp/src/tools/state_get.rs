@@ -12,7 +12,7 @@ use crate::{server::McpServer, store::Document};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct StateGetArgs {
-    /// Key of the document (1 to 256 bytes, no control characters).
+    /// Key of the document (1 to 256 bytes, no control or invisible characters; compared in Unicode NFC).
     pub key: String,
 }
 

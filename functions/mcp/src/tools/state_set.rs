@@ -21,7 +21,7 @@ const MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct StateSetArgs {
-    /// Key of the document (1 to 256 bytes, no control characters).
+    /// Key of the document (1 to 256 bytes, no control or invisible characters; compared in Unicode NFC).
     pub key: String,
     /// Any JSON value; at most 64 KiB once serialized.
     pub value: Value,

@@ -1,0 +1,7 @@
+-- The cap on live sessions per principal: the count reads this index, and creating a session
+-- first upserts its principal's row here, so creations of one principal are counted in turn.
+CREATE INDEX mcp_sessions_principal ON mcp_sessions (principal, expires_at);
+CREATE TABLE mcp_session_owners (
+    principal  TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+);

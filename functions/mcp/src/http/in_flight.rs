@@ -1,0 +1,173 @@
+//! A per-caller cap on requests in flight on this instance, answers and streams included.
+//!
+//! The rate limit bounds how often a caller may start requests, not how many it keeps open:
+//! a client that never reads its answers pinned them all in memory (40 unread pages of
+//! `state_list` grew a server from 120 MB to 971 MB). A request holds its caller's slot until
+//! its answer's body has been sent or dropped, so at most `limit` answers per caller are held
+//! at once, each bounded in size (pages end at `store::MAX_PAGE_BYTES`); over it, 429.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::Response,
+};
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use super::{jsonrpc_error, rate_limit::RATE_LIMITED};
+use crate::{principal::Principal, telemetry::RequestFacts};
+
+/// The callers' requests in flight on this instance.
+pub struct InFlight {
+    limit: usize,
+    counts: Mutex<HashMap<Principal, usize>>,
+}
+
+/// A response's hold on its request's slot. It travels in the response's extensions too, so a
+/// layer that buffers the body and builds a new one (the request log's) keeps the slot with it.
+#[derive(Clone)]
+pub struct Held(Arc<Slot>);
+
+impl Held {
+    /// `body`, holding the slot until it has been sent or dropped.
+    pub fn body(&self, body: Body) -> Body {
+        Body::new(SlotBody {
+            inner: body,
+            _slot: self.0.clone(),
+        })
+    }
+}
+
+/// One request's place, given back when dropped.
+struct Slot {
+    in_flight: Arc<InFlight>,
+    principal: Principal,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .in_flight
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.principal) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.principal);
+            }
+        }
+    }
+}
+
+impl InFlight {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            counts: Mutex::default(),
+        })
+    }
+
+    fn take(self: &Arc<Self>, principal: &Principal) -> Option<Slot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(principal.clone()).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            in_flight: self.clone(),
+            principal: principal.clone(),
+        })
+    }
+
+    /// The caller's requests in flight now.
+    pub fn count(&self, principal: &Principal) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.get(principal).copied().unwrap_or(0)
+    }
+}
+
+/// Answers 429 when the caller already has `limit` requests in flight here.
+pub async fn limit(
+    State(in_flight): State<Arc<InFlight>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return next.run(request).await;
+    };
+    let Some(slot) = in_flight.take(&principal) else {
+        tracing::info!(%principal, limit = in_flight.limit, "request refused: too many in flight");
+        RequestFacts::note(request.extensions(), |facts| facts.rate_limited = true);
+        let message = format!(
+            "Too many requests in flight: at most {} at once per caller (open streams included); \
+             retry once one has finished",
+            in_flight.limit
+        );
+        let mut response = jsonrpc_error(StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED, &message);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let held = Held(Arc::new(slot));
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(held.clone());
+    response.map(|body| held.body(body))
+}
+
+/// An answer's body that holds its request's slot until it is sent or dropped.
+struct SlotBody {
+    inner: Body,
+    _slot: Arc<Slot>,
+}
+
+impl HttpBody for SlotBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_per_caller_and_given_back_on_drop() {
+        let in_flight = InFlight::new(2);
+        let alice = Principal::new("alice").expect("principal");
+        let bob = Principal::new("bob").expect("principal");
+        let first = in_flight.take(&alice).expect("first");
+        let second = in_flight.take(&alice).expect("second");
+        assert!(in_flight.take(&alice).is_none());
+        assert!(in_flight.take(&bob).is_some(), "bob has his own slots");
+        drop(first);
+        assert_eq!(in_flight.count(&alice), 1);
+        assert!(in_flight.take(&alice).is_some());
+        drop(second);
+    }
+}
