@@ -8,9 +8,7 @@
 
 use std::{
     collections::HashMap,
-    pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll},
 };
 
 use axum::{
@@ -20,8 +18,6 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use bytes::Bytes;
-use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::{jsonrpc_error, rate_limit::RATE_LIMITED};
 use crate::{principal::Principal, telemetry::RequestFacts};
@@ -40,10 +36,7 @@ pub struct Held(Arc<Slot>);
 impl Held {
     /// `body`, holding the slot until it has been sent or dropped.
     pub fn body(&self, body: Body) -> Body {
-        Body::new(SlotBody {
-            inner: body,
-            _slot: self.0.clone(),
-        })
+        super::held_until_sent(body, self.0.clone())
     }
 }
 
@@ -124,32 +117,6 @@ pub async fn limit(
     let mut response = next.run(request).await;
     response.extensions_mut().insert(held.clone());
     response.map(|body| held.body(body))
-}
-
-/// An answer's body that holds its request's slot until it is sent or dropped.
-struct SlotBody {
-    inner: Body,
-    _slot: Arc<Slot>,
-}
-
-impl HttpBody for SlotBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]

@@ -84,3 +84,41 @@ pub fn jsonrpc_error_for(
     );
     response
 }
+
+/// `body`, keeping `guard` alive until the body has been sent or dropped: how a request's
+/// hold on something (its caller's in-flight slot, its connection's activity) lasts exactly
+/// as long as its answer.
+pub fn held_until_sent<G: Send + Unpin + 'static>(
+    body: axum::body::Body,
+    guard: G,
+) -> axum::body::Body {
+    axum::body::Body::new(Guarded {
+        body,
+        _guard: guard,
+    })
+}
+
+struct Guarded<G> {
+    body: axum::body::Body,
+    _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Guarded<G> {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

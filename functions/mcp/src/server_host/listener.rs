@@ -46,7 +46,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::{config::ConnectionLimits, http::jsonrpc_guard::BodyTimeout};
+use crate::{
+    config::ConnectionLimits,
+    http::{held_until_sent, jsonrpc_guard::BodyTimeout},
+};
 
 /// The answer a connection beyond the limit gets before it is closed.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
@@ -446,12 +449,7 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
                     response
                 }
             };
-            Ok(response.map(|body| {
-                Body::new(Answering {
-                    body,
-                    _in_flight: in_flight,
-                })
-            }))
+            Ok(response.map(|body| held_until_sent(body, in_flight)))
         })
     }
 }
@@ -508,32 +506,6 @@ impl http_body::Body for Arriving {
             return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(this.timeout)))));
         }
         frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// A response body that ends its request's activity once hyper has sent it and drops it.
-struct Answering {
-    body: Body,
-    _in_flight: InFlight,
-}
-
-impl http_body::Body for Answering {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
