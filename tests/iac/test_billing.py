@@ -62,7 +62,7 @@ def test_every_parameter_has_a_description_and_a_default():
 
 
 def test_deployment_outside_us_east_1_is_refused():
-    (rule,) = TEMPLATE["Rules"].values()
+    rule = TEMPLATE["Rules"]["DeployInUsEast1"]
     assert "RuleCondition" not in rule
     assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
 
@@ -172,6 +172,54 @@ def test_email_subscription_exists_only_with_an_address():
     assert TEMPLATE["Conditions"]["HasEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "NotificationEmail"}, ""]}]}
     assert subscription["Properties"]["TopicArn"] == TOPIC
     assert subscription["Properties"]["Protocol"] == "email"
+
+
+# ─── Slack through AWS Chatbot ───────────────────────────────────────────
+
+READ_ONLY_CLOUDWATCH = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/CloudWatchReadOnlyAccess"}
+
+
+@pytest.mark.parametrize(
+    ("given", "posts"),
+    [
+        ({}, False),
+        ({"SlackWorkspaceId": "T0123ABCDE"}, False),
+        ({"SlackChannelId": "C0123ABCDE"}, False),
+        ({"SlackWorkspaceId": "T0123ABCDE", "SlackChannelId": "C0123ABCDE"}, True),
+    ],
+)
+def test_alerts_reach_slack_only_with_workspace_and_channel(given, posts):
+    assert cfn.conditions(TEMPLATE, **given)["PostsToSlack"] is posts
+    for logical_id in ("SlackChannel", "SlackChannelRole"):
+        assert RESOURCES[logical_id]["Condition"] == "PostsToSlack", logical_id
+    rule = TEMPLATE["Rules"]["SlackNeedsBothIds"]
+    assert rule["Assertions"][0]["Assert"] == TEMPLATE["Conditions"]["PostsToSlack"]
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "accepted"),
+    [
+        ("SlackWorkspaceId", "T0123ABCDE", True),
+        ("SlackWorkspaceId", "C0123ABCDE", False),
+        ("SlackWorkspaceId", "t0123abcde", False),
+        ("SlackChannelId", "C0123ABCDE", True),
+        ("SlackChannelId", "G0123ABCDE", True),
+        ("SlackChannelId", "#alerts", False),
+    ],
+)
+def test_slack_ids_are_checked_before_anything_is_created(parameter, value, accepted):
+    assert bool(re.fullmatch(PARAMETERS[parameter]["AllowedPattern"], value)) is accepted
+
+
+def test_the_slack_channel_posts_the_alert_topic_and_can_only_read():
+    channel = RESOURCES["SlackChannel"]["Properties"]
+    assert only("AWS::Chatbot::SlackChannelConfiguration")["Properties"] == channel
+    assert channel["SnsTopicArns"] == [TOPIC]
+    assert channel["GuardrailPolicies"] == [READ_ONLY_CLOUDWATCH]
+    assert channel["IamRoleArn"] == {"Fn::GetAtt": ["SlackChannelRole", "Arn"]}
+    role = RESOURCES["SlackChannelRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == [READ_ONLY_CLOUDWATCH]
+    assert "Policies" not in role
 
 
 # ─── Names and outputs ───────────────────────────────────────────────────

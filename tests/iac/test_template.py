@@ -68,7 +68,7 @@ def test_table_has_point_in_time_recovery():
 
 
 def test_table_is_encrypted_with_the_stack_key():
-    assert properties("Table")["SSESpecification"] == {
+    assert cfn.resolve(properties("Table"), DEFAULTS)["SSESpecification"] == {
         "SSEEnabled": True,
         "SSEType": "KMS",
         "KMSMasterKeyId": {"Ref": "DataKey"},
@@ -88,7 +88,7 @@ def test_data_and_its_key_survive_stack_deletion():
 
 
 def test_bucket_is_encrypted_with_kms():
-    rules = properties("FilesBucket")["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    rules = cfn.resolve(properties("FilesBucket"), DEFAULTS)["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert [rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules] == ["aws:kms"]
 
 
@@ -122,7 +122,7 @@ def test_bucket_has_lifecycle_rules_for_versions_and_uploads():
 
 
 def test_secret_is_encrypted_with_the_stack_key_and_generated():
-    secret = properties("SigningKeys")
+    secret = cfn.resolve(properties("SigningKeys"), DEFAULTS)
     assert secret["KmsKeyId"] == {"Ref": "DataKey"}
     generated = secret["GenerateSecretString"]
     assert json.loads(generated["SecretStringTemplate"]) == {"kid": "initial"}
@@ -141,20 +141,22 @@ def test_functions_are_rust_on_al2023_arm64_by_default():
     assert TEMPLATE["Globals"]["Function"]["Runtime"] == "provided.al2023"
     assert TEMPLATE["Globals"]["Function"]["Architectures"] == [{"Ref": "Architecture"}]
     assert PARAMETERS["Architecture"]["Default"] == "arm64"
-    for logical_id, binary in (("McpFunction", "mcp-lambda"), ("AuthorizerFunction", "authorizer")):
+    for logical_id, binary in (
+        ("McpFunction", "mcp-lambda"), ("AuthorizerFunction", "authorizer"), ("RotationFunction", "rotation"),
+    ):
         metadata = RESOURCES[logical_id]["Metadata"]
         assert metadata["BuildMethod"] == "rust-cargolambda"
         assert metadata["BuildProperties"] == {"Binary": binary}
 
 
 def test_functions_are_traced_and_capped():
-    assert TEMPLATE["Globals"]["Function"]["Tracing"] == "Active"
+    assert cfn.resolve(TEMPLATE["Globals"]["Function"], DEFAULTS)["Tracing"] == "Active"
     for logical_id in ("McpFunction", "AuthorizerFunction"):
         assert properties(logical_id)["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
 
 
 @pytest.mark.parametrize("decided", [DEFAULTS, REGISTERING], ids=["token", "cognito-registering"])
-@pytest.mark.parametrize("logical_id", ["McpFunction", "AuthorizerFunction"])
+@pytest.mark.parametrize("logical_id", ["McpFunction", "AuthorizerFunction", "RotationFunction"])
 def test_function_policies_name_no_wildcard_action_or_resource(logical_id, decided):
     for statement in function_statements(logical_id, decided):
         for action in cfn.as_list(statement["Action"]):
@@ -228,17 +230,17 @@ def test_mcp_function_configuration_points_at_this_stack():
 
 def test_log_groups_are_encrypted_and_expire():
     groups = cfn.resources_of_type(TEMPLATE, "AWS::Logs::LogGroup")
-    assert set(groups) == {"McpLogGroup", "AuthorizerLogGroup", "AccessLogGroup"}
+    assert set(groups) == {"McpLogGroup", "AuthorizerLogGroup", "AccessLogGroup", "RotationLogGroup"}
     for logical_id, group in groups.items():
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, logical_id
-        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}, logical_id
+        assert cfn.resolve(group["Properties"], DEFAULTS)["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}, logical_id
 
 
 # ─── API ───────────────────────────────────────────────────────────────────
 
 
 def test_api_is_regional_traced_and_access_logged():
-    api = properties("Api")
+    api = cfn.resolve(properties("Api"), DEFAULTS)
     assert api["EndpointConfiguration"] == {"Type": "REGIONAL"}
     assert api["TracingEnabled"] is True
     assert api["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["AccessLogGroup", "Arn"]}
@@ -268,7 +270,8 @@ def test_bearer_is_the_request_authorizer_function_without_caching():
     assert authorizer["type"] == "request"
     assert authorizer["identitySource"] == "method.request.header.Authorization"
     assert authorizer["authorizerResultTtlInSeconds"] == 0
-    assert authorizer["authorizerUri"]["Fn::Sub"].endswith(":function:mcp-${Environment}-authorizer/invocations")
+    # The alias: CodeDeploy moves it between versions, and the API follows without a redeploy.
+    assert authorizer["authorizerUri"]["Fn::Sub"].endswith(":function:mcp-${Environment}-authorizer:live/invocations")
     assert properties("AuthorizerFunction")["FunctionName"] == {"Fn::Sub": "mcp-${Environment}-authorizer"}
 
 
@@ -297,7 +300,7 @@ def test_every_route_streams_the_mcp_function():
             assert integration["timeoutInMillis"] == 900000, (path, method)
             uri = integration["uri"]["Fn::Sub"]
             assert uri.startswith("arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/")
-            assert uri.endswith(":function:mcp-${Environment}/response-streaming-invocations"), (path, method)
+            assert uri.endswith(":function:mcp-${Environment}:live/response-streaming-invocations"), (path, method)
     assert properties("McpFunction")["FunctionName"] == {"Fn::Sub": "mcp-${Environment}"}
 
 
@@ -333,7 +336,7 @@ def test_refusals_carry_the_rfc9728_challenge():
         assert response["StatusCode"] == status
         challenge, variables = response["ResponseParameters"]["gatewayresponse.header.WWW-Authenticate"]["Fn::Sub"]
         assert challenge.startswith("'Bearer resource_metadata=\"${Base}/.well-known/oauth-protected-resource/mcp\"")
-        assert variables == {"Base": BASE_URL}
+        assert variables == {"Base": API_BASE_URL}
     denied = cfn.resolve(properties("AccessDeniedResponse"), TOKEN_MODE)["ResponseParameters"]
     assert 'error=\"insufficient_scope\", scope=\"mcp:read mcp:call mcp:write\"' in denied[
         "gatewayresponse.header.WWW-Authenticate"
@@ -345,10 +348,11 @@ def test_the_authorizer_knows_which_tools_need_write():
     assert set(variables["MCP_WRITE_TOOLS"].split(",")) == {"state_set", "state_delete", "file_write", "state_export"}
 
 
-def test_api_may_invoke_only_its_own_functions():
+def test_api_may_invoke_only_its_own_functions_aliases():
     for logical_id, function in (("ApiInvokesMcp", "McpFunction"), ("ApiInvokesAuthorizer", "AuthorizerFunction")):
         permission = properties(logical_id)
-        assert permission["FunctionName"] == {"Ref": function}
+        # The alias SAM publishes (AutoPublishAlias), the one the API's integrations call.
+        assert permission["FunctionName"] == {"Ref": f"{function}.Alias"}
         assert permission["Principal"] == "apigateway.amazonaws.com"
         assert "${Api}" in permission["SourceArn"]["Fn::Sub"]
 
@@ -364,13 +368,13 @@ def test_usage_plan_meters_the_stage():
 
 
 def test_p95_latency_alarm_fires_above_500_ms():
-    latency = alarm("latency-p95")
+    latency = cfn.resolve(alarm("latency-p95"), DEFAULTS)
     assert (latency["MetricName"], latency["ExtendedStatistic"]) == ("Latency", "p95")
     assert latency["Threshold"] == 500 and latency["ComparisonOperator"] == "GreaterThanThreshold"
 
 
 def test_error_rate_alarm_fires_above_one_percent_of_requests():
-    rate = alarm("error-rate")
+    rate = cfn.resolve(alarm("error-rate"), DEFAULTS)
     metrics = {metric["Id"]: metric for metric in rate["Metrics"]}
     assert metrics["errors"]["MetricStat"]["Metric"]["MetricName"] == "5XXError"
     assert metrics["requests"]["MetricStat"]["Metric"]["MetricName"] == "Count"
@@ -386,7 +390,7 @@ def test_failure_alarms_fire_on_the_first_event(name_suffix):
 def test_every_alarm_notifies_the_encrypted_topic():
     for logical_id, resource in cfn.resources_of_type(TEMPLATE, "AWS::CloudWatch::Alarm").items():
         assert resource["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical_id
-    assert properties("AlarmTopic")["KmsMasterKeyId"] == {"Ref": "DataKey"}
+    assert cfn.resolve(properties("AlarmTopic"), DEFAULTS)["KmsMasterKeyId"] == {"Ref": "DataKey"}
     assert RESOURCES["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
 
 
@@ -425,6 +429,220 @@ def test_dashboard_shows_the_functions_own_metrics_as_grafana_does():
     assert latency["properties"]["annotations"]["horizontal"][0]["value"] == 0.5
 
 
+# ─── Deployments: versions, canary, rollback ────────────────────────────────
+
+
+def new_version_dimensions(function):
+    """The dimensions of `function`'s newest version invoked through its alias live."""
+    return [
+        {"Name": "FunctionName", "Value": {"Ref": function}},
+        {"Name": "Resource", "Value": {"Fn::Sub": f"${{{function}}}:live"}},
+        {"Name": "ExecutedVersion", "Value": {"Fn::GetAtt": [function, "Version.Version"]}},
+    ]
+
+
+def alarm_dimensions(logical_id):
+    """Every metric dimension an alarm names, in its plain metric or in its math."""
+    found = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            found.extend(value.get("Dimensions", []))
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(properties(logical_id))
+    return found
+
+
+def samconfig_overrides(environment):
+    with open(cfn.ROOT / "samconfig.toml", "rb") as handle:
+        config = tomllib.load(handle)
+    return dict(item.split("=", 1) for item in config[environment]["deploy"]["parameters"]["parameter_overrides"].split())
+
+
+@pytest.mark.parametrize("logical_id", ["McpFunction", "AuthorizerFunction"])
+def test_each_deploy_publishes_a_version_behind_the_alias_live(logical_id):
+    function = properties(logical_id)
+    assert function["AutoPublishAlias"] == "live"
+    assert function["DeploymentPreference"]["Type"] == {"Ref": "DeploymentType"}
+
+
+def test_dev_deploys_at_once_and_staging_and_prod_as_a_canary():
+    parameter = PARAMETERS["DeploymentType"]
+    assert parameter["Default"] == "AllAtOnce"
+    assert {"AllAtOnce", "Canary10Percent5Minutes"} <= set(parameter["AllowedValues"])
+    assert "DeploymentType" not in samconfig_overrides("dev")
+    for environment in ("staging", "prod"):
+        assert samconfig_overrides(environment)["DeploymentType"] == "Canary10Percent5Minutes", environment
+
+
+def test_a_new_mcp_version_rolls_back_on_its_own_error_rate_and_p95_latency():
+    preference = properties("McpFunction")["DeploymentPreference"]
+    assert preference["Alarms"] == [{"Ref": "NewVersionErrorAlarm"}, {"Ref": "NewVersionLatencyAlarm"}]
+    dimensions = new_version_dimensions("McpFunction")
+
+    errors = properties("NewVersionErrorAlarm")
+    metrics = {metric["Id"]: metric for metric in errors["Metrics"]}
+    for metric_id, name in (("errors", "Errors"), ("invocations", "Invocations")):
+        metric = metrics[metric_id]["MetricStat"]["Metric"]
+        assert (metric["Namespace"], metric["MetricName"], metric["Dimensions"]) == ("AWS/Lambda", name, dimensions)
+        assert metrics[metric_id]["MetricStat"]["Period"] == 60
+    assert "100 * errors / invocations" in metrics["rate"]["Expression"]
+    # The same 1 % as the stage's 5xx alarm, judged per minute so a canary of 5 minutes sees it.
+    assert (errors["Threshold"], errors["EvaluationPeriods"]) == (alarm("error-rate")["Threshold"], 1)
+
+    latency = properties("NewVersionLatencyAlarm")
+    assert (latency["Namespace"], latency["MetricName"], latency["Dimensions"]) == ("AWS/Lambda", "Duration", dimensions)
+    assert latency["ExtendedStatistic"] == "p95"
+    assert latency["Threshold"] == alarm("latency-p95")["Threshold"] == 500
+    # Breaching for 3 minutes in a row fits inside the 5-minute canary.
+    assert latency["Period"] * latency["DatapointsToAlarm"] <= 300
+
+
+def test_a_new_authorizer_version_rolls_back_when_it_fails_more_than_the_alias():
+    preference = properties("AuthorizerFunction")["DeploymentPreference"]
+    assert preference["Alarms"] == [{"Ref": "AuthorizerNewVersionErrorAlarm"}]
+    metrics = {metric["Id"]: metric for metric in properties("AuthorizerNewVersionErrorAlarm")["Metrics"]}
+    newest = new_version_dimensions("AuthorizerFunction")
+    assert metrics["newerrors"]["MetricStat"]["Metric"]["Dimensions"] == newest
+    assert metrics["newcalls"]["MetricStat"]["Metric"]["Dimensions"] == newest
+    # Refused tokens are Lambda errors of every version alike: only the difference counts.
+    assert metrics["allerrors"]["MetricStat"]["Metric"]["Dimensions"] == newest[:2]
+    assert "100 * newerrors / newcalls - 100 * allerrors / allcalls" in metrics["excess"]["Expression"]
+
+
+def test_stage_wide_alarms_page_but_never_decide_a_deployment():
+    # An alarm already firing before a deploy would roll back the fix deployed for it.
+    deciding = {
+        alarm_ref["Ref"]
+        for logical_id in ("McpFunction", "AuthorizerFunction")
+        for alarm_ref in properties(logical_id)["DeploymentPreference"]["Alarms"]
+    }
+    for logical_id in deciding:
+        assert any(dimension["Name"] == "ExecutedVersion" for dimension in alarm_dimensions(logical_id)), logical_id
+    assert not deciding & {"ErrorRateAlarm", "LatencyP95Alarm", "ThrottleAlarm", "AuthorizerErrorAlarm"}
+
+
+def test_provisioned_concurrency_is_on_the_alias_and_off_by_default():
+    parameter = PARAMETERS["ProvisionedConcurrency"]
+    assert (parameter["Default"], parameter["MinValue"]) == (0, 0)
+    assert "$2.19 a month" in parameter["Description"]
+    config = properties("McpFunction")["ProvisionedConcurrencyConfig"]
+    assert cfn.resolve(config, DEFAULTS) == cfn.NO_VALUE
+    warm = cfn.conditions(TEMPLATE, ProvisionedConcurrency=2)
+    assert cfn.resolve(config, warm) == {"ProvisionedConcurrentExecutions": {"Ref": "ProvisionedConcurrency"}}
+
+
+# ─── Signing-key rotation ───────────────────────────────────────────────────
+
+
+def test_the_signing_keys_rotate_on_a_schedule_set_by_a_parameter():
+    schedule = RESOURCES["KeyRotationSchedule"]
+    assert schedule["Properties"] == {
+        "SecretId": {"Ref": "SigningKeys"},
+        "RotationLambdaARN": {"Fn::GetAtt": ["RotationFunction", "Arn"]},
+        # The first rotation one interval after the first deploy, not in the middle of it.
+        "RotateImmediatelyOnUpdate": False,
+        "RotationRules": {"AutomaticallyAfterDays": {"Ref": "KeyRotationDays"}},
+    }
+    assert schedule["DependsOn"] == "SecretsManagerInvokesRotation"
+    parameter = PARAMETERS["KeyRotationDays"]
+    assert (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (30, 1, 1000)
+    # Secrets Manager may invoke the function for this secret only.
+    assert properties("SecretsManagerInvokesRotation") == {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": {"Fn::GetAtt": ["RotationFunction", "Arn"]},
+        "Principal": "secretsmanager.amazonaws.com",
+        "SourceAccount": {"Ref": "AWS::AccountId"},
+        "SourceArn": {"Ref": "SigningKeys"},
+    }
+    assert "Metadata" not in RESOURCES["SigningKeys"], "no checkov skip for rotation is left"
+
+
+ROTATION_ACTIONS = [
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+]
+
+
+@pytest.mark.parametrize("key", ["true", "false"], ids=["stack-key", "service-keys"])
+def test_the_rotation_function_may_touch_only_the_signing_keys(key):
+    decided = cfn.conditions(TEMPLATE, UseCustomerManagedKey=key)
+    statements = function_statements("RotationFunction", decided)
+    secrets = [s for s in statements if s["Resource"] == {"Ref": "SigningKeys"}]
+    assert [(s["Effect"], sorted(cfn.as_list(s["Action"]))) for s in secrets] == [("Allow", ROTATION_ACTIONS)]
+    keys = [s for s in statements if s not in secrets]
+    if key == "false":
+        assert keys == []
+    else:
+        (data_key,) = keys
+        assert sorted(data_key["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+        assert data_key["Resource"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+        assert data_key["Condition"] == {"StringEquals": {"kms:EncryptionContext:SecretARN": {"Ref": "SigningKeys"}}}
+    function = properties("RotationFunction")
+    assert function["CodeUri"] == "rotation"
+    assert function["ReservedConcurrentExecutions"] == 1
+    assert "Events" not in function
+
+
+# ─── Slack through AWS Chatbot ──────────────────────────────────────────────
+
+SLACK_IDS = {"SlackWorkspaceId": "T0123ABCDE", "SlackChannelId": "C0123ABCDE"}
+READ_ONLY_CLOUDWATCH = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/CloudWatchReadOnlyAccess"}
+
+
+@pytest.mark.parametrize(
+    ("given", "posts"),
+    [({}, False), ({"SlackWorkspaceId": "T0123ABCDE"}, False), ({"SlackChannelId": "C0123ABCDE"}, False), (SLACK_IDS, True)],
+)
+def test_the_alarm_topic_reaches_slack_only_with_workspace_and_channel(given, posts):
+    assert cfn.conditions(TEMPLATE, **given)["PostsToSlack"] is posts
+    chatbot = cfn.resources_of_type(TEMPLATE, "AWS::Chatbot::SlackChannelConfiguration")
+    assert set(chatbot) == {"AlarmSlackChannel"}
+    for logical_id in ("AlarmSlackChannel", "SlackChannelRole"):
+        assert RESOURCES[logical_id]["Condition"] == "PostsToSlack", logical_id
+    # One id without the other is refused at deploy instead of silently posting nowhere.
+    rule = TEMPLATE["Rules"]["SlackNeedsBothIds"]
+    assert rule["Assertions"][0]["Assert"] == TEMPLATE["Conditions"]["PostsToSlack"]
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "accepted"),
+    [
+        ("SlackWorkspaceId", "T0123ABCDE", True),
+        ("SlackWorkspaceId", "C0123ABCDE", False),
+        ("SlackWorkspaceId", "T0123", False),
+        ("SlackChannelId", "C0123ABCDE", True),
+        ("SlackChannelId", "G0123ABCDE", True),
+        ("SlackChannelId", "#alarms", False),
+    ],
+)
+def test_slack_ids_are_checked_before_anything_is_created(parameter, value, accepted):
+    assert bool(re.fullmatch(PARAMETERS[parameter]["AllowedPattern"], value)) is accepted
+    assert re.fullmatch(PARAMETERS[parameter]["AllowedPattern"], "")
+
+
+def test_the_slack_channel_posts_the_alarm_topic_and_can_only_read():
+    channel = properties("AlarmSlackChannel")
+    assert channel["SnsTopicArns"] == [{"Ref": "AlarmTopic"}]
+    assert (channel["SlackWorkspaceId"], channel["SlackChannelId"]) == (
+        {"Ref": "SlackWorkspaceId"}, {"Ref": "SlackChannelId"},
+    )
+    assert channel["GuardrailPolicies"] == [READ_ONLY_CLOUDWATCH]
+    assert channel["IamRoleArn"] == {"Fn::GetAtt": ["SlackChannelRole", "Arn"]}
+    role = properties("SlackChannelRole")
+    assert role["ManagedPolicyArns"] == [READ_ONLY_CLOUDWATCH]
+    assert "Policies" not in role
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "chatbot.amazonaws.com"}
+
+
 # ─── Parameters, outputs, per-environment config ────────────────────────────
 
 
@@ -434,13 +652,16 @@ def test_parameter_has_a_description_and_a_default(name):
     assert "Default" in PARAMETERS[name]
 
 
-BASE_URL = {
+# Behind the REST API: the public base URL, else the API's own.
+API_BASE_URL = {
     "Fn::If": [
         "HasPublicBaseUrl",
         {"Ref": "PublicBaseUrl"},
         {"Fn::Sub": "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Environment}"},
     ]
 }
+# Behind the function URL's distribution, the public base URL is required (a template rule).
+BASE_URL = {"Fn::If": ["BehindRestApi", API_BASE_URL, {"Ref": "PublicBaseUrl"}]}
 
 
 def base_url_sub(value, path):

@@ -65,6 +65,15 @@ def test_compare_fails_on_fewer_requests_or_a_slower_median(tmp_path, rps, p50):
     assert "regression: requests/s fell or the median latency rose by more than 15.0 %" in result.stdout
 
 
+def test_refused_calls_do_not_count_as_throughput(tmp_path):
+    builds(tmp_path, current_rps=20000, current_p50=0.5)
+    # The same requests/s, but a third of them refused (429 past a limit): fewer answered.
+    wrk(tmp_path, "current-session-c16.wrk.json", 12000, 3.0, requests=6000, failed=2000)
+    result = run_report("--compare", tmp_path, "--threshold", 15)
+    assert result.returncode == 1, result.stdout
+    assert "session   16        12,000    8,000   -33.3%" in result.stdout
+
+
 def test_a_noisier_p99_alone_is_shown_but_does_not_fail(tmp_path):
     builds(tmp_path, current_rps=21000, current_p50=0.5, current_p99=2.5)  # P99 +25 %
     result = run_report("--compare", tmp_path, "--threshold", 15)

@@ -37,11 +37,11 @@ SAMCONFIG = {
     "dev": ["Environment=dev", "LogRetentionDays=7", "ReservedConcurrency=10", "ThrottleRateLimit=20", "ThrottleBurstLimit=40"],
     "staging": [
         "Environment=staging", "LogRetentionDays=14", "ReservedConcurrency=20", "ThrottleRateLimit=50",
-        "ThrottleBurstLimit=100",
+        "ThrottleBurstLimit=100", "DeploymentType=Canary10Percent5Minutes",
     ],
     "prod": [
         "Environment=prod", "LogRetentionDays=90", "ReservedConcurrency=50", "ThrottleRateLimit=100",
-        "ThrottleBurstLimit=200",
+        "ThrottleBurstLimit=200", "DeploymentType=Canary10Percent5Minutes",
     ],
 }
 
@@ -71,6 +71,27 @@ FAKE = textwrap.dedent(
     line = " ".join([prog, *args])
     if os.environ.get("FAKE_FAIL") and line.startswith(os.environ["FAKE_FAIL"]):
         error("An error occurred (AccessDenied): not allowed")
+    # FAKE_ANSWERS: a JSON list of [regex, answer] tried in order against the command line; an
+    # answer is what to print, {"error": message} to fail with, or a list of those given one per
+    # call (the last one again once they run out).
+    if os.environ.get("FAKE_ANSWERS"):
+        import re
+        with open(os.environ["FAKE_ANSWERS"]) as f:
+            answers = json.load(f)
+        used_path = os.environ["FAKE_ANSWERS"] + ".used"
+        used = json.load(open(used_path)) if os.path.exists(used_path) else {}
+        for pattern, answer in answers:
+            if re.search(pattern, line):
+                if isinstance(answer, list):
+                    calls_so_far = used.get(pattern, 0)
+                    used[pattern] = calls_so_far + 1
+                    with open(used_path, "w") as f:
+                        json.dump(used, f)
+                    answer = answer[min(calls_so_far, len(answer) - 1)]
+                if isinstance(answer, dict):
+                    error(answer["error"])
+                print(answer)
+                sys.exit(0)
     if prog == "sam":
         print("SAM CLI, version 1.170.0" if args == ["--version"] else "fake sam: done")
         sys.exit(0)
@@ -126,7 +147,7 @@ class Fake:
         self.env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("AWS_", "FAKE_")) and key != "HEALTH_CHECK_CONFIG"
+            if not key.startswith(("AWS_", "FAKE_")) and key not in ("HEALTH_CHECK_CONFIG", "RESTORE_POLL_SECS")
         }
         self.env.update(
             PATH=f"{self.bin}{os.pathsep}{os.environ['PATH']}",
@@ -139,6 +160,12 @@ class Fake:
 
     def recorded(self):
         return [json.loads(line) for line in self.calls.read_text().splitlines()]
+
+    def answer(self, *answers):
+        """Canned aws answers (FAKE_ANSWERS): (regex, answer) pairs, tried in order."""
+        path = self.calls.parent / "answers.json"
+        path.write_text(json.dumps([list(pair) for pair in answers]))
+        self.env["FAKE_ANSWERS"] = str(path)
 
     def snapshots(self):
         return [json.loads(line) for line in self.files.read_text().splitlines()]
@@ -224,7 +251,7 @@ def usage(message):
         (["--bogus"], "unknown option '--bogus'"),
         (["--action", "check", "extra"], "unexpected argument 'extra'"),
         (["--action", "launch"], "unknown action 'launch' (one of: check secrets deploy cloudfront billing "
-                                 "staging-ec2 health cost teardown)"),
+                                 "staging-ec2 health cost teardown rollback restore-drill backup-verify)"),
         (["--action"], "--action needs a value"),
         (["--action", "deploy"], "--action deploy needs --env dev, staging or prod"),
         (["--action", "secrets"], "--action secrets needs --env dev, staging or prod"),
@@ -804,7 +831,7 @@ def test_menu_deploys_the_environment_it_asks_for(fake):
 def test_menu_rejects_an_unknown_choice_or_environment_and_shows_itself_again(fake):
     result = run(fake, stdin="7x\n3\nqa\n")
     assert result.returncode == 0
-    assert f"{ME}: unknown choice '7x': pick 1 to 9, or q to quit\n" in result.stderr
+    assert f"{ME}: unknown choice '7x': pick 1 to 12, or q to quit\n" in result.stderr
     assert f"{ME}: the environment must be dev, staging or prod, got 'qa'\n" in result.stderr
     assert result.stderr.count(MENU_HEADER) == 3
     assert fake.recorded() == []

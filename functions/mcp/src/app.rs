@@ -31,10 +31,11 @@ use crate::{
     http::{
         auth::{self, Auth},
         authorization_server::{self, AuthorizationServerMetadata},
-        in_flight::{self, InFlight},
-        json_response, jsonrpc_guard, observe,
+        caller_limits::{self, CallerLimits},
+        in_flight::InFlight,
+        json_response, jsonrpc_guard, observe, origin_secret,
         protected_resource::{self, ResourceMetadata},
-        rate_limit::{self, RateLimiter},
+        rate_limit::RateLimiter,
         registration::{self, Registration},
         session_gate,
     },
@@ -185,13 +186,15 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         )),
         _ => None,
     };
+    let sources = config.sources();
     let auth = Auth::new(
         &config.auth,
         &backends.keys,
         metadata.clone(),
         write_tools,
         registered_clients,
-    )?;
+    )?
+    .with_failure_budget(config.unauthenticated, sources);
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
@@ -207,19 +210,16 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
             jsonrpc_guard::BodyLimit(config.max_body_bytes),
             jsonrpc_guard::guard,
         ));
-    let mcp_routes = match config.max_in_flight_per_caller {
-        Some(limit) => mcp_routes.layer(middleware::from_fn_with_state(
-            InFlight::new(limit),
-            in_flight::limit,
-        )),
-        None => mcp_routes,
+    let limits = CallerLimits {
+        rate: config
+            .rate_limit
+            .map(|settings| Arc::new(RateLimiter::new(settings, store.clone()))),
+        in_flight: config.max_in_flight_per_caller.map(InFlight::new),
     };
-    let mcp_routes = match config.rate_limit {
-        Some(settings) => mcp_routes.layer(middleware::from_fn_with_state(
-            Arc::new(RateLimiter::new(settings, store.clone())),
-            rate_limit::limit,
-        )),
-        None => mcp_routes,
+    let mcp_routes = if limits.is_off() {
+        mcp_routes
+    } else {
+        mcp_routes.layer(middleware::from_fn_with_state(limits, caller_limits::limit))
     }
     .layer(middleware::from_fn_with_state(auth, auth::authenticate))
     .layer(middleware::from_fn_with_state(
@@ -250,6 +250,14 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         })
         .merge(SignIn::routes(sign_in))
         .merge(mcp_routes);
+    // Outside every route, probes included: a request that skipped the front door gets nothing.
+    let router = match &config.origin_secret {
+        Some(secret) => router.layer(middleware::from_fn_with_state(
+            Arc::new(secret.clone()),
+            origin_secret::require,
+        )),
+        None => router,
+    };
     Ok(App {
         router,
         shutdown,
@@ -284,6 +292,7 @@ impl SignIn {
                 scopes: scopes.clone(),
                 store,
                 login_style: front.managed_login,
+                sources: config.sources(),
             }),
             _ => None,
         };

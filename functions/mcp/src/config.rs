@@ -9,6 +9,8 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 use authorizer::cognito::CognitoSettings;
 use clap::Parser;
 
+use crate::http::origin_secret::{OriginSecret, OriginSecretError};
+
 /// The key used when `MCP_SIGNING_KEY` is unset: fine on a laptop, never in a deployment.
 /// `mcp-token` mints development tokens with the same key.
 pub const DEV_SIGNING_KEY: &str = authorizer::mint::DEV_SIGNING_KEY;
@@ -142,6 +144,16 @@ pub struct RateLimitSettings {
     pub shared: bool,
 }
 
+/// The per-source budget of requests without a valid token (`MCP_UNAUTHENTICATED_*`): a
+/// token bucket per source address that only failed authentications spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnauthenticatedSettings {
+    /// Failed authentications a source may make per second (`MCP_UNAUTHENTICATED_PER_SEC`).
+    pub per_second: u32,
+    /// How many it may make at once (`MCP_UNAUTHENTICATED_BURST`).
+    pub burst: u32,
+}
+
 /// How long `mcp-server` waits on each client and how many it serves at once, so that slow
 /// or silent sockets cannot hold its file descriptors (`MCP_*_TIMEOUT_SECS`,
 /// `MCP_MAX_CONNECTIONS`). The Lambda host has API Gateway or the function URL in front and
@@ -230,6 +242,11 @@ pub struct Config {
     pub oauth: Option<OAuthFront>,
     /// `None` when `MCP_RATE_LIMIT_PER_SEC=0`.
     pub rate_limit: Option<RateLimitSettings>,
+    /// Failed authentications per source address; `None` when `MCP_UNAUTHENTICATED_PER_SEC=0`.
+    pub unauthenticated: Option<UnauthenticatedSettings>,
+    /// Proxies in front that each append the address they saw to `X-Forwarded-For`
+    /// (`MCP_TRUSTED_PROXY_HOPS`, default 0: the peer is the source).
+    pub trusted_proxy_hops: usize,
     /// Requests one caller may have in flight on one instance, open streams included
     /// (`MCP_MAX_IN_FLIGHT_PER_CALLER`); `None` when `0`.
     pub max_in_flight_per_caller: Option<usize>,
@@ -256,6 +273,9 @@ pub struct Config {
     /// How long one round of readiness checks answers `/health/ready` on this instance
     /// (`MCP_READY_CACHE_SECS`); zero checks on every probe.
     pub ready_cache: Duration,
+    /// The header a front door adds and the function demands (`MCP_ORIGIN_SECRET_HEADER`,
+    /// `MCP_ORIGIN_SECRET`); `None` when neither is set.
+    pub origin_secret: Option<OriginSecret>,
 }
 
 /// `MCP_READY_CACHE_SECS` unless set.
@@ -351,6 +371,13 @@ fn invalid(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigE
 }
 
 impl Config {
+    /// How the per-source budgets tell a request's source.
+    pub fn sources(&self) -> crate::http::Sources {
+        crate::http::Sources {
+            proxy_hops: self.trusted_proxy_hops,
+        }
+    }
+
     /// Reads the process environment and command line (`mcp-server`).
     pub fn from_process() -> Result<Self, ConfigError> {
         Self::from_sources(Flags::parse(), &std::env::vars().collect())
@@ -519,6 +546,25 @@ impl Config {
         refuse_public_development_key(bind, &keys, &auth)?;
         let oauth = oauth_front(env, &auth)?;
         let rate_limit = rate_limit_settings(env, profile)?;
+        let unauthenticated = bucket(
+            env,
+            ("MCP_UNAUTHENTICATED_PER_SEC", "20"),
+            "MCP_UNAUTHENTICATED_BURST",
+            5,
+        )?
+        .map(|(per_second, burst)| UnauthenticatedSettings { per_second, burst });
+        let hops = lookup("MCP_TRUSTED_PROXY_HOPS").unwrap_or("0");
+        let trusted_proxy_hops = hops
+            .parse::<usize>()
+            .ok()
+            .filter(|hops| *hops <= 5)
+            .ok_or_else(|| {
+                invalid(
+                    "MCP_TRUSTED_PROXY_HOPS",
+                    hops,
+                    "expected a whole number from 0 to 5",
+                )
+            })?;
         let in_flight = lookup("MCP_MAX_IN_FLIGHT_PER_CALLER").unwrap_or("32");
         let max_in_flight_per_caller = match in_flight.parse::<usize>() {
             Ok(0) => None,
@@ -595,6 +641,7 @@ impl Config {
             poll: poll_interval(env)?,
             run_limit: stream_max,
         };
+        let origin_secret = origin_secret(env)?;
 
         Ok(Self {
             bind,
@@ -618,6 +665,8 @@ impl Config {
             auth,
             oauth,
             rate_limit,
+            unauthenticated,
+            trusted_proxy_hops,
             max_in_flight_per_caller,
             tool_timeout,
             metrics_bind,
@@ -628,8 +677,40 @@ impl Config {
             relay,
             tasks,
             ready_cache,
+            origin_secret,
         })
     }
+}
+
+/// `MCP_ORIGIN_SECRET_HEADER` and `MCP_ORIGIN_SECRET`: both or neither (the tests are in
+/// [`crate::http::origin_secret`]).
+fn origin_secret(env: &HashMap<String, String>) -> Result<Option<OriginSecret>, ConfigError> {
+    const HEADER: &str = "MCP_ORIGIN_SECRET_HEADER";
+    const VALUE: &str = "MCP_ORIGIN_SECRET";
+    let (header, value) = match (get(env, HEADER), get(env, VALUE)) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(invalid(
+                VALUE,
+                "",
+                "is required with MCP_ORIGIN_SECRET_HEADER: the value the front door sends",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                HEADER,
+                "",
+                "is required with MCP_ORIGIN_SECRET: the header the front door adds",
+            ));
+        }
+        (Some(header), Some(value)) => (header, value),
+    };
+    OriginSecret::new(header, value)
+        .map(Some)
+        .map_err(|error| match error {
+            OriginSecretError::HeaderName => invalid(HEADER, header, error.to_string()),
+            _ => invalid(VALUE, "<redacted>", error.to_string()),
+        })
 }
 
 /// `MCP_LONG_STREAMS` (on mcp-server `on` by default; on Lambda `off`, as a held stream keeps
@@ -1078,38 +1159,21 @@ fn rate_limit_settings(
     env: &HashMap<String, String>,
     profile: Profile,
 ) -> Result<Option<RateLimitSettings>, ConfigError> {
-    let lookup = |var: &str| get(env, var);
-    let count = |var: &'static str, value: &str| {
-        value
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n <= 100_000)
-            .ok_or_else(|| invalid(var, value, "expected a whole number from 0 to 100000"))
-    };
-    let per_second = count(
-        "MCP_RATE_LIMIT_PER_SEC",
-        lookup("MCP_RATE_LIMIT_PER_SEC").unwrap_or("20"),
-    )?;
-    if per_second == 0 {
+    let Some((per_second, burst)) = bucket(
+        env,
+        ("MCP_RATE_LIMIT_PER_SEC", "20"),
+        "MCP_RATE_LIMIT_BURST",
+        3,
+    )?
+    else {
         return Ok(None);
-    }
-    let burst = match lookup("MCP_RATE_LIMIT_BURST") {
-        Some(value) => count("MCP_RATE_LIMIT_BURST", value)?,
-        None => per_second.saturating_mul(3),
     };
-    if burst == 0 {
-        return Err(invalid(
-            "MCP_RATE_LIMIT_BURST",
-            "0",
-            "must be at least 1 while MCP_RATE_LIMIT_PER_SEC is above 0",
-        ));
-    }
     let default_store = if profile == Profile::Lambda {
         "store"
     } else {
         "memory"
     };
-    let shared = match lookup("MCP_RATE_LIMIT_STORE").unwrap_or(default_store) {
+    let shared = match get(env, "MCP_RATE_LIMIT_STORE").unwrap_or(default_store) {
         "memory" => false,
         "store" => true,
         other => {
@@ -1125,6 +1189,39 @@ fn rate_limit_settings(
         burst,
         shared,
     }))
+}
+
+/// A token bucket's rate and burst from `rate_var` (with its default; `0` turns it off) and
+/// `burst_var` (default `burst_factor` × the rate): `None` when off.
+fn bucket(
+    env: &HashMap<String, String>,
+    (rate_var, default_rate): (&'static str, &str),
+    burst_var: &'static str,
+    burst_factor: u32,
+) -> Result<Option<(u32, u32)>, ConfigError> {
+    let count = |var: &'static str, value: &str| {
+        value
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 100_000)
+            .ok_or_else(|| invalid(var, value, "expected a whole number from 0 to 100000"))
+    };
+    let per_second = count(rate_var, get(env, rate_var).unwrap_or(default_rate))?;
+    if per_second == 0 {
+        return Ok(None);
+    }
+    let burst = match get(env, burst_var) {
+        Some(value) => count(burst_var, value)?,
+        None => per_second.saturating_mul(burst_factor),
+    };
+    if burst == 0 {
+        return Err(invalid(
+            burst_var,
+            "0",
+            format!("must be at least 1 while {rate_var} is above 0"),
+        ));
+    }
+    Ok(Some((per_second, burst)))
 }
 
 fn parse_seconds(var: &'static str, value: &str, minimum: u64) -> Result<Duration, ConfigError> {
@@ -1271,6 +1368,13 @@ mod tests {
                 shared: true
             })
         );
+        assert_eq!(
+            config.unauthenticated,
+            Some(UnauthenticatedSettings {
+                per_second: 20,
+                burst: 100
+            })
+        );
     }
 
     #[test]
@@ -1296,6 +1400,8 @@ mod tests {
         assert_eq!(off.auth, AuthSettings::Off);
         let unlimited = super::tests::config(&[("MCP_RATE_LIMIT_PER_SEC", "0")]).expect("valid");
         assert_eq!(unlimited.rate_limit, None);
+        let open = super::tests::config(&[("MCP_UNAUTHENTICATED_PER_SEC", "0")]).expect("valid");
+        assert_eq!(open.unauthenticated, None);
     }
 
     #[test]
@@ -1681,6 +1787,21 @@ mod tests {
                 "must be at least 1 while MCP_RATE_LIMIT_PER_SEC is above 0",
             ),
             ("MCP_RATE_LIMIT_STORE", "redis", "expected memory or store"),
+            (
+                "MCP_TRUSTED_PROXY_HOPS",
+                "-1",
+                "expected a whole number from 0 to 5",
+            ),
+            (
+                "MCP_UNAUTHENTICATED_PER_SEC",
+                "ten",
+                "expected a whole number from 0 to 100000",
+            ),
+            (
+                "MCP_UNAUTHENTICATED_BURST",
+                "0",
+                "must be at least 1 while MCP_UNAUTHENTICATED_PER_SEC is above 0",
+            ),
             (
                 "MCP_TOOL_TIMEOUT_SECS",
                 "0",

@@ -1,9 +1,10 @@
-//! Operational runbooks as MCP prompts: high latency, high error rate, cost spike, store outage.
+//! Operational runbooks as MCP prompts: high latency, high error rate, cost spike, store outage,
+//! recovery from a bad deploy or lost data.
 //!
 //! Each prompt turns its arguments into a step-by-step plan an assistant can
 //! follow with this server's own tools (`health_check`) and the operator
-//! scripts (`scripts/health-check.sh`). Thresholds are the service targets:
-//! P95 under 500 ms, error rate under 1 %, a $50 monthly billing alarm.
+//! scripts (`scripts/health-check.sh`, `scripts/provision-aws-startup.sh`). Thresholds are the
+//! service targets: P95 under 500 ms, error rate under 1 %, a $50 monthly billing alarm.
 
 use rmcp::{
     ErrorData,
@@ -61,6 +62,57 @@ pub struct StoreOutageArgs {
     /// Which store: dynamodb, postgres or sqlite (defaults to the environment's usual one).
     #[serde(default)]
     pub store: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RestoreArgs {
+    /// Environment to recover: dev, staging or prod.
+    pub environment: String,
+    /// The moment to restore the table to, in RFC 3339 (e.g. 2026-05-04T09:40:00Z): just
+    /// before the loss. Without it, the latest restorable time.
+    #[serde(default)]
+    pub restore_to: Option<String>,
+}
+
+/// The recovery runbook: roll back, check the backups, rehearse, restore, verify.
+fn restore_runbook(args: RestoreArgs) -> Result<GetPromptResult, ErrorData> {
+    let env = args.environment;
+    // The stacks the provisioning script knows; anything else names no table to restore.
+    if !matches!(env.as_str(), "dev" | "staging" | "prod") {
+        return Err(ErrorData::invalid_params(
+            format!("environment must be dev, staging or prod, got '{env}'"),
+            None,
+        ));
+    }
+    let point = match args.restore_to.as_deref() {
+        None | Some("") => "--use-latest-restorable-time".to_owned(),
+        Some(time) => {
+            chrono::DateTime::parse_from_rfc3339(time).map_err(|error| {
+                ErrorData::invalid_params(
+                    format!("restore_to must be an RFC 3339 time such as 2026-05-04T09:40:00Z, got '{time}': {error}"),
+                    None,
+                )
+            })?;
+            format!("--restore-date-time {time}")
+        }
+    };
+    let confirm = if env == "prod" {
+        " In prod it asks you to type prod first."
+    } else {
+        ""
+    };
+    Ok(runbook(
+        format!("Recovery of {env}"),
+        format!(
+            "Recovery of the {env} environment (stack, table and function mcp-{env}). Run each step with `scripts/provision-aws-startup.sh`; add `--dry-run` to see its aws commands first.\n\n\
+             1. Stop the damage: if it began with a deploy, `--action rollback --env {env}` stops a deployment in progress (CodeDeploy points the alias live back) or points the alias at the version before; `--function authorizer` does the same for the authorizer.{confirm}\n\
+             2. Know what you can restore: `--action backup-verify --env {env}` reports point-in-time recovery and its restorable window, the files bucket's versioning and the signing keys' rotation age, and exits 1 naming what is off.\n\
+             3. Rehearse: `--action restore-drill --env {env} --keep` restores the table to its latest restorable time into a scratch table, compares the STATE, SESSION and RATE item counts, reports the restore point and the time taken, and keeps the copy to inspect.\n\
+             4. Restore: `aws dynamodb restore-table-to-point-in-time --source-table-name mcp-{env} --target-table-name mcp-{env}-restored {point}`, with `--sse-specification-override Enabled=true,SSEType=KMS,KMSMasterKeyId=alias/mcp-{env}` where the stack has its own key. The stack keeps its table, so copy what was lost (the STATE#<principal> items of the callers affected) from the restored table back; sessions and rate buckets rebuild themselves. A lost file: `aws s3api list-object-versions` on the files bucket, then copy the version before the loss back over it.\n\
+             5. Verify: `--action health --env {env}`, then `state_list` as an affected caller.\n\
+             6. Clean up: delete the scratch and restored tables (`aws dynamodb delete-table`); they are billed until then."
+        ),
+    ))
 }
 
 fn runbook(description: String, steps: String) -> GetPromptResult {
@@ -198,5 +250,91 @@ impl McpServer {
                 env = args.environment,
             ),
         ))
+    }
+
+    /// Runbook for recovering from a bad deploy or lost data: rollback, backup check, restore drill, restore.
+    #[prompt(name = "runbook_restore")]
+    async fn runbook_restore(
+        &self,
+        Parameters(args): Parameters<RestoreArgs>,
+    ) -> Result<GetPromptResult, ErrorData> {
+        restore_runbook(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(result: &GetPromptResult) -> &str {
+        let content = &result.messages[0].content;
+        content
+            .as_text()
+            .map(|text| text.text.as_str())
+            .unwrap_or_else(|| panic!("not text: {content:?}"))
+    }
+
+    fn args(environment: &str, restore_to: Option<&str>) -> RestoreArgs {
+        RestoreArgs {
+            environment: environment.to_owned(),
+            restore_to: restore_to.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_restore_runbook_is_listed_with_its_arguments() {
+        let prompts = McpServer::prompt_router().list_all();
+        let restore = prompts
+            .iter()
+            .find(|prompt| prompt.name == "runbook_restore")
+            .expect("runbook_restore is listed");
+        let arguments: Vec<_> = restore
+            .arguments
+            .iter()
+            .flatten()
+            .map(|argument| (argument.name.as_str(), argument.required))
+            .collect();
+        assert_eq!(
+            arguments,
+            [("environment", Some(true)), ("restore_to", Some(false))]
+        );
+    }
+
+    #[test]
+    fn the_restore_runbook_walks_through_the_recovery_actions_in_order() {
+        let result = restore_runbook(args("prod", None)).expect("a runbook");
+        assert_eq!(result.description.as_deref(), Some("Recovery of prod"));
+        let steps = text(&result);
+        let order = [
+            "--action rollback --env prod",
+            "In prod it asks you to type prod first.",
+            "--action backup-verify --env prod",
+            "--action restore-drill --env prod --keep",
+            "--source-table-name mcp-prod --target-table-name mcp-prod-restored --use-latest-restorable-time",
+            "--action health --env prod",
+        ];
+        let positions: Vec<_> = order
+            .iter()
+            .map(|step| steps.find(step).unwrap_or_else(|| panic!("{step} missing")))
+            .collect();
+        assert!(positions.is_sorted(), "{positions:?}");
+
+        let dev = restore_runbook(args("dev", Some("2026-05-04T09:40:00Z"))).expect("a runbook");
+        assert!(text(&dev).contains("--restore-date-time 2026-05-04T09:40:00Z"));
+        assert!(!text(&dev).contains("type prod"));
+    }
+
+    #[test]
+    fn the_restore_runbook_refuses_an_unknown_environment_or_a_malformed_time() {
+        let unknown = restore_runbook(args("local", None)).expect_err("refused");
+        assert_eq!(
+            unknown.message,
+            "environment must be dev, staging or prod, got 'local'"
+        );
+        let malformed = restore_runbook(args("dev", Some("yesterday 9:40"))).expect_err("refused");
+        assert_eq!(
+            malformed.message,
+            "restore_to must be an RFC 3339 time such as 2026-05-04T09:40:00Z, got 'yesterday 9:40': premature end of input"
+        );
     }
 }

@@ -1161,3 +1161,171 @@ async fn a_task_whose_run_cannot_be_started_is_refused_with_a_retryable_error() 
         "{refused}"
     );
 }
+
+// ─── Behind CloudFront: a function URL only the distribution reaches ─────────
+
+/// The value CloudFront's origin header carries (from the stack's secret) and the public URL
+/// clients use; the function URL's own host is what CloudFront sends as `Host`.
+const ORIGIN_VALUE: &str = "origin-header-value-from-the-secret-0123456789";
+const PUBLIC_MCP_URL: &str = "https://mcp.example.com/mcp";
+const FUNCTION_URL_HOST: &str = "abcdefgh.lambda-url.us-east-1.on.aws";
+
+/// The function as `FrontDoor=FunctionUrl` deploys it: the origin header demanded, and the
+/// public URL (`PublicBaseUrl`) as the resource and the tokens' audience.
+async fn behind_cloudfront() -> Lambda {
+    lambda_with(&[
+        ("MCP_ORIGIN_SECRET_HEADER", "X-Origin-Verify"),
+        ("MCP_ORIGIN_SECRET", ORIGIN_VALUE),
+        ("MCP_RESOURCE_URL", PUBLIC_MCP_URL),
+        ("MCP_AUTH_AUDIENCE", PUBLIC_MCP_URL),
+    ])
+    .await
+}
+
+/// `Bearer <token>` for alice with every scope, for `audience`.
+fn bearer_for(audience: &str) -> String {
+    let request = authorizer::mint::MintRequest {
+        sub: "alice".to_owned(),
+        scope: common::ALL_SCOPES.to_owned(),
+        ttl: Duration::from_secs(600),
+        kid: None,
+        issuer: authorizer::mint::DEFAULT_ISSUER.to_owned(),
+        audience: audience.to_owned(),
+    };
+    let token = authorizer::mint::mint(&request, common::TEST_KEY).expect("test token");
+    format!("Bearer {token}")
+}
+
+/// A function URL event as CloudFront forwards a viewer's request (origin request policy
+/// AllViewerExceptHostHeader): the URL's own host, the viewer's headers, CloudFront's, and
+/// `origin` as the origin header's value when there is one.
+fn via_cloudfront(
+    method: &str,
+    path: &str,
+    origin: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Option<&str>,
+) -> Value {
+    let mut headers = mcp_headers(&[
+        ("host", FUNCTION_URL_HOST),
+        ("x-forwarded-host", "mcp.example.com"),
+        ("x-forwarded-for", "198.51.100.23"),
+        ("via", "2.0 0123456789abcdef.cloudfront.net (CloudFront)"),
+        ("x-amz-cf-id", "Zk2s9lq0cf-id=="),
+        ("cloudfront-viewer-address", "198.51.100.23:51234"),
+    ]);
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    if let Some(value) = origin {
+        headers.insert("x-origin-verify".into(), value.into());
+    }
+    function_url_event(method, path, &headers, body)
+}
+
+/// The headers of a 2026-wire echo call with `authorization`.
+fn echo_call(authorization: &str) -> [(&str, &str); 4] {
+    [
+        ("authorization", authorization),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+    ]
+}
+
+#[tokio::test]
+async fn cloudfront_reaches_mcp_through_the_function_url_under_the_public_url() {
+    let lambda = behind_cloudfront().await;
+    let public_token = bearer_for(PUBLIC_MCP_URL);
+    let answer = lambda
+        .invoke(via_cloudfront(
+            "POST",
+            "/mcp",
+            Some(ORIGIN_VALUE),
+            &echo_call(&public_token),
+            Some(&echo_2026("through the front door")),
+        ))
+        .await;
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert_eq!(
+        body_json(&answer)["result"]["structuredContent"]["message"],
+        "through the front door"
+    );
+
+    // The resource is the public URL, never the function URL's host CloudFront sends.
+    let metadata = lambda
+        .invoke(via_cloudfront(
+            "GET",
+            "/.well-known/oauth-protected-resource/mcp",
+            Some(ORIGIN_VALUE),
+            &[],
+            None,
+        ))
+        .await;
+    assert_eq!(status(&metadata), 200, "{metadata}");
+    assert_eq!(body_json(&metadata)["resource"], PUBLIC_MCP_URL);
+
+    // A token for the function URL itself is for another audience: 401, and the challenge
+    // sends the client to the public URL's metadata.
+    let url_token = bearer_for(&format!("https://{FUNCTION_URL_HOST}/mcp"));
+    let refused = lambda
+        .invoke(via_cloudfront(
+            "POST",
+            "/mcp",
+            Some(ORIGIN_VALUE),
+            &echo_call(&url_token),
+            Some(&echo_2026("wrong audience")),
+        ))
+        .await;
+    assert_eq!(status(&refused), 401, "{refused}");
+    let challenge = refused["headers"]["www-authenticate"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        challenge.starts_with(
+            r#"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp""#
+        ),
+        "{challenge}"
+    );
+
+    for probe in ["/health/live", "/health/ready"] {
+        let answer = lambda
+            .invoke(via_cloudfront("GET", probe, Some(ORIGIN_VALUE), &[], None))
+            .await;
+        assert_eq!(status(&answer), 200, "{probe}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_call_that_skips_cloudfront_is_refused_before_any_route() {
+    let lambda = behind_cloudfront().await;
+    let token = bearer_for(PUBLIC_MCP_URL);
+    let near_miss = format!("{}X", &ORIGIN_VALUE[..ORIGIN_VALUE.len() - 1]);
+    for origin in [None, Some(""), Some(near_miss.as_str()), Some("guess")] {
+        for (method, path, body) in [
+            ("POST", "/mcp", Some(echo_2026("direct"))),
+            ("GET", "/health/live", None),
+            ("GET", "/health/ready", None),
+            ("GET", "/.well-known/oauth-protected-resource/mcp", None),
+            ("POST", "/register", Some("{}".to_owned())),
+        ] {
+            // A valid token for the public URL does not help without the origin header.
+            let answer = lambda
+                .invoke(via_cloudfront(
+                    method,
+                    path,
+                    origin,
+                    &echo_call(&token),
+                    body.as_deref(),
+                ))
+                .await;
+            assert_eq!(status(&answer), 403, "{origin:?} {method} {path}: {answer}");
+            assert_eq!(
+                body_json(&answer),
+                json!({
+                    "error": "forbidden",
+                    "error_description": "this endpoint is served only through its front door"
+                }),
+                "{origin:?} {method} {path}"
+            );
+        }
+    }
+}

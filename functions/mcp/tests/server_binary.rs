@@ -1,7 +1,7 @@
 //! The real binaries: `mcp-server` on a loopback port (restarts keep sessions
 //! and state, SIGTERM stops it cleanly, bad settings stop it at start, the
 //! official Rust SDK client works against it, slow and silent clients are cut off
-//! and the probes answer through a flood of them) and `mcp-lambda`'s start-up checks.
+//! and the probes answer through a flood of them, a flood of forged tokens gets 429) and `mcp-lambda`'s start-up checks.
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -20,7 +20,9 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+mod common;
+
+use common::ACCEPT_BOTH;
 
 struct Server {
     child: Child,
@@ -98,6 +100,18 @@ impl Server {
             .count()
     }
 
+    /// A memory figure of the server process from `/proc/<pid>/status`, in KiB: `VmRSS` now,
+    /// `VmHWM` its peak.
+    fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+    }
+
     /// Sends SIGTERM and returns the exit code.
     fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
@@ -145,15 +159,20 @@ fn answers_200(url: &str) -> bool {
 
 /// A token the server accepts with its default settings, as `mcp-token --sub alice` mints it.
 fn dev_token() -> String {
+    token_for("alice", authorizer::mint::DEV_SIGNING_KEY.as_bytes())
+}
+
+/// A token for `sub` signed with `key`, otherwise as `mcp-token` mints it.
+fn token_for(sub: &str, key: &[u8]) -> String {
     let request = authorizer::mint::MintRequest {
-        sub: "alice".into(),
+        sub: sub.into(),
         scope: "mcp:read mcp:call mcp:write".into(),
         ttl: std::time::Duration::from_secs(600),
         kid: None,
         issuer: authorizer::mint::DEFAULT_ISSUER.into(),
         audience: authorizer::mint::DEFAULT_AUDIENCE.into(),
     };
-    authorizer::mint::mint(&request, authorizer::mint::DEV_SIGNING_KEY.as_bytes()).expect("mint")
+    authorizer::mint::mint(&request, key).expect("mint")
 }
 
 fn free_port() -> u16 {
@@ -304,7 +323,7 @@ async fn the_rust_sdk_client_lists_and_calls_tools() {
         Some(json!({"message": "from the SDK"}))
     );
     let prompts = client.list_all_prompts().await.expect("prompts/list");
-    assert_eq!(prompts.len(), 4);
+    assert_eq!(prompts.len(), 5);
     client.cancel().await.expect("close");
 }
 
@@ -760,6 +779,204 @@ async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
     );
     assert!(closed, "the connection was still open");
     assert!(answered < REQUESTS, "{answered}");
+}
+
+/// A stateless (2026-07-28) `tools/call` of `tool`: its JSON-RPC body.
+fn stateless_call(tool: &str, arguments: Value) -> Value {
+    let mut call = tool_call(tool, arguments);
+    call["params"]["_meta"] = serde_json::from_str(common::META_2026).expect("meta");
+    call
+}
+
+/// [`stateless_call`] of `echo` with `token` over `client`: the status, `Retry-After` and
+/// the body.
+async fn echo_with(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> (u16, Option<String>, Value) {
+    let response = client
+        .post(format!("{base}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .bearer_auth(token)
+        .json(&stateless_call("echo", json!({"message": "hi"})))
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, retry_after, body)
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_tokens_gets_429_and_spends_no_callers_budget() {
+    const FORGED: usize = 300;
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start_with(
+        &dir.path().join("mcp.db"),
+        free_port(),
+        &[
+            ("MCP_UNAUTHENTICATED_PER_SEC", "5"),
+            ("MCP_UNAUTHENTICATED_BURST", "10"),
+            ("MCP_RATE_LIMIT_PER_SEC", "1"),
+            ("MCP_RATE_LIMIT_BURST", "5"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let alice = dev_token();
+    assert_eq!(echo_with(&client, &server.base, &alice).await.0, 200);
+
+    // Tokens naming alice, signed with a key the server does not hold.
+    let forged = token_for("alice", b"a key nobody gave this server, 32+ bytes");
+    let started = Instant::now();
+    let mut statuses = Vec::with_capacity(FORGED);
+    let mut refusal = None;
+    for _ in 0..FORGED {
+        let (status, retry_after, body) = echo_with(&client, &server.base, &forged).await;
+        if status == 429 && refusal.is_none() {
+            refusal = Some((retry_after, body));
+        }
+        statuses.push(status);
+    }
+    let took = started.elapsed();
+    let unauthorized = statuses.iter().filter(|status| **status == 401).count();
+    let limited = statuses.iter().filter(|status| **status == 429).count();
+    eprintln!("{FORGED} forged tokens in {took:?}: {unauthorized} × 401, {limited} × 429");
+    assert_eq!(unauthorized + limited, FORGED, "{statuses:?}");
+    // The burst, plus what the bucket refilled at 5 a second while the flood went on.
+    let refilled = (took.as_secs_f64() * 5.0).ceil() as usize;
+    assert!(
+        (10..=10 + refilled).contains(&unauthorized),
+        "{unauthorized} × 401 in {took:?}"
+    );
+    assert_eq!(statuses[..10], [401; 10]);
+    let (retry_after, body) = refusal.expect("a 429");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(body["error"]["code"], -32029);
+    assert_eq!(
+        body["error"]["message"],
+        "Too many requests without a valid token from this address: at most 5 per second \
+         (bursts of 10); retry after 1 s"
+    );
+
+    // Alice's token, verified before the flood, still passes from the same address, and her
+    // own bucket (a burst of 5, one spent before the flood) is as she left it: the forged
+    // tokens spent none of it.
+    for call in 0..4 {
+        let (status, _, body) = echo_with(&client, &server.base, &alice).await;
+        assert_eq!(status, 200, "call {call}: {body}");
+    }
+    assert_eq!(echo_with(&client, &server.base, &alice).await.0, 429);
+    // A token this instance has not seen waits until the address's budget refills.
+    let bob = token_for("bob", authorizer::mint::DEV_SIGNING_KEY.as_bytes());
+    assert_eq!(echo_with(&client, &server.base, &bob).await.0, 429);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(echo_with(&client, &server.base, &bob).await.0, 200);
+}
+
+#[tokio::test]
+async fn unread_pages_of_large_documents_pin_a_bounded_amount_of_memory() {
+    const DOCUMENTS: usize = 100;
+    const READERS: usize = 40;
+    /// What 40 unread `state_list` pages may add to the server's peak resident memory. Before
+    /// pages were bounded in bytes, answers stopped repeating documents as text and a caller's
+    /// requests in flight were capped, the same attack grew a server by 850 MB.
+    const PEAK_GROWTH_BOUND_MIB: u64 = 96;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let server = Server::start_with(
+        &dir.path().join("mcp.db"),
+        port,
+        &[
+            ("MCP_RATE_LIMIT_PER_SEC", "0"),
+            ("MCP_WRITE_TIMEOUT_SECS", "5"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let token = dev_token();
+    let value = "x".repeat(64 * 1024 - 64);
+    for index in 0..DOCUMENTS {
+        let arguments = json!({"key": format!("doc-{index:03}"), "value": value});
+        let response = client
+            .post(format!("{}/mcp", server.base))
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT_BOTH)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "state_set")
+            .bearer_auth(&token)
+            .json(&stateless_call("state_set", arguments))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["result"]["isError"], json!(false), "{body}");
+    }
+    let before_kib = server.memory_kib("VmRSS");
+
+    // One ~300-byte request per connection for a page of 100 documents, never read.
+    let body = stateless_call("state_list", json!({"limit": 100})).to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\n\
+         Mcp-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: state_list\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut readers = Vec::with_capacity(READERS);
+    for _ in 0..READERS {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("receive buffer");
+        let stream = socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .expect("connect");
+        let mut stream = stream.into_std().expect("std stream");
+        stream.set_nonblocking(false).expect("blocking");
+        stream.write_all(request.as_bytes()).expect("request");
+        readers.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak_kib = server.memory_kib("VmHWM");
+    let (live, _) = timed_get(port, "/health/live");
+
+    // Each socket's first bytes: the in-flight cap holds 32 pages, the rest are refused.
+    let mut statuses = Vec::with_capacity(READERS);
+    for stream in &mut readers {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut head = [0_u8; 12];
+        stream.read_exact(&mut head).expect("a status line");
+        statuses.push(status_of(&head));
+    }
+    let growth_mib = peak_kib.saturating_sub(before_kib) / 1024;
+    eprintln!(
+        "{READERS} unread pages: resident {} MiB before, peak {} MiB (+{growth_mib} MiB)",
+        before_kib / 1024,
+        peak_kib / 1024
+    );
+    assert_eq!(live, 200);
+    // A page the kernel's socket buffers took whole gives its slot back, so a few more than 32
+    // may be answered; the rest are refused, none is lost.
+    let answered = statuses.iter().filter(|status| **status == 200).count();
+    let refused = statuses.iter().filter(|status| **status == 429).count();
+    assert_eq!(answered + refused, READERS, "{statuses:?}");
+    assert!((32..READERS).contains(&answered), "{statuses:?}");
+    assert!(
+        growth_mib < PEAK_GROWTH_BOUND_MIB,
+        "peak grew {growth_mib} MiB"
+    );
 }
 
 #[test]

@@ -8,6 +8,8 @@
 //!   Lambda host takes both from the API Gateway authorizer's context); then it trusts them.
 //!   Failures are 401 (403 for a subject that cannot be a principal) with
 //!   `WWW-Authenticate: Bearer resource_metadata="…"` pointing at the RFC 9728 document.
+//!   Each failure spends its source address's [`FailureBudget`]; a source that spent it gets
+//!   429 for any token not verified lately, before its signature is checked.
 //! - [`authorize`] (after the JSON-RPC guard has parsed the body) checks the scopes the message
 //!   needs: `mcp:read` for everything, plus `mcp:call` for `tools/call`, plus `mcp:write` when
 //!   the tool is not marked read-only. Missing scope is 403 `insufficient_scope` naming every
@@ -38,9 +40,12 @@ use axum::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{jsonrpc_guard::RpcMessage, protected_resource::ResourceMetadata};
+use super::{
+    Sources, jsonrpc_guard::RpcMessage, protected_resource::ResourceMetadata,
+    unauthenticated::FailureBudget,
+};
 use crate::{
-    config::AuthSettings,
+    config::{AuthSettings, UnauthenticatedSettings},
     keys::{KeySet, Keyring},
     principal::Principal,
     telemetry::RequestFacts,
@@ -73,7 +78,11 @@ impl Grant {
 #[derive(Clone)]
 pub struct Auth {
     bearer: Option<Arc<Bearer>>,
-    metadata: ResourceMetadata,
+    /// What each source address may still fail (`MCP_UNAUTHENTICATED_*`); `None` when off.
+    failures: Option<Arc<FailureBudget>>,
+    sources: Sources,
+    /// Shared, not copied: the state is cloned for every request.
+    metadata: Arc<ResourceMetadata>,
     write_tools: Arc<HashSet<String>>,
 }
 
@@ -151,9 +160,23 @@ impl Auth {
         };
         Ok(Self {
             bearer,
-            metadata,
+            failures: None,
+            sources: Sources::default(),
+            metadata: Arc::new(metadata),
             write_tools: Arc::new(write_tools),
         })
+    }
+
+    /// Gives each source address, as `sources` tells them, a budget of failed authentications
+    /// (none when `settings` is `None`).
+    pub fn with_failure_budget(
+        mut self,
+        settings: Option<UnauthenticatedSettings>,
+        sources: Sources,
+    ) -> Self {
+        self.failures = settings.map(|settings| Arc::new(FailureBudget::new(settings)));
+        self.sources = sources;
+        self
     }
 
     /// The challenge and body for a refused request, which the request log counts by reason.
@@ -258,28 +281,59 @@ impl Bearer {
         );
     }
 
-    async fn verify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Claims, AuthError> {
-        authorizer::reject_query_token(query)?;
-        let mut values = headers.get_all(header::AUTHORIZATION).iter();
-        let authorization = match (values.next(), values.next()) {
-            (None, _) => None,
-            (Some(value), None) => Some(
-                value
-                    .to_str()
-                    .map_err(|_| AuthError::MalformedAuthorization)?,
-            ),
-            (Some(_), Some(_)) => return Err(AuthError::MalformedAuthorization),
-        };
+    /// The claims of the request's token. A token verified lately is taken from memory;
+    /// before any other is checked, `may_check` says whether the source may try one now.
+    async fn verify(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        may_check: impl FnOnce() -> Result<(), Refused>,
+    ) -> Result<Claims, Refused> {
         self.sync_keys();
-        let token = authorizer::parse_authorization(authorization)?;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(claims) = self.remembered(&digest) {
+        let token = read_token(headers, query);
+        let digest: Option<[u8; 32]> = token
+            .as_ref()
+            .ok()
+            .map(|token| Sha256::digest(token.as_bytes()).into());
+        if let Some(claims) = digest.as_ref().and_then(|digest| self.remembered(digest)) {
             return Ok(claims);
         }
-        let claims = self.verifier.verify(token).await?;
-        self.remember(digest, &claims);
+        may_check()?;
+        let claims = self.verifier.verify(token?).await?;
+        if let Some(digest) = digest {
+            self.remember(digest, &claims);
+        }
         Ok(claims)
     }
+}
+
+/// Why a request was not authenticated.
+enum Refused {
+    Token(AuthError),
+    /// Its source has spent its budget of failed authentications: the 429 to answer.
+    TooManyFailures(Box<Response>),
+}
+
+impl From<AuthError> for Refused {
+    fn from(error: AuthError) -> Self {
+        Self::Token(error)
+    }
+}
+
+/// The bearer token of one `Authorization` header (never one in the query string).
+fn read_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<&'a str, AuthError> {
+    authorizer::reject_query_token(query)?;
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let authorization = match (values.next(), values.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(
+            value
+                .to_str()
+                .map_err(|_| AuthError::MalformedAuthorization)?,
+        ),
+        (Some(_), Some(_)) => return Err(AuthError::MalformedAuthorization),
+    };
+    authorizer::parse_authorization(authorization)
 }
 
 /// Seconds since the Unix epoch, as `exp` counts them.
@@ -330,13 +384,31 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
         request.extensions_mut().insert(Grant::Everything);
         return next.run(request).await;
     };
+    let source = auth.failures.as_ref().zip(auth.sources.of(&request));
+    let may_check = || match source {
+        Some((budget, ip)) => match budget.exhausted(ip) {
+            Some(retry_after_secs) => Err(Refused::TooManyFailures(Box::new(
+                budget.refusal(retry_after_secs),
+            ))),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    };
     let claims = match bearer
-        .verify(request.headers(), request.uri().query())
+        .verify(request.headers(), request.uri().query(), may_check)
         .await
     {
         Ok(claims) => claims,
-        Err(error) => {
+        Err(Refused::TooManyFailures(refusal)) => {
+            tracing::info!("request refused: too many failed authentications from its source");
+            RequestFacts::note(request.extensions(), |facts| facts.rate_limited = true);
+            return *refusal;
+        }
+        Err(Refused::Token(error)) => {
             tracing::info!(reason = %error, "request refused: authentication");
+            if let Some((budget, ip)) = source {
+                budget.spend(ip);
+            }
             return auth.refusal(&request, &error);
         }
     };

@@ -13,9 +13,7 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
-    middleware::Next,
+    http::{Extensions, HeaderValue, StatusCode, header},
     response::Response,
 };
 
@@ -90,18 +88,16 @@ impl InFlight {
     }
 }
 
-/// Answers 429 when the caller already has `limit` requests in flight here.
-pub async fn limit(
-    State(in_flight): State<Arc<InFlight>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
-        return next.run(request).await;
-    };
-    let Some(slot) = in_flight.take(&principal) else {
+/// Takes one of `principal`'s slots for this request, or answers 429 when the caller already
+/// has `limit` requests in flight here.
+pub fn enter(
+    in_flight: &Arc<InFlight>,
+    principal: &Principal,
+    extensions: &Extensions,
+) -> Result<Held, Box<Response>> {
+    let Some(slot) = in_flight.take(principal) else {
         tracing::info!(%principal, limit = in_flight.limit, "request refused: too many in flight");
-        RequestFacts::note(request.extensions(), |facts| facts.rate_limited = true);
+        RequestFacts::note(extensions, |facts| facts.rate_limited = true);
         let message = format!(
             "Too many requests in flight: at most {} at once per caller (open streams included); \
              retry once one has finished",
@@ -111,12 +107,17 @@ pub async fn limit(
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return Err(Box::new(response));
     };
-    let held = Held(Arc::new(slot));
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(held.clone());
-    response.map(|body| held.body(body))
+    Ok(Held(Arc::new(slot)))
+}
+
+impl Held {
+    /// `response` holding the slot until its body has been sent or dropped.
+    pub fn keep_with(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self.clone());
+        response.map(|body| self.body(body))
+    }
 }
 
 #[cfg(test)]

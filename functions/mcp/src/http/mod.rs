@@ -2,9 +2,10 @@
 //!
 //! 0. [`observe::observe`]: request id, trace id, the request log line and metrics.
 //! 1. [`auth::authenticate`]: verifies the bearer token (401) and stores the caller's
-//!    principal and scopes in the request.
-//! 2. [`rate_limit`]: 429 with `Retry-After` when the caller's bucket is empty;
-//!    [`in_flight`]: 429 when the caller already has its most requests in flight here.
+//!    principal and scopes in the request; a source address that keeps failing gets 429
+//!    ([`unauthenticated`]) before its next unknown token is checked.
+//! 2. [`caller_limits`]: 429 with `Retry-After` when the caller's bucket is empty
+//!    ([`rate_limit`]) or it already has its most requests in flight here ([`in_flight`]).
 //! 3. [`jsonrpc_guard`]: 413 for oversize bodies, JSON-RPC errors for non-JSON and batches.
 //! 4. [`auth::authorize`]: 403 when the token lacks the scope the message needs.
 //! 5. [`session_gate`]: checks a legacy `Mcp-Session-Id` against the store (404 if
@@ -14,20 +15,25 @@
 //! 6. [`json_response`]: answers a single-response SSE body as plain JSON.
 //!
 //! Each is an axum `from_fn` middleware, so tests drive them with `oneshot`.
+//! Around everything, when configured, [`origin_secret`] refuses (403) any request that did not
+//! come through the front door (CloudFront before a function URL).
 //! Beside them, [`protected_resource`] serves the RFC 9728 metadata documents and, for a
 //! Cognito deployment, [`authorization_server`] the RFC 8414 ones and [`registration`] the
 //! RFC 7591 endpoint.
 
 pub mod auth;
 pub mod authorization_server;
+pub mod caller_limits;
 pub mod in_flight;
 pub mod json_response;
 pub mod jsonrpc_guard;
 pub mod observe;
+pub mod origin_secret;
 pub mod protected_resource;
 pub mod rate_limit;
 pub mod registration;
 pub mod session_gate;
+pub mod unauthenticated;
 
 use axum::{
     http::{HeaderValue, StatusCode, header},
@@ -120,5 +126,112 @@ impl<G: Unpin> http_body::Body for Guarded<G> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Where a request came from: the address the host saw (the TCP peer on `mcp-server`, API
+/// Gateway's or the function URL's `sourceIp` on Lambda), or, behind `proxy_hops` proxies that
+/// each append to `X-Forwarded-For` (`MCP_TRUSTED_PROXY_HOPS`: a load balancer, CloudFront),
+/// the address the outermost of them saw. Entries further left are the caller's own words.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources {
+    pub proxy_hops: usize,
+}
+
+impl Sources {
+    pub fn of(&self, request: &axum::extract::Request) -> Option<std::net::IpAddr> {
+        let peer = peer_address(request)?;
+        if self.proxy_hops == 0 {
+            return Some(peer);
+        }
+        let forwarded: Vec<&str> = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        // Fewer entries than proxies: the request did not come through them all, so the peer
+        // is the caller.
+        let Some(index) = forwarded.len().checked_sub(self.proxy_hops) else {
+            return Some(peer);
+        };
+        forwarded[index].parse().ok().or(Some(peer))
+    }
+}
+
+/// The address the host saw, never a header a caller could set.
+fn peer_address(request: &axum::extract::Request) -> Option<std::net::IpAddr> {
+    use axum::extract::ConnectInfo;
+    use lambda_http::request::RequestContext;
+    if let Some(ConnectInfo(peer)) = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+    {
+        return Some(peer.ip());
+    }
+    let source = match request.extensions().get::<RequestContext>()? {
+        RequestContext::ApiGatewayV1(context) => context.identity.source_ip.as_deref(),
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref(),
+        _ => None,
+    };
+    source?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, SocketAddr};
+
+    use axum::extract::ConnectInfo;
+
+    use super::Sources;
+
+    fn from_proxy(forwarded: &[&str]) -> axum::extract::Request {
+        let mut request = axum::http::Request::post("/mcp");
+        for value in forwarded {
+            request = request.header("x-forwarded-for", *value);
+        }
+        let mut request = request.body(axum::body::Body::empty()).expect("request");
+        let proxy: SocketAddr = "10.0.0.5:443".parse().expect("address");
+        request.extensions_mut().insert(ConnectInfo(proxy));
+        request
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().expect("address"))
+    }
+
+    #[test]
+    fn with_no_trusted_proxy_the_peer_is_the_source_whatever_the_header_says() {
+        let request = from_proxy(&["198.51.100.9"]);
+        assert_eq!(Sources::default().of(&request), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn each_trusted_proxy_skips_one_entry_from_the_right() {
+        // The caller wrote the first entry itself; the load balancer appended the second.
+        let request = from_proxy(&["6.6.6.6, 203.0.113.7"]);
+        assert_eq!(Sources { proxy_hops: 1 }.of(&request), ip("203.0.113.7"));
+        assert_eq!(Sources { proxy_hops: 2 }.of(&request), ip("6.6.6.6"));
+        // Entries split over several header lines count in order.
+        let request = from_proxy(&["6.6.6.6", "203.0.113.7"]);
+        assert_eq!(Sources { proxy_hops: 1 }.of(&request), ip("203.0.113.7"));
+    }
+
+    #[test]
+    fn a_short_or_malformed_header_leaves_the_peer_as_the_source() {
+        assert_eq!(
+            Sources { proxy_hops: 2 }.of(&from_proxy(&["203.0.113.7"])),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            Sources { proxy_hops: 1 }.of(&from_proxy(&[])),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            Sources { proxy_hops: 1 }.of(&from_proxy(&["not-an-ip"])),
+            ip("10.0.0.5")
+        );
     }
 }

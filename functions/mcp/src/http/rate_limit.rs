@@ -12,9 +12,7 @@ use std::{
 };
 
 use axum::{
-    extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
-    middleware::Next,
+    http::{Extensions, HeaderValue, StatusCode, header},
     response::Response,
 };
 
@@ -90,21 +88,18 @@ impl RateLimiter {
     }
 }
 
-/// Answers 429 when the caller's bucket is empty.
-pub async fn limit(
-    State(limiter): State<Arc<RateLimiter>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(principal) = request.extensions().get::<Principal>() else {
-        return next.run(request).await;
-    };
+/// Spends one request of `principal`'s bucket, or answers 429 when it is empty.
+pub async fn check(
+    limiter: &RateLimiter,
+    principal: &Principal,
+    extensions: &Extensions,
+) -> Result<(), Box<Response>> {
     match limiter.admit(principal).await {
-        Admission::Admitted => next.run(request).await,
+        Admission::Admitted => Ok(()),
         Admission::Refused { retry_after_us } => {
             let retry_after_secs = (retry_after_us + 999_999) / 1_000_000;
             tracing::info!(%principal, retry_after_secs, "request refused: rate limit");
-            RequestFacts::note(request.extensions(), |facts| facts.rate_limited = true);
+            RequestFacts::note(extensions, |facts| facts.rate_limited = true);
             let settings = limiter.settings;
             let message = format!(
                 "Rate limit exceeded: at most {} requests per second (bursts of {}) per caller; retry after {retry_after_secs} s",
@@ -114,7 +109,7 @@ pub async fn limit(
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            response
+            Err(Box::new(response))
         }
     }
 }

@@ -15,10 +15,7 @@
 //! `max_clients` registered clients (named [`REGISTERED_CLIENT_PREFIX`]…; counted with the pool,
 //! so a client an operator deleted frees its place). A refused registration creates nothing.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-};
+use std::{net::IpAddr, sync::Arc};
 
 use authorizer::cognito::REGISTERED_CLIENT_PREFIX;
 use aws_sdk_cognitoidentityprovider::{
@@ -29,7 +26,7 @@ use aws_sdk_cognitoidentityprovider::{
 };
 use axum::{
     Json,
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     http::{HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
@@ -64,6 +61,8 @@ pub struct Registration {
     /// Give each new client the pool's default sign-in page style (a pool whose domain uses
     /// managed login shows no sign-in page to a client without one).
     pub login_style: bool,
+    /// Where a request came from, for the per-source budget.
+    pub sources: super::Sources,
 }
 
 /// An RFC 7591 error answer.
@@ -166,7 +165,7 @@ pub async fn register(State(registration): State<Registration>, request: Request
 
 impl Registration {
     async fn handle(&self, request: Request) -> Result<Response, Refusal> {
-        self.admit(source_address(&request)).await?;
+        self.admit(self.sources.of(&request)).await?;
         let json_body = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -382,21 +381,6 @@ fn refusal_from_pool(error: SdkError<CreateUserPoolClientError>) -> Refusal {
             Refusal::unavailable()
         }
     }
-}
-
-/// The source address as the host saw it: the TCP peer (`mcp-server`) or API Gateway's
-/// `sourceIp` (Lambda), never a header a caller could set.
-fn source_address(request: &Request) -> Option<IpAddr> {
-    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        return Some(peer.ip());
-    }
-    use lambda_http::request::RequestContext;
-    let source = match request.extensions().get::<RequestContext>()? {
-        RequestContext::ApiGatewayV1(context) => context.identity.source_ip.as_deref(),
-        RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref(),
-        _ => None,
-    };
-    source?.parse().ok()
 }
 
 /// Checks a registration request against what this server offers.
