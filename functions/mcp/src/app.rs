@@ -31,7 +31,7 @@ use crate::{
     http::{
         auth::{self, Auth},
         authorization_server::{self, AuthorizationServerMetadata},
-        caller_limits::{self, CallerLimits},
+        caller_limits::CallerLimits,
         in_flight::InFlight,
         json_response, jsonrpc_guard, observe, origin_secret,
         protected_resource::{self, ResourceMetadata},
@@ -194,7 +194,13 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         write_tools,
         registered_clients,
     )?
-    .with_failure_budget(config.unauthenticated, sources);
+    .with_failure_budget(config.unauthenticated, sources)
+    .with_caller_limits(CallerLimits {
+        rate: config
+            .rate_limit
+            .map(|settings| Arc::new(RateLimiter::new(settings, store.clone()))),
+        in_flight: config.max_in_flight_per_caller.map(InFlight::new),
+    });
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
@@ -210,22 +216,12 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
             jsonrpc_guard::BodyLimit(config.max_body_bytes),
             jsonrpc_guard::guard,
         ));
-    let limits = CallerLimits {
-        rate: config
-            .rate_limit
-            .map(|settings| Arc::new(RateLimiter::new(settings, store.clone()))),
-        in_flight: config.max_in_flight_per_caller.map(InFlight::new),
-    };
-    let mcp_routes = if limits.is_off() {
-        mcp_routes
-    } else {
-        mcp_routes.layer(middleware::from_fn_with_state(limits, caller_limits::limit))
-    }
-    .layer(middleware::from_fn_with_state(auth, auth::authenticate))
-    .layer(middleware::from_fn_with_state(
-        metrics.clone(),
-        observe::observe,
-    ));
+    let mcp_routes = mcp_routes
+        .layer(middleware::from_fn_with_state(auth, auth::authenticate))
+        .layer(middleware::from_fn_with_state(
+            metrics.clone(),
+            observe::observe,
+        ));
     let router = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",

@@ -41,8 +41,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Sources, jsonrpc_guard::RpcMessage, protected_resource::ResourceMetadata,
-    unauthenticated::FailureBudget,
+    Sources, caller_limits::CallerLimits, jsonrpc_guard::RpcMessage,
+    protected_resource::ResourceMetadata, unauthenticated::FailureBudget,
 };
 use crate::{
     config::{AuthSettings, UnauthenticatedSettings},
@@ -81,6 +81,8 @@ pub struct Auth {
     /// What each source address may still fail (`MCP_UNAUTHENTICATED_*`); `None` when off.
     failures: Option<Arc<FailureBudget>>,
     sources: Sources,
+    /// What a known caller may still send.
+    limits: CallerLimits,
     /// Shared, not copied: the state is cloned for every request.
     metadata: Arc<ResourceMetadata>,
     write_tools: Arc<HashSet<String>>,
@@ -162,9 +164,16 @@ impl Auth {
             bearer,
             failures: None,
             sources: Sources::default(),
+            limits: CallerLimits::default(),
             metadata: Arc::new(metadata),
             write_tools: Arc::new(write_tools),
         })
+    }
+
+    /// Applies `limits` to every caller once it is known.
+    pub fn with_caller_limits(mut self, limits: CallerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Gives each source address, as `sources` tells them, a budget of failed authentications
@@ -367,7 +376,8 @@ fn challenge(metadata_url: Option<&str>, error: &AuthError) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
-/// Verifies the caller (unless the host already did) and stores its principal and grant.
+/// Verifies the caller (unless the host already did), stores its principal and grant, and
+/// applies the caller's limits ([`CallerLimits`]).
 pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
     if let Some(principal) = request.extensions().get::<Principal>() {
         note_principal(&request, principal);
@@ -376,13 +386,13 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
         if auth.bearer.is_none() && request.extensions().get::<Grant>().is_none() {
             request.extensions_mut().insert(Grant::Everything);
         }
-        return next.run(request).await;
+        return auth.limits.within(request, next).await;
     }
     let Some(bearer) = &auth.bearer else {
         note_principal(&request, &Principal::anonymous());
         request.extensions_mut().insert(Principal::anonymous());
         request.extensions_mut().insert(Grant::Everything);
-        return next.run(request).await;
+        return auth.limits.within(request, next).await;
     };
     let source = auth.failures.as_ref().zip(auth.sources.of(&request));
     let may_check = || match source {
@@ -426,7 +436,7 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
     let grant = Grant::Scopes(Arc::new(claims.scopes));
     request.extensions_mut().insert(principal);
     request.extensions_mut().insert(grant);
-    next.run(request).await
+    auth.limits.within(request, next).await
 }
 
 /// Tells the request log who is calling (the subject only).

@@ -4,8 +4,9 @@
 //! 1. [`auth::authenticate`]: verifies the bearer token (401) and stores the caller's
 //!    principal and scopes in the request; a source address that keeps failing gets 429
 //!    ([`unauthenticated`]) before its next unknown token is checked.
-//! 2. [`caller_limits`]: 429 with `Retry-After` when the caller's bucket is empty
-//!    ([`rate_limit`]) or it already has its most requests in flight here ([`in_flight`]).
+//! 2. [`caller_limits`], run by `authenticate` once the caller is known: 429 with
+//!    `Retry-After` when the caller's bucket is empty ([`rate_limit`]) or it already has its
+//!    most requests in flight here ([`in_flight`]).
 //! 3. [`jsonrpc_guard`]: 413 for oversize bodies, JSON-RPC errors for non-JSON and batches.
 //! 4. [`auth::authorize`]: 403 when the token lacks the scope the message needs.
 //! 5. [`session_gate`]: checks a legacy `Mcp-Session-Id` against the store (404 if
