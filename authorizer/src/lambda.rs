@@ -417,9 +417,9 @@ pub async fn handle_event(
     }
 }
 
-/// The Lambda entry point: tracing, configuration (failing start on a bad variable), then the
-/// runtime loop.
-pub async fn run() -> Result<(), lambda_runtime::Error> {
+/// JSON log lines without a timestamp (CloudWatch stamps each line), `RUST_LOG` or `info`: the
+/// logging of every small Lambda function of the product (this one, the key rotation).
+pub fn init_logs() {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
@@ -428,6 +428,12 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         )
         .without_time()
         .init();
+}
+
+/// The Lambda entry point: tracing, configuration (failing start on a bad variable), then the
+/// runtime loop.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    init_logs();
     let config = EnvConfig::from_lookup(|name| std::env::var(name).ok())?;
     let verifier = config.verifier().await?;
     let verifier = &verifier;

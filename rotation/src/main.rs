@@ -8,14 +8,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .without_time()
-        .init();
+    authorizer::lambda::init_logs();
     let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let rotator = &Rotator::new(aws_sdk_secretsmanager::Client::new(&config));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
