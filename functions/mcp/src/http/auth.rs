@@ -394,8 +394,14 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
         request.extensions_mut().insert(Grant::Everything);
         return auth.limits.within(request, next).await;
     };
-    let source = auth.failures.as_ref().zip(auth.sources.of(&request));
-    let may_check = || match source {
+    // Only a token this instance has not verified lately needs the source, so a known caller's
+    // request never looks it up.
+    let (extensions, headers) = (request.extensions(), request.headers());
+    let source = || {
+        let budget = auth.failures.as_ref()?;
+        Some((budget, auth.sources.of_parts(extensions, headers)?))
+    };
+    let may_check = || match source() {
         Some((budget, ip)) => match budget.exhausted(ip) {
             Some(retry_after_secs) => Err(Refused::TooManyFailures(Box::new(
                 budget.refusal(retry_after_secs),
@@ -416,7 +422,7 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
         }
         Err(Refused::Token(error)) => {
             tracing::info!(reason = %error, "request refused: authentication");
-            if let Some((budget, ip)) = source {
+            if let Some((budget, ip)) = source() {
                 budget.spend(ip);
             }
             return auth.refusal(&request, &error);

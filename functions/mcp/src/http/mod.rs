@@ -141,12 +141,20 @@ pub struct Sources {
 
 impl Sources {
     pub fn of(&self, request: &axum::extract::Request) -> Option<std::net::IpAddr> {
-        let peer = peer_address(request)?;
+        self.of_parts(request.extensions(), request.headers())
+    }
+
+    /// [`Sources::of`] from a request's extensions and headers.
+    pub fn of_parts(
+        &self,
+        extensions: &axum::http::Extensions,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        let peer = peer_address(extensions)?;
         if self.proxy_hops == 0 {
             return Some(peer);
         }
-        let forwarded: Vec<&str> = request
-            .headers()
+        let forwarded: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|value| value.to_str().ok())
@@ -163,16 +171,13 @@ impl Sources {
 }
 
 /// The address the host saw, never a header a caller could set.
-fn peer_address(request: &axum::extract::Request) -> Option<std::net::IpAddr> {
+fn peer_address(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
     use axum::extract::ConnectInfo;
     use lambda_http::request::RequestContext;
-    if let Some(ConnectInfo(peer)) = request
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-    {
+    if let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<std::net::SocketAddr>>() {
         return Some(peer.ip());
     }
-    let source = match request.extensions().get::<RequestContext>()? {
+    let source = match extensions.get::<RequestContext>()? {
         RequestContext::ApiGatewayV1(context) => context.identity.source_ip.as_deref(),
         RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref(),
         _ => None,
