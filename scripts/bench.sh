@@ -7,7 +7,11 @@
 # Load: `tools/call echo`, a fixed number of requests at concurrency 1, 16 and 64 with oha, on
 # the 2026-07-28 wire for the Rust servers (the peers' SDKs answer it at 2025-11-25, stateless);
 # and a fixed time at each concurrency with wrk in one legacy 2025-11-25 session of ours. Per server: requests/s, P50/P95/P99,
-# peak RSS (VmHWM) and the time from process start to the first answered call.
+# the server's CPU time per answered request (user + system, /proc/PID/stat), peak RSS (VmHWM)
+# and the time from process start to the first answered call.
+# Two passes: per core (the server pinned to core 0 with taskset, the load generator to core 1:
+# what a request costs a Lambda instance or a container's CPU share), then both sharing the two
+# cores (a multi-threaded server against single-threaded peers).
 # Then the Lambda handler in process (criterion, functions/mcp/benches/lambda_handler.rs) over
 # DynamoDB on moto, with the DynamoDB calls per invocation.
 # Writes bench/RESULTS.md and bench/results.svg (bench/report.py), then prints the tables.
@@ -16,7 +20,7 @@
 #   bench.sh                 the side-by-side run (about 5 to 8 minutes once the tools are built)
 #   bench.sh --quick         a tenth of the requests (a smoke run; figures are noisy)
 #   bench.sh --compare REV   this build against REV's build (e.g. HEAD~1) on the same load,
-#                            ours-sqlite only; exits 1 when requests/s fall or the median
+#                            ours-sqlite only, per core; exits 1 when requests/s fall or the median
 #                            latency rises by more than 15 % (P99 is shown, too noisy to decide)
 #   bench.sh --help
 #
@@ -55,6 +59,10 @@ done
 if [[ -n "$compare" ]] && ! git rev-parse --verify --quiet "$compare^{commit}" >/dev/null; then
   printf 'bench.sh: %q is not a commit\n' "$compare" >&2
   exit "$EX_USAGE"
+fi
+if [[ "$(nproc)" -lt 2 ]]; then
+  printf 'bench.sh: the per-core pass needs 2 cores (one for the server, one for the load); %s available\n' "$(nproc)" >&2
+  exit 1
 fi
 
 work="$(mktemp -d)"
@@ -146,8 +154,45 @@ post_once() {
   curl -s -o "$work/last-body" -D "$work/last-headers" -w '%{http_code}' "${args[@]}" --data "$body" "$url" 2>/dev/null || true
 }
 
+# The pass under way: `core` pins the server under test to core 0 and the load generator (and
+# the first-answer poller) to core 1; `shared` lets both use both cores. Results go to $results.
+server_pin=()
+load_pin=()
+results=""
+begin_pass() {
+  pass="$1"
+  results="$work/$pass"
+  mkdir -p "$results"
+  if [[ "$pass" == core ]]; then
+    server_pin=(taskset -c 0)
+    load_pin=(taskset -c 1)
+  else
+    server_pin=()
+    load_pin=()
+  fi
+}
+
+# The CPU seconds (user + system, all threads) process $1 has used so far.
+clock_ticks="$(getconf CLK_TCK)"
+cpu_seconds() {
+  # Fields 14 and 15 of /proc/PID/stat, counted after the command name's closing parenthesis.
+  sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$clock_ticks" '{ printf "%.3f\n", ($12 + $13) / hz }'
+}
+
+# Runs the command after $1 (a result file's stem) and writes the CPU seconds the server under
+# test used meanwhile to <stem>.cpu.
+measured() {
+  local stem="$1" before after
+  shift
+  before=$(cpu_seconds "$server_pid")
+  "$@"
+  after=$(cpu_seconds "$server_pid")
+  awk -v a="$after" -v b="$before" 'BEGIN { printf "%.3f\n", a - b }' >"$stem.cpu"
+}
+
 # Starts a server (command after `--`) through bench/first_answer.py, which times process start
-# to the first answered echo call; sets server_pid and writes the milliseconds to $work/<name>.cold.
+# to the first answered echo call; sets server_pid and writes the milliseconds to
+# $results/<name>.cold.
 start_server() {
   local name="$1" url="$2" wire="$3" auth="$4"
   shift 5
@@ -155,39 +200,44 @@ start_server() {
   [[ "$wire" == 2025 ]] && body="$echo_2025"
   while IFS= read -r header; do args+=(--header "$header"); done < <(headers_for "$wire" "$auth")
   local answer
-  if ! answer=$(python3 bench/first_answer.py --url "$url" --body "$body" --log "$work/$name.log" "${args[@]}" -- "$@"); then
+  if ! answer=$("${load_pin[@]}" python3 bench/first_answer.py --url "$url" --body "$body" --log "$results/$name.log" \
+    "${args[@]}" -- "${server_pin[@]}" "$@"); then
     printf 'bench.sh: %s did not answer an echo call; its log:\n' "$name" >&2
-    tail -20 "$work/$name.log" >&2
+    tail -20 "$results/$name.log" >&2
     exit 1
   fi
   read -r server_pid cold_ms <<<"$answer"
   pids+=("$server_pid")
-  echo "$cold_ms" >"$work/$name.cold"
+  echo "$cold_ms" >"$results/$name.cold"
 }
 
-# Runs the load on `url` at every concurrency; results in $work/<name>-<wire label>-c<C>.json.
+# Runs the load on `url` at every concurrency; results in $results/<name>-<wire label>-c<C>.json
+# and the server's CPU seconds during each run in the .cpu file beside it.
 load() {
   local name="$1" url="$2" wire="$3" auth="$4" label="$5" body="$echo_2026" c args=() header
   [[ "$wire" == 2026 ]] || body="$echo_2025"
   while IFS= read -r header; do args+=(-H "$header"); done < <(headers_for "$wire" "$auth")
   # Warm-up: connection pools, JIT of the peers, caches.
-  "$oha" --no-tui -n 500 -c 16 -t 10s -m POST "${args[@]}" -d "$body" "$url" >/dev/null
+  "${load_pin[@]}" "$oha" --no-tui -n 500 -c 16 -t 10s -m POST "${args[@]}" -d "$body" "$url" >/dev/null
   for c in "${concurrencies[@]}"; do
-    printf '   %-13s %-8s c=%-3s %6s requests\n' "$name" "$label" "$c" "${requests[$c]}"
-    "$oha" --no-tui --output-format json -n "${requests[$c]}" -c "$c" -t 10s -m POST "${args[@]}" -d "$body" "$url" \
-      >"$work/$name-$label-c$c.json"
+    printf '   %-6s %-13s %-8s c=%-3s %6s requests\n' "$pass" "$name" "$label" "$c" "${requests[$c]}"
+    measured "$results/$name-$label-c$c" "${load_pin[@]}" "$oha" --no-tui --output-format json -n "${requests[$c]}" \
+      -c "$c" -t 10s -m POST "${args[@]}" -d "$body" "$url" >"$results/$name-$label-c$c.json"
   done
 }
 
 # The legacy-session run: wrk, because each request in one session needs its own JSON-RPC id
 # (bench/legacy_session.lua); a fixed duration per concurrency instead of a fixed count.
-# Results in $work/<name>-session-c<C>.wrk.json.
+# Results in $results/<name>-session-c<C>.wrk.json (and .cpu). wrk runs one thread per core it has.
 load_session() {
-  local name="$1" url="$2" session="$3" authorization="$4" c
+  local name="$1" url="$2" session="$3" authorization="$4" c threads
+  threads=$(("${#load_pin[@]}" > 0 ? 1 : 2))
   for c in "${concurrencies[@]}"; do
-    printf '   %-13s %-8s c=%-3s %6s seconds\n' "$name" session "$c" "$session_seconds"
-    wrk -t "$((c < 2 ? 1 : 2))" -c "$c" -d "${session_seconds}s" --timeout 10s --latency -s bench/legacy_session.lua \
-      "$url" -- "$session" "$authorization" | tail -n 1 >"$work/$name-session-c$c.wrk.json"
+    printf '   %-6s %-13s %-8s c=%-3s %6s seconds\n' "$pass" "$name" session "$c" "$session_seconds"
+    measured "$results/$name-session-c$c" "${load_pin[@]}" wrk -t "$((c < threads ? c : threads))" -c "$c" \
+      -d "${session_seconds}s" --timeout 10s --latency -s bench/legacy_session.lua "$url" -- "$session" "$authorization" \
+      >"$results/$name-session-c$c.wrk.out"
+    tail -n 1 "$results/$name-session-c$c.wrk.out" >"$results/$name-session-c$c.wrk.json"
   done
 }
 
@@ -204,7 +254,7 @@ open_session() {
 
 stop_server() {
   local name="$1"
-  awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status" >"$work/$name.rss" 2>/dev/null || echo 0 >"$work/$name.rss"
+  awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status" >"$results/$name.rss" 2>/dev/null || echo 0 >"$results/$name.rss"
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
 }
@@ -217,10 +267,10 @@ bench_ours() {
   local port url
   port=$(free_port)
   url="http://127.0.0.1:$port/mcp"
-  mkdir -p "$work/$name-files"
-  printf '==> %s\n' "$name"
+  mkdir -p "$results/$name-files"
+  printf '==> %s (%s)\n' "$name" "$pass"
   start_server "$name" "$url" 2026 yes -- env MCP_BIND="127.0.0.1:$port" MCP_STORE_URL="$store_url" \
-    MCP_FILES_URL="file://$work/$name-files" MCP_SIGNING_KEY="$key" MCP_AUTH_AUDIENCE="http://127.0.0.1:8080/mcp" \
+    MCP_FILES_URL="file://$results/$name-files" MCP_SIGNING_KEY="$key" MCP_AUTH_AUDIENCE="http://127.0.0.1:8080/mcp" \
     MCP_RATE_LIMIT_PER_SEC=0 MCP_MAX_IN_FLIGHT_PER_CALLER=1000 MCP_METRICS_BIND=off RUST_LOG=warn "$binary"
   load "$name" "$url" 2026 yes 2026
   if [[ "$sessions" == sessions ]]; then
@@ -234,35 +284,42 @@ if [[ -n "$compare" ]]; then
   git worktree add --quiet --detach "$work/previous" "$compare"
   (cd "$work/previous" && cargo build --release --quiet -p mcp-function --bin mcp-server)
   cp "$CARGO_TARGET_DIR/release/mcp-server" "$work/mcp-server-previous"
-  bench_ours previous "$work/mcp-server-previous" "sqlite://$work/previous.db" sessions
-  bench_ours current "$work/mcp-server" "sqlite://$work/current.db" sessions
+  begin_pass core
+  bench_ours previous "$work/mcp-server-previous" "sqlite://$results/previous.db" sessions
+  bench_ours current "$work/mcp-server" "sqlite://$results/current.db" sessions
   # Leave the target directory holding this checkout's build again.
   cargo build --release --quiet -p mcp-function --bin mcp-server
-  python3 bench/report.py --compare "$work" --threshold 15
+  python3 bench/report.py --compare "$results" --threshold 15
   exit $?
 fi
 
-bench_ours ours-sqlite "$work/mcp-server" "sqlite://$work/ours.db" sessions
-bench_ours ours-postgres "$work/mcp-server" "$postgres_url" no-sessions
+# Every server under the same load, in the pass under way.
+bench_pass() {
+  begin_pass "$1"
+  bench_ours ours-sqlite "$work/mcp-server" "sqlite://$results/ours.db" sessions
+  bench_ours ours-postgres "$work/mcp-server" "$postgres_url" no-sessions
 
-port=$(free_port)
-printf '==> rmcp-floor\n'
-start_server rmcp-floor "http://127.0.0.1:$port/mcp" 2026 no -- "$work/rmcp-floor" "127.0.0.1:$port"
-load rmcp-floor "http://127.0.0.1:$port/mcp" 2026 no 2026
-stop_server rmcp-floor
+  port=$(free_port)
+  printf '==> rmcp-floor (%s)\n' "$pass"
+  start_server rmcp-floor "http://127.0.0.1:$port/mcp" 2026 no -- "$work/rmcp-floor" "127.0.0.1:$port"
+  load rmcp-floor "http://127.0.0.1:$port/mcp" 2026 no 2026
+  stop_server rmcp-floor
 
-port=$(free_port)
-printf '==> ts-sdk\n'
-start_server ts-sdk "http://127.0.0.1:$port/mcp" 2025 no -- env PORT="$port" node "$peers/ts/server.mjs"
-load ts-sdk "http://127.0.0.1:$port/mcp" 2025 no 2025
-stop_server ts-sdk
+  port=$(free_port)
+  printf '==> ts-sdk (%s)\n' "$pass"
+  start_server ts-sdk "http://127.0.0.1:$port/mcp" 2025 no -- env PORT="$port" node "$peers/ts/server.mjs"
+  load ts-sdk "http://127.0.0.1:$port/mcp" 2025 no 2025
+  stop_server ts-sdk
 
-port=$(free_port)
-printf '==> python-sdk\n'
-start_server python-sdk "http://127.0.0.1:$port/mcp" 2025 no -- env PORT="$port" \
-  "$peers/python/bin/python" "$root/bench/peers/python/server.py"
-load python-sdk "http://127.0.0.1:$port/mcp" 2025 no 2025
-stop_server python-sdk
+  port=$(free_port)
+  printf '==> python-sdk (%s)\n' "$pass"
+  start_server python-sdk "http://127.0.0.1:$port/mcp" 2025 no -- env PORT="$port" \
+    "$peers/python/bin/python" "$root/bench/peers/python/server.py"
+  load python-sdk "http://127.0.0.1:$port/mcp" 2025 no 2025
+  stop_server python-sdk
+}
+bench_pass core
+bench_pass shared
 
 # --- the Lambda handler in process -------------------------------------------------
 printf '==> Lambda handler in process (criterion) over moto\n'
@@ -278,5 +335,5 @@ MCP_TEST_AWS_ENDPOINT="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=test AWS_S
   cargo bench --quiet -p mcp-function --bench lambda_handler -- \
   --warm-up-time "$((3 / scale + 1))" --measurement-time "$((6 / scale + 1))" | grep -v '^$'
 
-python3 bench/report.py --results "$work" --out bench/RESULTS.md --chart bench/results.svg \
+python3 bench/report.py --results "$work/core" --shared "$work/shared" --out bench/RESULTS.md --chart bench/results.svg \
   --requests "${requests[1]},${requests[16]},${requests[64]}" --criterion "$CARGO_TARGET_DIR/criterion"

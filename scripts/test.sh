@@ -16,12 +16,13 @@
 #      clients against mcp-server with auth on, failing on any warning they print: the Python SDK,
 #      the TypeScript SDK 1.x and 2.x, and the Inspector CLI (tests/interop)
 #   4. the official MCP conformance suite (Node 22, installed locally) against a
-#      freshly started mcp-server built with the `conformance` feature, with auth on:
+#      freshly started conformance-server (mcp-server with the `conformance` crate's fixtures), with auth on:
 #      the runner sends no headers of its own, so it goes through `bearer_proxy`
 #      (functions/mcp/examples), which adds a token minted by `mcp-token`; both the
 #      2025-11-25 requirement set (0.1.16) and both wires incl. 2026-07-28 (0.2.0-alpha.12)
 #   5. the Lambda functions: `sam build` of the template (cargo lambda build --release of
-#      mcp-lambda, the JWT authorizer and the key rotation function, x86_64 here), then `cargo lambda watch` emulators over
+#      mcp-lambda, the JWT authorizer and the key rotation function, x86_64 here), then `cargo lambda watch` emulators
+#      of conformance-lambda (mcp-lambda with the fixtures) over
 #      moto (A streams its answers with long-lived streams on, B buffers them, C streams with
 #      them off, D signs in with a Cognito pool), each with an asynchronous-Invoke shim
 #      (scripts/lib/async_invoke.py) for the task runs the function starts by invoking itself:
@@ -253,15 +254,15 @@ run_cargo_tests() {
 }
 
 step "cargo test"
-run_cargo_tests cargo-test cargo test --release --workspace
+# Moto and PostgreSQL are up: a test that finds either missing fails here instead of skipping.
+MCP_TEST_REQUIRE_SERVICES=1 run_cargo_tests cargo-test cargo test --release --workspace
 
 # --- operator scripts -------------------------------------------------------
 step "shellcheck"
 mapfile -t shell_scripts < <(git ls-files '*.sh' .ci/run)
 if "$tools/iac/bin/shellcheck" -x "${shell_scripts[@]}"; then ok 1; else fail 1 "shellcheck"; fi
 
-# Against the product's mcp-server that `cargo test` just built (the conformance build below
-# replaces it in the same place).
+# Against the product's mcp-server that `cargo test` just built.
 step "operator script tests (health check against real servers, provisioning against fake aws/sam, the compose tier)"
 MCP_SERVER_BIN="$CARGO_TARGET_DIR/release/mcp-server" MCP_TOKEN_BIN="$CARGO_TARGET_DIR/release/mcp-token" \
   run_pytest script-tests "$tools/iac/bin/python" -m pytest -q -p no:cacheprovider tests/scripts
@@ -365,11 +366,10 @@ kill -- "-$interop_server" 2>/dev/null || true
 printf 'official clients: %ss\n' "$((SECONDS - interop_started))"
 
 # --- conformance ------------------------------------------------------------
-step "the conformance fixtures: unit tests, then the server build"
-run_cargo_tests fixture-test cargo test --release -p mcp-function --features conformance --lib conformance
-cargo build --release -p mcp-function --features conformance --bin mcp-server
-conformance_bin="$logs/mcp-server-conformance"
-cp "$CARGO_TARGET_DIR/release/mcp-server" "$conformance_bin"
+# The fixtures' unit tests ran in `cargo test` above (crate `mcp-conformance`).
+step "the conformance fixtures: the server build"
+cargo build --release -p mcp-conformance --bin conformance-server
+conformance_bin="$CARGO_TARGET_DIR/release/conformance-server"
 # `cargo test` above built mcp-token and the bearer_proxy example with the workspace's
 # features; building them alone would resolve features anew and rebuild the world.
 bearer_proxy="$CARGO_TARGET_DIR/release/examples/bearer_proxy"
@@ -386,9 +386,9 @@ mint_token() {
 }
 
 # The suite sends hundreds of requests a second as one caller: the per-caller rate
-# limit is off for it (tests/auth_http.rs and the store suite cover the limiter). Its
+# limit is off for it (tests/it/auth_http.rs and the store suite cover the limiter). Its
 # scenarios each open a legacy session and leave it open, so the cap on one caller's
-# sessions is at its most (tests/http_service.rs and the store suite cover the cap).
+# sessions is at its most (tests/it/http_service.rs and the store suite cover the cap).
 server_key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 port="$(free_port)"
 server_proxy_port="$(free_port)"
@@ -513,8 +513,8 @@ start_emulator() {
   invoke_port="$(free_port)"
   start_background "$logs/async-invoke-$name.log" python3 scripts/lib/async_invoke.py \
     --listen "127.0.0.1:$invoke_port" --target "http://127.0.0.1:$emulator_port"
-  start_background "$logs/lambda-$name.log" bash -c 'cd functions/mcp && exec "$@"' _ \
-    cargo lambda watch --release --features conformance --bin mcp-lambda --ignore-changes \
+  start_background "$logs/lambda-$name.log" bash -c 'cd conformance && exec "$@"' _ \
+    cargo lambda watch --release --bin conformance-lambda --ignore-changes \
     -A 127.0.0.1 -P "$emulator_port" --env-file "$logs/lambda.env" \
     --env-var "AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$invoke_port" "$@"
 }
@@ -534,9 +534,9 @@ lambda_b="http://127.0.0.1:$lambda_b_port"
 lambda_c="http://127.0.0.1:$lambda_c_port"
 for emulator in "$lambda_a" "$lambda_b" "$lambda_c"; do
   # The first call builds (if needed) and starts the function; later ones reuse it.
-  wait_for_url "$emulator/lambda-url/mcp-lambda/health/ready" 3000 || fail 1 "emulator $emulator did not answer"
+  wait_for_url "$emulator/lambda-url/conformance-lambda/health/ready" 3000 || fail 1 "emulator $emulator did not answer"
 done
-first="$(curl -sS -o /dev/null -w '%{time_total}' "$lambda_b/lambda-url/mcp-lambda/health/live")"
+first="$(curl -sS -o /dev/null -w '%{time_total}' "$lambda_b/lambda-url/conformance-lambda/health/live")"
 grep -ho '"init_ms":[0-9]*' "$logs"/lambda-*.log | sed 's/^/cold init: /' || true
 printf 'warm /health/live through the emulator: %ss\n' "$first"
 
@@ -550,11 +550,11 @@ read -r first_byte total < <(curl -sS -o /dev/null -w '%{time_starttransfer} %{t
   -H "authorization: Bearer $lambda_token" -H 'content-type: application/json' \
   -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2026-07-28' \
   -H 'mcp-method: tools/call' -H 'mcp-name: test_tool_with_progress' \
-  --data "$progress_call" "$lambda_a/lambda-url/mcp-lambda/mcp") || true
+  --data "$progress_call" "$lambda_a/lambda-url/conformance-lambda/mcp") || true
 printf 'tools/call test_tool_with_progress (3 events 50 ms apart): first byte %ss, complete %ss\n' \
   "${first_byte:-?}" "${total:-?}"
 start_background "$logs/proxy-lambda.log" env MCP_PROXY_AUTHORIZATION="Bearer $lambda_token" \
-  "$bearer_proxy" "127.0.0.1:$lambda_proxy_port" "$lambda_a/lambda-url/mcp-lambda"
+  "$bearer_proxy" "127.0.0.1:$lambda_proxy_port" "$lambda_a/lambda-url/conformance-lambda"
 wait_for_url "http://127.0.0.1:$lambda_proxy_port/health/live" || fail 1 "bearer_proxy (Lambda) did not start"
 # With long-lived streams on, the Lambda host passes both suites with no expected failure.
 run_conformance "lambda-0.1.16" "conformance-0.1.16" "$lambda_audience"
@@ -563,7 +563,7 @@ run_conformance "lambda-0.2.0-alpha.12" "conformance-0.2.0" "$lambda_audience"
 # streams) against its own baseline, which adds exactly the listen scenarios.
 lambda_off_proxy_port="$(free_port)"
 start_background "$logs/proxy-lambda-off.log" env MCP_PROXY_AUTHORIZATION="Bearer $lambda_token" \
-  "$bearer_proxy" "127.0.0.1:$lambda_off_proxy_port" "$lambda_c/lambda-url/mcp-lambda"
+  "$bearer_proxy" "127.0.0.1:$lambda_off_proxy_port" "$lambda_c/lambda-url/conformance-lambda"
 wait_for_url "http://127.0.0.1:$lambda_off_proxy_port/health/live" || fail 1 "bearer_proxy (Lambda, streams off) did not start"
 run_conformance "lambda-streams-off-0.2.0-alpha.12" "conformance-0.2.0" \
   "http://localhost:$lambda_off_proxy_port/mcp" "$root/tests/conformance/lambda-long-streams-off.yaml"
@@ -571,7 +571,7 @@ run_conformance "lambda-streams-off-0.2.0-alpha.12" "conformance-0.2.0" \
 step "cross-instance test (two emulated functions, one DynamoDB)"
 MCP_TEST_LAMBDA_AUTHORIZATION="Bearer $(mint_token "$lambda_key" e2e-1 "$lambda_audience" url-user)" \
   MCP_TEST_LAMBDA_A="$lambda_a" MCP_TEST_LAMBDA_B="$lambda_b" \
-  run_cargo_tests lambda-cross-instance cargo test --release -p mcp-function --test lambda_cross_instance -- --ignored --nocapture
+  run_cargo_tests lambda-cross-instance cargo test --release -p mcp-function --test it lambda_cross_instance:: -- --ignored --nocapture
 
 # Sign-in through Amazon Cognito (MCP_AUTH=cognito) over user pools in moto, each created from the
 # template's own Cognito resources (tests/oauth/cognito_fixture.py). A fourth emulated function, D,
@@ -597,8 +597,8 @@ if "$tools/iac/bin/python" tests/oauth/cognito_fixture.py --endpoint "$MCP_TEST_
 for name, value in json.load(open(sys.argv[1]))["env"].items():
     print(f"--env-var={name}={value}")' "$logs/cognito-d.json")
   start_emulator d "$lambda_d_port" "${cognito_env[@]}"
-  if wait_for_url "$lambda_d/lambda-url/mcp-lambda/health/ready" 3000; then
-    cognito_tests+=(MCP_TEST_COGNITO_LAMBDA="$lambda_d/lambda-url/mcp-lambda" MCP_TEST_COGNITO_LAMBDA_BED="$logs/cognito-d.json")
+  if wait_for_url "$lambda_d/lambda-url/conformance-lambda/health/ready" 3000; then
+    cognito_tests+=(MCP_TEST_COGNITO_LAMBDA="$lambda_d/lambda-url/conformance-lambda" MCP_TEST_COGNITO_LAMBDA_BED="$logs/cognito-d.json")
   else
     fail 1 "emulator D did not answer (see $logs/lambda-d.log)"
   fi

@@ -24,7 +24,14 @@ pub fn parse_authorization(header: Option<&str>) -> Result<&str, AuthError> {
     if rest.is_empty() {
         return Err(AuthError::EmptyToken);
     }
-    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // Tokens are ASCII, so the byte check is the one that runs; it says the same as the
+    // character check (ASCII whitespace other than the space is a control character).
+    let malformed = if rest.is_ascii() {
+        rest.bytes().any(|b| b == b' ' || b.is_ascii_control())
+    } else {
+        rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if malformed {
         return Err(AuthError::MalformedAuthorization);
     }
     Ok(rest)
@@ -44,5 +51,20 @@ pub fn reject_query_token(query: Option<&str>) -> Result<(), AuthError> {
         Err(AuthError::TokenInQuery)
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_byte_check_refuses_exactly_the_ascii_the_character_check_refuses() {
+        for byte in 0_u8..=127 {
+            let c = char::from(byte);
+            assert_eq!(
+                byte == b' ' || byte.is_ascii_control(),
+                c.is_whitespace() || c.is_control(),
+                "byte {byte}"
+            );
+        }
     }
 }

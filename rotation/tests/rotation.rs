@@ -1,6 +1,7 @@
 //! The four rotation steps against Secrets Manager on the emulator at `MCP_TEST_AWS_ENDPOINT`
-//! (moto, started by `scripts/test.sh`): each step, each step run again, the single-key shape,
-//! the cap on the list, and tokens signed before a rotation verifying after it.
+//! (moto, started by `scripts/test.sh`; without it each test is skipped): each step, each step
+//! run again, the single-key shape, the cap on the list, and tokens signed before a rotation
+//! verifying after it.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -8,7 +9,6 @@ use authorizer::{
     AuthError, Hs256Key, Verifier, VerifierConfig, hs256_keys_from_secret_json,
     mint::{MintRequest, mint},
 };
-use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::{Client, error::DisplayErrorContext, types::RotationRulesType};
 use rotation::{CURRENT, MAX_KEYS, PENDING, RotationError, RotationEvent, Rotator, Step};
 use serde_json::json;
@@ -22,19 +22,9 @@ const STEPS: [Step; 4] = [
     Step::FinishSecret,
 ];
 
-async fn client() -> Client {
-    let endpoint = std::env::var("MCP_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "MCP_TEST_AWS_ENDPOINT is not set: run the tests through scripts/test.sh, or start \
-             `moto_server -H 127.0.0.1 -p 5005` and set MCP_TEST_AWS_ENDPOINT=http://127.0.0.1:5005 \
-             (with AWS_REGION and test credentials)"
-        )
-    });
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    Client::new(&config)
+/// A Secrets Manager client for moto, or `None` when the test is skipped without it.
+fn client() -> Option<Client> {
+    test_support::require_moto().map(|_| test_support::secrets_client())
 }
 
 fn secret_of(kid: &str, fill: char) -> String {
@@ -47,19 +37,6 @@ fn list(kids: &[&str]) -> String {
         .map(|kid| json!({"kid": kid, "secret": secret_of(kid, 'k')}))
         .collect();
     json!({ "keys": keys }).to_string()
-}
-
-/// A new secret with `text` as its current value and automatic rotation on.
-async fn secret_with(client: &Client, text: &str) -> String {
-    let name = format!("mcp/test/{}", uuid::Uuid::new_v4().simple());
-    client
-        .create_secret()
-        .name(&name)
-        .secret_string(text)
-        .send()
-        .await
-        .unwrap_or_else(|error| panic!("create_secret: {}", DisplayErrorContext(&error)));
-    name
 }
 
 /// What Secrets Manager does before it invokes the function: enables rotation and stages an
@@ -169,10 +146,12 @@ fn verifier_of(text: &str) -> Verifier {
 
 #[tokio::test]
 async fn each_step_in_order_rotates_a_new_key_in_first_and_keeps_the_current_ones() {
-    let client = client().await;
+    let Some(client) = client() else {
+        return;
+    };
     let rotator = Rotator::new(client.clone());
     let before = list(&["2026-11", "2026-08"]);
-    let secret_id = secret_with(&client, &before).await;
+    let secret_id = test_support::create_secret(&client, &before).await;
     let token = start_rotation(&client, &secret_id).await;
 
     run(&rotator, &secret_id, &token, Step::CreateSecret).await;
@@ -204,9 +183,11 @@ async fn each_step_in_order_rotates_a_new_key_in_first_and_keeps_the_current_one
 
 #[tokio::test]
 async fn a_rerun_of_each_step_changes_nothing() {
-    let client = client().await;
+    let Some(client) = client() else {
+        return;
+    };
     let rotator = Rotator::new(client.clone());
-    let secret_id = secret_with(&client, &list(&["a-key"])).await;
+    let secret_id = test_support::create_secret(&client, &list(&["a-key"])).await;
     let token = start_rotation(&client, &secret_id).await;
 
     run(&rotator, &secret_id, &token, Step::CreateSecret).await;
@@ -238,11 +219,13 @@ async fn a_rerun_of_each_step_changes_nothing() {
 
 #[tokio::test]
 async fn a_secret_in_the_single_key_shape_becomes_a_list_with_the_key_second() {
-    let client = client().await;
+    let Some(client) = client() else {
+        return;
+    };
     let rotator = Rotator::new(client.clone());
     // What CloudFormation generates before the first rotation.
     let single = json!({"kid": "initial", "secret": secret_of("initial", 'x')}).to_string();
-    let secret_id = secret_with(&client, &single).await;
+    let secret_id = test_support::create_secret(&client, &single).await;
 
     rotate(&client, &rotator, &secret_id).await;
     let current = value(&client, &secret_id, CURRENT).await;
@@ -260,9 +243,11 @@ async fn a_secret_in_the_single_key_shape_becomes_a_list_with_the_key_second() {
 
 #[tokio::test]
 async fn the_list_keeps_at_most_three_keys_dropping_the_oldest() {
-    let client = client().await;
+    let Some(client) = client() else {
+        return;
+    };
     let rotator = Rotator::new(client.clone());
-    let secret_id = secret_with(&client, &list(&["c", "b", "a"])).await;
+    let secret_id = test_support::create_secret(&client, &list(&["c", "b", "a"])).await;
 
     rotate(&client, &rotator, &secret_id).await;
     let after = kids(&value(&client, &secret_id, CURRENT).await);
@@ -272,10 +257,12 @@ async fn the_list_keeps_at_most_three_keys_dropping_the_oldest() {
 
 #[tokio::test]
 async fn a_token_minted_before_the_rotation_still_verifies_after_it() {
-    let client = client().await;
+    let Some(client) = client() else {
+        return;
+    };
     let rotator = Rotator::new(client.clone());
     let before = list(&["2026-11"]);
-    let secret_id = secret_with(&client, &before).await;
+    let secret_id = test_support::create_secret(&client, &before).await;
     let old_key = hs256_keys_from_secret_json(&before)
         .expect("keys")
         .remove(0);
@@ -314,9 +301,11 @@ async fn a_token_minted_before_the_rotation_still_verifies_after_it() {
 
 #[tokio::test]
 async fn test_secret_refuses_pending_keys_that_would_drop_todays_key_or_do_not_parse() {
-    let client = client().await;
+    let Some(client) = client() else {
+        return;
+    };
     let rotator = Rotator::new(client.clone());
-    let secret_id = secret_with(&client, &list(&["today"])).await;
+    let secret_id = test_support::create_secret(&client, &list(&["today"])).await;
     let token = start_rotation(&client, &secret_id).await;
     client
         .put_secret_value()
@@ -342,7 +331,7 @@ async fn test_secret_refuses_pending_keys_that_would_drop_todays_key_or_do_not_p
     // version is untouched until then.
     assert_eq!(value(&client, &secret_id, CURRENT).await, list(&["today"]));
 
-    let other = secret_with(&client, &list(&["today"])).await;
+    let other = test_support::create_secret(&client, &list(&["today"])).await;
     let token = start_rotation(&client, &other).await;
     client
         .put_secret_value()
@@ -368,9 +357,11 @@ async fn test_secret_refuses_pending_keys_that_would_drop_todays_key_or_do_not_p
 
 #[tokio::test]
 async fn a_malformed_current_secret_is_left_alone() {
-    let client = client().await;
+    let Some(client) = client() else {
+        return;
+    };
     let rotator = Rotator::new(client.clone());
-    let secret_id = secret_with(&client, "not json").await;
+    let secret_id = test_support::create_secret(&client, "not json").await;
     let token = start_rotation(&client, &secret_id).await;
     let error = rotator
         .run(&event(&secret_id, &token, Step::CreateSecret))
@@ -396,9 +387,11 @@ async fn a_malformed_current_secret_is_left_alone() {
 
 #[tokio::test]
 async fn a_version_not_being_rotated_in_or_a_secret_without_rotation_is_refused() {
-    let client = client().await;
+    let Some(client) = client() else {
+        return;
+    };
     let rotator = Rotator::new(client.clone());
-    let secret_id = secret_with(&client, &list(&["a"])).await;
+    let secret_id = test_support::create_secret(&client, &list(&["a"])).await;
 
     // Rotation is not on yet: nothing is touched.
     let error = rotator
@@ -450,7 +443,10 @@ async fn a_version_not_being_rotated_in_or_a_secret_without_rotation_is_refused(
 
 #[tokio::test]
 async fn malformed_events_are_refused_naming_what_is_wrong() {
-    let rotator = Rotator::new(client().await);
+    let Some(client) = client() else {
+        return;
+    };
+    let rotator = Rotator::new(client);
     let token = "00000000-0000-4000-8000-000000000000";
     let cases = [
         (
@@ -486,9 +482,11 @@ async fn malformed_events_are_refused_naming_what_is_wrong() {
 
 #[tokio::test]
 async fn the_event_secrets_manager_sends_runs_its_step() {
-    let client = client().await;
+    let Some(client) = client() else {
+        return;
+    };
     let rotator = Rotator::new(client.clone());
-    let secret_id = secret_with(&client, &list(&["a"])).await;
+    let secret_id = test_support::create_secret(&client, &list(&["a"])).await;
     let token = start_rotation(&client, &secret_id).await;
     for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
         rotator

@@ -15,7 +15,7 @@
 //! per-caller rate limit off and with it shared in the store (the Lambda default).
 //! `scripts/bench.sh --lambda` starts moto, runs this and writes bench/LAMBDA.md.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 // As the mcp-lambda binary runs: this allocator and a current-thread runtime.
@@ -81,7 +81,8 @@ async fn instance(
     }
 }
 
-/// An API Gateway REST (payload 1.0) event for POST /Prod/mcp with the authorizer's context.
+/// The captured API Gateway REST (payload 1.0) event, POST /Prod/mcp, with the authorizer's
+/// context.
 fn event(headers: &[(&str, &str)], body: &Value) -> Value {
     let mut all: HashMap<&str, &str> = HashMap::from([
         ("host", "abc123.execute-api.us-east-1.amazonaws.com"),
@@ -89,29 +90,9 @@ fn event(headers: &[(&str, &str)], body: &Value) -> Value {
         ("accept", "application/json, text/event-stream"),
     ]);
     all.extend(headers.iter().copied());
-    let multi: HashMap<&str, [&str; 1]> = all.iter().map(|(k, v)| (*k, [*v])).collect();
-    json!({
-        "resource": "/mcp",
-        "path": "/mcp",
-        "httpMethod": "POST",
-        "headers": all,
-        "multiValueHeaders": multi,
-        "requestContext": {
-            "accountId": "123456789012",
-            "resourceId": "abc",
-            "stage": "Prod",
-            "requestId": "bench-request",
-            "httpMethod": "POST",
-            "path": "/Prod/mcp",
-            "resourcePath": "/mcp",
-            "protocol": "HTTP/1.1",
-            "identity": { "sourceIp": "203.0.113.7" },
-            "apiId": "abc123",
-            "authorizer": { "principalId": "bench", "sub": "bench", "scope": common::ALL_SCOPES }
-        },
-        "body": body.to_string(),
-        "isBase64Encoded": false
-    })
+    let body = body.to_string();
+    let event = common::lambda_event(common::APIGW_REST_EVENT, "POST", "/mcp", all, Some(&body));
+    common::with_authorizer(event, "bench", common::ALL_SCOPES)
 }
 
 fn call_2026(tool: &str, arguments: Value) -> Value {

@@ -2,7 +2,9 @@
 //!
 //! [`build`] returns a plain axum [`Router`], the one `tower::Service` both hosts
 //! serve; tests drive it with `oneshot` and no socket. It also wraps the opened stores in
-//! their metered versions and returns the [`Metrics`] the hosts export.
+//! their metered versions and returns the [`Metrics`] the hosts export. [`build_with`] builds
+//! the same service around an [`Extension`]: a handler wrapping the product's and task jobs of
+//! its own, how a test build adds fixtures without the product containing them.
 
 use std::{
     sync::Arc,
@@ -17,9 +19,12 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
-use rmcp::transport::{
-    StreamableHttpServerConfig, StreamableHttpService,
-    streamable_http_server::session::local::LocalSessionManager,
+use rmcp::{
+    ServerHandler,
+    transport::{
+        StreamableHttpServerConfig, StreamableHttpService,
+        streamable_http_server::session::local::LocalSessionManager,
+    },
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -28,12 +33,14 @@ use crate::{
     backends::Backends,
     blob::BlobStore,
     config::Config,
+    context::ServerContext,
     http::{
-        auth::{self, Auth},
+        auth::Auth,
         authorization_server::{self, AuthorizationServerMetadata},
         caller_limits::CallerLimits,
         in_flight::InFlight,
-        json_response, jsonrpc_guard, observe, origin_secret,
+        json_response, jsonrpc_guard, origin_secret,
+        pipeline::{Pipeline, Stages},
         protected_resource::{self, ResourceMetadata},
         rate_limit::RateLimiter,
         registration::{self, Registration},
@@ -41,10 +48,10 @@ use crate::{
     },
     keys::Keyring,
     relay::RelaySessions,
-    server::{McpServer, ServerContext},
+    server::McpServer,
     session::DurableSessions,
     store::{self, Store},
-    tasks::{RunStarter, Tasks},
+    tasks::{RunStarter, TaskJobs, Tasks},
     telemetry::{
         metered::{MeteredBlobs, MeteredStore},
         metrics::Metrics,
@@ -110,8 +117,46 @@ pub enum BuildError {
     Auth(#[from] authorizer::ConfigError),
 }
 
-/// Assembles the service over opened backends; `host` is "server" or "lambda".
+/// What a build adds to the product: the handler rmcp serves, wrapping [`McpServer`], and
+/// task jobs of its own. The one way anything outside this crate (the conformance suite's
+/// fixtures) reaches the service; the product itself is [`Product`].
+pub trait Extension {
+    /// The MCP handler of this build; rmcp clones one per session or request.
+    type Handler: ServerHandler + Clone + Send + Sync + 'static;
+
+    /// Wraps the product handler; `keys` are the signing keys the build may seal with.
+    fn handler(&self, server: McpServer, keys: &Keyring) -> Self::Handler;
+
+    /// Task forms (SEP-2663) beside the product tools'. A Lambda function runs tasks by
+    /// invoking itself, so the function serving the calls must register them too.
+    fn task_jobs(&self) -> TaskJobs {
+        TaskJobs::default()
+    }
+}
+
+/// The product as it is deployed: nothing added.
+pub struct Product;
+
+impl Extension for Product {
+    type Handler = McpServer;
+
+    fn handler(&self, server: McpServer, _keys: &Keyring) -> McpServer {
+        server
+    }
+}
+
+/// Assembles the product service over opened backends; `host` is "server" or "lambda".
 pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result<App, BuildError> {
+    build_with(config, backends, host, &Product)
+}
+
+/// Assembles the service with `extension`'s handler and task jobs.
+pub fn build_with<E: Extension>(
+    config: &Config,
+    backends: &Backends,
+    host: &'static str,
+    extension: &E,
+) -> Result<App, BuildError> {
     let backend = backends.store_backend;
     let shutdown = CancellationToken::new();
     let sessions = Arc::new(LocalSessionManager::default());
@@ -137,11 +182,11 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
         )
         .with_listen(config.listen)
         .with_client_answers(host != "lambda" || config.relay.is_some())
-        .with_tasks(tasks(config, backends)),
+        .with_tasks(tasks(config, backends, extension.task_jobs())),
     );
     let server = McpServer::new(context.clone(), tools);
     let write_tools = server.write_tools();
-    let handler = handler(server, &backends.keys);
+    let handler = extension.handler(server, &backends.keys);
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_json_response(true)
         .with_max_request_body_bytes(config.max_body_bytes)
@@ -201,27 +246,15 @@ pub fn build(config: &Config, backends: &Backends, host: &'static str) -> Result
             .map(|settings| Arc::new(RateLimiter::new(settings, store.clone()))),
         in_flight: config.max_in_flight_per_caller.map(InFlight::new),
     });
-    let mcp_routes = Router::new()
-        .route_service("/mcp", mcp)
-        .layer(middleware::from_fn_with_state(
-            json_response::FirstMessageWait::default(),
-            json_response::prefer_json,
-        ))
-        .layer(middleware::from_fn_with_state(gate, session_gate::gate))
-        .layer(middleware::from_fn_with_state(
-            auth.clone(),
-            auth::authorize,
-        ))
-        .layer(middleware::from_fn_with_state(
-            jsonrpc_guard::BodyLimit(config.max_body_bytes),
-            jsonrpc_guard::guard,
-        ));
-    let mcp_routes = mcp_routes
-        .layer(middleware::from_fn_with_state(auth, auth::authenticate))
-        .layer(middleware::from_fn_with_state(
-            metrics.clone(),
-            observe::observe,
-        ));
+    let mcp = Pipeline::new(Stages {
+        metrics: metrics.clone(),
+        auth,
+        body_limit: jsonrpc_guard::BodyLimit(config.max_body_bytes),
+        gate,
+        first_message_wait: json_response::FirstMessageWait::default(),
+        mcp,
+    });
+    let mcp_routes = Router::new().route_service("/mcp", mcp);
     let router = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",
@@ -341,27 +374,15 @@ fn not_found(why: &'static str) -> axum::response::Response {
         .into_response()
 }
 
-/// The task-capable tools (with the conformance fixtures' in that build) and how their
-/// runs start: by the backends' Lambda invoker when there is one, else in process.
-fn tasks(config: &Config, backends: &Backends) -> Tasks {
-    let jobs = crate::tools::task_jobs();
-    #[cfg(feature = "conformance")]
-    let jobs = jobs.merged(crate::conformance::task_jobs());
+/// The task-capable tools (the product's and the extension's `extra`) and how their runs
+/// start: by the backends' Lambda invoker when there is one, else in process.
+fn tasks(config: &Config, backends: &Backends, extra: TaskJobs) -> Tasks {
+    let jobs = crate::tools::task_jobs().merged(extra);
     let starter = match &backends.task_invoker {
         Some(invoker) => RunStarter::Invoke(invoker.clone()),
         None => RunStarter::InProcess,
     };
     Tasks::new(jobs, starter, config.tasks.poll, config.tasks.run_limit)
-}
-
-#[cfg(not(feature = "conformance"))]
-fn handler(server: McpServer, _keys: &Keyring) -> McpServer {
-    server
-}
-
-#[cfg(feature = "conformance")]
-fn handler(server: McpServer, keys: &Keyring) -> crate::conformance::ConformanceServer {
-    crate::conformance::ConformanceServer::new(server, &keys.keys().active().secret)
 }
 
 /// Liveness: the process answers.

@@ -42,9 +42,7 @@ use std::{
 
 use axum::{
     Router,
-    extract::{Request, State},
     http::{HeaderValue, Method, StatusCode, Uri, header},
-    middleware::{self, Next},
     response::{IntoResponse, Response},
 };
 use base64::Engine;
@@ -60,14 +58,15 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
+    codes::INVALID_REQUEST,
     config::LambdaResponse,
+    context::ServerContext,
     http::{
         auth::Grant,
         jsonrpc_error,
         observe::{self, RequestId, TraceId},
     },
     principal::Principal,
-    server::ServerContext,
     tasks::TaskRun,
     telemetry::{emf, metrics::Metrics},
 };
@@ -158,19 +157,11 @@ pub struct LambdaHandler {
 }
 
 impl LambdaHandler {
-    /// Wraps `router` (from [`crate::app::build`]) with the Lambda-only layers.
+    /// Serves `router` (from [`crate::app::build`]) after the Lambda-only steps ([`steps`]).
     pub fn new(router: Router, base_path: Option<String>) -> Self {
-        let standalone_streams = Arc::new(AtomicBool::new(false));
-        let router = router
-            .layer(middleware::from_fn_with_state(
-                standalone_streams.clone(),
-                no_standalone_stream,
-            ))
-            .layer(middleware::from_fn(authorizer_principal))
-            .layer(middleware::from_fn(request_span));
         Self {
             router,
-            standalone_streams,
+            standalone_streams: Arc::new(AtomicBool::new(false)),
             base_path,
             emf: None,
             stream_max: Duration::from_secs(crate::config::DEFAULT_STREAM_MAX_SECS),
@@ -290,17 +281,19 @@ impl LambdaHandler {
         })
     }
 
-    /// The router with the stage and base path taken off each request's path.
+    /// The router after the Lambda-only [`steps`].
     fn service(
         &self,
     ) -> impl Service<lambda_http::Request, Response = Response, Error = Infallible, Future: Send> + use<>
     {
+        let router = self.router.clone();
         let base_path = self.base_path.clone();
-        self.router
-            .clone()
-            .map_request(move |request: lambda_http::Request| {
-                strip_prefixes(request, base_path.as_deref())
-            })
+        let standalone_streams = self.standalone_streams.load(Ordering::Relaxed);
+        tower::service_fn(move |request: lambda_http::Request| {
+            let router = router.clone();
+            let base_path = base_path.clone();
+            async move { Ok(steps(request, base_path.as_deref(), standalone_streams, router).await) }
+        })
     }
 
     /// `body` until it ends or `deadline` passes, then the invocation's metrics (also written
@@ -397,7 +390,7 @@ fn bad_event_body(reason: &str) -> String {
     json!({
         "jsonrpc": "2.0",
         "id": null,
-        "error": { "code": -32600, "message": format!("Bad request: {reason}") }
+        "error": { "code": INVALID_REQUEST.0, "message": format!("Bad request: {reason}") }
     })
     .to_string()
 }
@@ -485,31 +478,50 @@ fn strip_segment(path: &str, prefix: &str) -> String {
     }
 }
 
-/// `GET /mcp` (the optional standalone stream) is not offered on Lambda unless long-lived
-/// streams are on: 405, as the spec allows.
-async fn no_standalone_stream(
-    State(served): State<Arc<AtomicBool>>,
-    request: Request,
-    next: Next,
+/// The Lambda host's steps, in order, before the router and its `/mcp` path
+/// ([`crate::http::pipeline`]): the stage and base path come off the path; the invocation's
+/// span and the request and trace ids the request log takes; the API Gateway authorizer's
+/// principal and grant (403 for a subject that cannot be a principal); `GET /mcp` answered
+/// 405 unless long-lived streams are on (`standalone_streams`), as the spec allows.
+async fn steps(
+    request: lambda_http::Request,
+    base_path: Option<&str>,
+    standalone_streams: bool,
+    router: Router,
 ) -> Response {
-    let served = served.load(Ordering::Relaxed);
-    if !served && request.method() == Method::GET && request.uri().path() == "/mcp" {
-        let mut response = (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "GET /mcp (a standalone SSE stream) is not offered by the Lambda host; use POST",
-        )
-            .into_response();
+    let mut request = strip_prefixes(request, base_path);
+    let span = invocation_span(&mut request);
+    async move {
+        if let Err(refusal) = authorizer_principal(&mut request) {
+            return *refusal;
+        }
+        if !standalone_streams && request.method() == Method::GET && request.uri().path() == "/mcp"
+        {
+            return no_standalone_stream();
+        }
+        let Ok(response) = router.oneshot(request.map(axum::body::Body::new)).await;
         response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
-        return response;
     }
-    next.run(request).await
+    .instrument(span)
+    .await
+}
+
+/// The answer to `GET /mcp` when long-lived streams are off.
+fn no_standalone_stream() -> Response {
+    let mut response = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "GET /mcp (a standalone SSE stream) is not offered by the Lambda host; use POST",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+    response
 }
 
 /// The subject and scope string the API Gateway authorizer vouched for: its context's `sub`
 /// and `scope`, or an HTTP API JWT authorizer's claims. No scope means none granted.
-fn authorizer_identity(request: &Request) -> Option<(String, String)> {
+fn authorizer_identity(request: &lambda_http::Request) -> Option<(String, String)> {
     let authorizer = request.request_context_ref()?.authorizer()?;
     let field = |name: &str| authorizer.fields.get(name)?.as_str().map(str::to_owned);
     let claim = |name: &str| authorizer.jwt.as_ref()?.claims.get(name).cloned();
@@ -523,8 +535,8 @@ fn authorizer_identity(request: &Request) -> Option<(String, String)> {
 }
 
 /// Inserts the authorizer's principal and grant; a subject that is not a valid principal is refused.
-async fn authorizer_principal(mut request: Request, next: Next) -> Response {
-    if let Some((subject, scope)) = authorizer_identity(&request) {
+fn authorizer_principal(request: &mut lambda_http::Request) -> Result<(), Box<Response>> {
+    if let Some((subject, scope)) = authorizer_identity(request) {
         match Principal::new(&subject) {
             Ok(principal) => {
                 request.extensions_mut().insert(principal);
@@ -534,21 +546,21 @@ async fn authorizer_principal(mut request: Request, next: Next) -> Response {
             }
             Err(error) => {
                 tracing::warn!(%error, "authorizer context carries an unusable subject");
-                return jsonrpc_error(
+                return Err(Box::new(jsonrpc_error(
                     StatusCode::FORBIDDEN,
-                    -32600,
+                    INVALID_REQUEST,
                     "The authorizer's subject is not usable as a principal",
-                );
+                )));
             }
         }
     }
-    next.run(request).await
+    Ok(())
 }
 
-/// Runs the request inside a span carrying the Lambda request id, so every log line has it,
-/// and gives the request log the API Gateway request id (the one clients and access logs
+/// The span carrying the Lambda request id that the request runs in, so every log line has
+/// it; gives the request log the API Gateway request id (the one clients and access logs
 /// see) and the X-Ray trace id.
-async fn request_span(mut request: Request, next: Next) -> Response {
+fn invocation_span(request: &mut lambda_http::Request) -> tracing::Span {
     let lambda_request_id = request
         .lambda_context_ref()
         .map(|context| context.request_id.clone())
@@ -567,8 +579,7 @@ async fn request_span(mut request: Request, next: Next) -> Response {
     if let Some(trace_id) = trace_id {
         request.extensions_mut().insert(TraceId(trace_id));
     }
-    let span = tracing::info_span!("invocation", lambda_request_id = %lambda_request_id, method = %request.method(), path = %request.uri().path());
-    next.run(request).instrument(span).await
+    tracing::info_span!("invocation", lambda_request_id = %lambda_request_id, method = %request.method(), path = %request.uri().path())
 }
 
 #[cfg(test)]

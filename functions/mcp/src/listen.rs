@@ -35,9 +35,9 @@ use rmcp::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    blob,
     config::ListenSettings,
     principal::Principal,
+    resources,
     store::{
         Store, StoreError,
         feed::{self, Change, FeedEvent, FeedRecords},
@@ -55,7 +55,7 @@ pub fn accepted_filter(requested: &SubscriptionFilter) -> SubscriptionFilter {
         .as_ref()
         .map(|uris| {
             uris.iter()
-                .filter(|uri| blob::key_from_uri(uri).is_ok())
+                .filter(|uri| resources::key_from_uri(uri).is_ok())
                 .cloned()
                 .collect::<Vec<_>>()
         })

@@ -15,7 +15,10 @@ use rmcp::{
 };
 use serde::Deserialize;
 
-use crate::server::McpServer;
+/// The runbooks, dispatched to by the MCP handler through their prompt router; they need
+/// nothing of the server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Runbooks;
 
 /// Latency objective at the 95th percentile, in milliseconds.
 pub const P95_TARGET_MS: u32 = 500;
@@ -129,7 +132,7 @@ fn usual_store(environment: &str) -> &'static str {
 }
 
 #[prompt_router(vis = "pub(crate)")]
-impl McpServer {
+impl Runbooks {
     /// Runbook for P95 latency above the 500 ms objective.
     #[prompt(name = "runbook_high_latency")]
     async fn runbook_high_latency(
@@ -283,7 +286,7 @@ mod tests {
 
     #[test]
     fn the_restore_runbook_is_listed_with_its_arguments() {
-        let prompts = McpServer::prompt_router().list_all();
+        let prompts = Runbooks::prompt_router().list_all();
         let restore = prompts
             .iter()
             .find(|prompt| prompt.name == "runbook_restore")

@@ -38,7 +38,7 @@ use axum::{
 use futures::{FutureExt, Stream, StreamExt, future::Either};
 use rmcp::{
     ErrorData,
-    model::{ClientJsonRpcMessage, ErrorCode, RequestId, ServerJsonRpcMessage},
+    model::{ClientJsonRpcMessage, RequestId, ServerJsonRpcMessage},
     transport::{
         common::server_side_http::{ServerSseMessage, SessionId},
         streamable_http_server::session::{
@@ -51,8 +51,9 @@ use serde::Serialize;
 use tokio::{sync::oneshot, task::AbortHandle};
 
 use crate::{
+    codes::{INVALID_REQUEST, NO_ANSWER},
     config::{ListenSettings, RelaySettings},
-    http::{INVALID_REQUEST, jsonrpc_error, store_unavailable},
+    http::{jsonrpc_error, store_unavailable},
     listen,
     session::RequestScope,
     store::{
@@ -60,10 +61,6 @@ use crate::{
         mailbox::{self, MAX_ANSWER_BYTES},
     },
 };
-
-/// JSON-RPC code of a server request the client left unanswered (as the SDKs' "request
-/// timeout").
-const NO_ANSWER: ErrorCode = ErrorCode(-32001);
 
 /// How long a mailbox record outlives the wait, so a late answer is refused by the
 /// waiting side's close rather than by expiry alone.

@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
+    context::ServerContext,
+    fault::rpc_error,
     principal::Principal,
-    server::{ServerContext, store_error},
     store::{Store, StoreError, now_millis, tasks::checked_body, ttl_millis},
 };
 
@@ -640,7 +641,7 @@ fn unknown_task(id: &str) -> ErrorData {
 }
 
 fn task_store_error(error: StoreError) -> ErrorData {
-    store_error("task store", error)
+    rpc_error("task store", error)
 }
 
 fn result_object(result: &CallToolResult) -> JsonObject {

@@ -2,42 +2,28 @@
 
 use std::process::ExitCode;
 
-use mcp_function::{app, backends, config::Config, server_host};
+use mcp_function::{app, run};
 
 // Under load, glibc's malloc took a fifth of the CPU (bench/RESULTS.md); mimalloc is faster
 // with many short-lived allocations across threads.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let config = match Config::from_process() {
-        Ok(config) => config,
+fn main() -> ExitCode {
+    // Before any thread allocates: mimalloc reserves its arena 1 GiB at a time, and with
+    // transparent huge pages every 2 MiB of it a thread touches becomes resident, a quarter of
+    // the peak RSS under load for no throughput. If the kernel refuses, the server runs anyway.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("mcp-server: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    server_host::init_tracing(config.log_format);
-    let backends = match backends::open(&config).await {
-        Ok(backends) => backends,
-        Err(error) => {
-            tracing::error!(%error, store = %server_host::redact_url(&config.store_url), "cannot start");
+            eprintln!("mcp-server: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let app = match app::build(&config, &backends, "server") {
-        Ok(app) => app,
-        Err(error) => {
-            tracing::error!(%error, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
-    match server_host::serve(&config, app, backends.store).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "server failed");
-            ExitCode::FAILURE
-        }
-    }
+    runtime.block_on(run::server(app::Product))
 }

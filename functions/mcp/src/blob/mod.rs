@@ -1,8 +1,8 @@
 //! Files (blobs) behind one small trait, so every host and backend share one contract.
 //!
 //! [`BlobStore`] keeps each principal's files (bytes plus a content type) under
-//! relative, `/`-separated paths. The `file_write` tool writes them and the MCP
-//! resources (`files:///<path>`) list and read them.
+//! relative, `/`-separated paths. The `file_write` tool writes them and
+//! [`crate::resources`] serves them as MCP resources; nothing here knows MCP.
 //!
 //! Backends: [`local::LocalBlobs`] (a folder; the `cargo run` default) and
 //! [`s3::S3Blobs`] (an S3 bucket). Every backend passes the one shared suite in
@@ -22,8 +22,6 @@ use std::borrow::Cow;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -50,23 +48,18 @@ pub const MAX_BLOB_PAGE_SIZE: u32 = 100;
 /// Content type of bytes whose type is unknown.
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
-/// Scheme and authority of the MCP resource URIs of files: `files:///<path>`.
-pub const RESOURCE_URI_PREFIX: &str = "files:///";
-
 /// Listing name the cursors of [`BlobStore::list`] are bound to. The leading NUL
 /// keeps it apart from every state-store prefix, so no state cursor opens here.
 const LISTING: &str = "\u{0}files";
 
 /// What is known about a stored file without its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobMeta {
     /// The file's path, relative to the caller's files.
     pub key: String,
-    #[serde(rename = "contentType")]
     pub content_type: String,
     /// Length in bytes.
     pub size: u64,
-    #[serde(rename = "updatedAt")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -348,80 +341,6 @@ pub(crate) fn page_size(limit: u32) -> u32 {
     limit.clamp(1, MAX_BLOB_PAGE_SIZE)
 }
 
-/// Characters kept as they are in a resource URI's path: RFC 3986 `pchar`
-/// (unreserved, sub-delims, `:`, `@`) and the `/` between segments.
-fn is_uri_safe(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte)
-}
-
-/// The MCP resource URI of a file: `files:///` and the path, percent-encoded.
-pub fn resource_uri(key: &str) -> String {
-    let mut uri = String::with_capacity(RESOURCE_URI_PREFIX.len() + key.len());
-    uri.push_str(RESOURCE_URI_PREFIX);
-    for byte in key.bytes() {
-        if is_uri_safe(byte) {
-            uri.push(char::from(byte));
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri
-}
-
-/// Why a URI names no file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UriError {
-    /// Not a `files:` URI at all: some other resource, which this store does not serve.
-    #[error("not a files: URI")]
-    OtherScheme,
-    /// A `files:` URI that cannot name a file; the reason says why.
-    #[error("{0}")]
-    Malformed(String),
-}
-
-/// The file path a `files:///<path>` URI names (percent-decoded and validated).
-pub fn key_from_uri(uri: &str) -> Result<String, UriError> {
-    let scheme_ok = uri
-        .get(..6)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("files:"));
-    if !scheme_ok {
-        return Err(UriError::OtherScheme);
-    }
-    let malformed = |reason: &str| Err(UriError::Malformed(reason.to_owned()));
-    let Some(path) = uri[6..].strip_prefix("///") else {
-        return malformed("a file URI is files:/// followed by the path");
-    };
-    if path.contains(['?', '#']) {
-        return malformed("a file URI has no query or fragment; percent-encode `?` and `#`");
-    }
-    let mut bytes = Vec::with_capacity(path.len());
-    let mut rest = path.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        if byte == b'%' {
-            let hex = tail
-                .get(..2)
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-            let Some(decoded) = hex else {
-                return malformed("`%` must start a percent-encoded byte such as %20");
-            };
-            bytes.push(decoded);
-            rest = &tail[2..];
-        } else {
-            bytes.push(byte);
-            rest = tail;
-        }
-    }
-    let Ok(key) = String::from_utf8(bytes) else {
-        return malformed("the percent-decoded path is not UTF-8");
-    };
-    match checked_blob_key(&key) {
-        Ok(Cow::Borrowed(_)) => Ok(key),
-        Ok(Cow::Owned(canonical)) => Ok(canonical),
-        Err(error) => Err(UriError::Malformed(error.to_string())),
-    }
-}
-
 /// Checks everything [`BlobStore::put`] checks before touching a backend; the path in its
 /// stored form.
 pub(crate) fn validate_put<'a>(
@@ -515,10 +434,6 @@ mod tests {
             checked_blob_key("dir/caf\u{00E9}.txt"),
             Ok(Cow::Borrowed(_))
         ));
-        assert_eq!(
-            key_from_uri("files:///cafe%CC%81").as_deref(),
-            Ok("caf\u{00E9}")
-        );
         // Limits apply to the stored form: 127 decomposed `é` are 381 bytes, composed 254.
         let decomposed = "e\u{0301}".repeat(127);
         assert_eq!(
@@ -627,54 +542,6 @@ mod tests {
         }
         for binary in ["image/png", OCTET_STREAM, "application/pdf", "nonsense"] {
             assert!(!is_textual(binary), "{binary}");
-        }
-    }
-
-    #[test]
-    fn resource_uris_round_trip() {
-        for key in [
-            "notes/today.txt",
-            "a b/c#d?e%f",
-            "ümlaut/日本.md",
-            "x:y@z!$&'()*+,;=",
-        ] {
-            let uri = resource_uri(key);
-            assert!(uri.starts_with(RESOURCE_URI_PREFIX));
-            assert!(!uri[RESOURCE_URI_PREFIX.len()..].contains([' ', '#', '?']));
-            assert_eq!(key_from_uri(&uri).as_deref(), Ok(key));
-        }
-        assert_eq!(resource_uri("a b"), "files:///a%20b");
-        assert_eq!(key_from_uri("FILES:///a").as_deref(), Ok("a"));
-    }
-
-    #[test]
-    fn other_and_malformed_uris_are_told_apart() {
-        assert_eq!(
-            key_from_uri("test://static-text"),
-            Err(UriError::OtherScheme)
-        );
-        assert_eq!(
-            key_from_uri("file:///etc/passwd"),
-            Err(UriError::OtherScheme)
-        );
-        for malformed in [
-            "files://host/a",
-            "files:/a",
-            "files:///",
-            "files:///../x",
-            "files:///a/%2E%2E/b",
-            "files:///a%2",
-            "files:///a%zz",
-            "files:///a?b",
-            "files:///a#b",
-            "files:///%FF",
-            "files:///a%00b",
-            "files:///a%5Cb",
-        ] {
-            assert!(
-                matches!(key_from_uri(malformed), Err(UriError::Malformed(_))),
-                "{malformed}"
-            );
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Who is calling and what they may do: bearer tokens in, a [`Principal`] and a [`Grant`] out.
 //!
-//! Two middlewares around `/mcp`:
+//! Two stages of the `/mcp` path ([`super::pipeline`]):
 //!
 //! - [`authenticate`] (outermost) verifies the `Authorization: Bearer` JWT with the
 //!   [`authorizer`] crate's verifier, the same code the API Gateway authorizer runs, and stores
@@ -32,23 +32,27 @@ use authorizer::{
 };
 use axum::{
     Json,
-    extract::{Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    middleware::Next,
+    extract::Request,
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Sources, caller_limits::CallerLimits, jsonrpc_guard::RpcMessage,
-    protected_resource::ResourceMetadata, unauthenticated::FailureBudget,
+    Sources,
+    caller_limits::CallerLimits,
+    jsonrpc_error,
+    jsonrpc_guard::RpcMessage,
+    protected_resource::ResourceMetadata,
+    state::{Refusal, RequestState},
+    unauthenticated::FailureBudget,
 };
 use crate::{
+    codes::INTERNAL_ERROR,
     config::{AuthSettings, UnauthenticatedSettings},
     keys::{KeySet, Keyring},
     principal::Principal,
-    telemetry::RequestFacts,
 };
 
 /// The scopes a request carries; `Everything` when authentication is off.
@@ -64,6 +68,11 @@ impl Grant {
         Self::Scopes(Arc::new(
             scope.split_whitespace().map(str::to_owned).collect(),
         ))
+    }
+
+    /// No scope at all: what a request carries that was never authenticated.
+    pub fn nothing() -> Self {
+        Self::Scopes(Arc::default())
     }
 
     fn allows(&self, scope: &str) -> bool {
@@ -189,11 +198,8 @@ impl Auth {
     }
 
     /// The challenge and body for a refused request, which the request log counts by reason.
-    fn refusal(&self, request: &Request, error: &AuthError) -> Response {
-        RequestFacts::note(request.extensions(), |facts| {
-            facts.auth_failure = Some(error.reason());
-        });
-        let headers = request.headers();
+    fn refusal(&self, headers: &HeaderMap, state: &RequestState, error: &AuthError) -> Response {
+        state.refused(Refusal::Unauthorized(error.reason()));
         let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let code = error.error_code();
         let body = json!({
@@ -376,80 +382,101 @@ fn challenge(metadata_url: Option<&str>, error: &AuthError) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
-/// Verifies the caller (unless the host already did), stores its principal and grant, and
-/// applies the caller's limits ([`CallerLimits`]).
-pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
-    if let Some(principal) = request.extensions().get::<Principal>() {
-        note_principal(&request, principal);
-        // The host vouched for the caller. It also sets the grant; with authentication off,
-        // every caller has every scope, whoever the host named.
-        if auth.bearer.is_none() && request.extensions().get::<Grant>().is_none() {
-            request.extensions_mut().insert(Grant::Everything);
-        }
-        return auth.limits.within(request, next).await;
-    }
-    let Some(bearer) = &auth.bearer else {
-        note_principal(&request, &Principal::anonymous());
-        request.extensions_mut().insert(Principal::anonymous());
-        request.extensions_mut().insert(Grant::Everything);
-        return auth.limits.within(request, next).await;
+/// The stage: verifies the caller (unless the host already did), sets its principal and
+/// grant in the request's state, and applies the caller's limits ([`CallerLimits`]).
+pub async fn authenticate<N, F>(auth: &Auth, request: Request, next: N) -> Response
+where
+    N: FnOnce(Request) -> F,
+    F: Future<Output = Response>,
+{
+    let Some(state) = RequestState::of(request.extensions()).cloned() else {
+        return missing_state();
     };
-    // Only a token this instance has not verified lately needs the source, so a known caller's
-    // request never looks it up.
-    let (extensions, headers) = (request.extensions(), request.headers());
-    let source = || {
-        let budget = auth.failures.as_ref()?;
-        Some((budget, auth.sources.of_parts(extensions, headers)?))
+    // The body stays out of the checks: a future holding a reference to it could not move
+    // between threads.
+    let (parts, body) = request.into_parts();
+    let (principal, grant) = match auth.identify(&parts, &state).await {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
     };
-    let may_check = || match source() {
-        Some((budget, ip)) => match budget.exhausted(ip) {
-            Some(retry_after_secs) => Err(Refused::TooManyFailures(Box::new(
-                budget.refusal(retry_after_secs),
-            ))),
-            None => Ok(()),
-        },
-        None => Ok(()),
-    };
-    let claims = match bearer
-        .verify(request.headers(), request.uri().query(), may_check)
-        .await
-    {
-        Ok(claims) => claims,
-        Err(Refused::TooManyFailures(refusal)) => {
-            tracing::info!("request refused: too many failed authentications from its source");
-            RequestFacts::note(request.extensions(), |facts| facts.rate_limited = true);
-            return *refusal;
-        }
-        Err(Refused::Token(error)) => {
-            tracing::info!(reason = %error, "request refused: authentication");
-            if let Some((budget, ip)) = source() {
-                budget.spend(ip);
-            }
-            return auth.refusal(&request, &error);
-        }
-    };
-    let principal = match Principal::new(&claims.sub) {
-        Ok(principal) => principal,
-        Err(error) => {
-            tracing::info!(%error, "request refused: unusable subject");
-            let error = AuthError::InvalidClaim {
-                claim: "sub".into(),
-            };
-            return auth.refusal(&request, &error);
-        }
-    };
-    note_principal(&request, &principal);
-    let grant = Grant::Scopes(Arc::new(claims.scopes));
-    request.extensions_mut().insert(principal);
-    request.extensions_mut().insert(grant);
-    auth.limits.within(request, next).await
+    state.authenticated(principal, grant);
+    let request = Request::from_parts(parts, body);
+    auth.limits.within(&state, request, next).await
 }
 
-/// Tells the request log who is calling (the subject only).
-fn note_principal(request: &Request, principal: &Principal) {
-    RequestFacts::note(request.extensions(), |facts| {
-        facts.principal = Some(principal.to_string());
-    });
+impl Auth {
+    /// Who calls and what they may do, or the answer refusing the request.
+    async fn identify(
+        &self,
+        request: &Parts,
+        state: &RequestState,
+    ) -> Result<(Principal, Grant), Box<Response>> {
+        let extensions = &request.extensions;
+        if let Some(principal) = extensions.get::<Principal>() {
+            // The host vouched for the caller and set the grant too; with authentication off,
+            // every caller has every scope, whoever the host named.
+            let grant = match (&self.bearer, extensions.get::<Grant>()) {
+                (None, None) => Grant::Everything,
+                (_, grant) => grant.cloned().unwrap_or_else(Grant::nothing),
+            };
+            return Ok((principal.clone(), grant));
+        }
+        let Some(bearer) = &self.bearer else {
+            return Ok((Principal::anonymous(), Grant::Everything));
+        };
+        // Only a token this instance has not verified lately needs the source, so a known
+        // caller's request never looks it up.
+        let headers = &request.headers;
+        let source = || {
+            let budget = self.failures.as_ref()?;
+            Some((budget, self.sources.of_parts(extensions, headers)?))
+        };
+        let may_check = || match source() {
+            Some((budget, ip)) => match budget.exhausted(ip) {
+                Some(retry_after_secs) => Err(Refused::TooManyFailures(Box::new(
+                    budget.refusal(retry_after_secs),
+                ))),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        };
+        let claims = match bearer.verify(headers, request.uri.query(), may_check).await {
+            Ok(claims) => claims,
+            Err(Refused::TooManyFailures(refusal)) => {
+                tracing::info!("request refused: too many failed authentications from its source");
+                state.refused(Refusal::RateLimited);
+                return Err(refusal);
+            }
+            Err(Refused::Token(error)) => {
+                tracing::info!(reason = %error, "request refused: authentication");
+                if let Some((budget, ip)) = source() {
+                    budget.spend(ip);
+                }
+                return Err(Box::new(self.refusal(headers, state, &error)));
+            }
+        };
+        match Principal::new(&claims.sub) {
+            Ok(principal) => Ok((principal, Grant::Scopes(Arc::new(claims.scopes)))),
+            Err(error) => {
+                tracing::info!(%error, "request refused: unusable subject");
+                let error = AuthError::InvalidClaim {
+                    claim: "sub".into(),
+                };
+                Err(Box::new(self.refusal(&request.headers, state, &error)))
+            }
+        }
+    }
+}
+
+/// The answer for a request that reached a stage without the state the request log stage
+/// creates: the path was assembled wrongly, so nothing is served.
+pub(super) fn missing_state() -> Response {
+    tracing::error!("a stage of /mcp was reached without the request state");
+    jsonrpc_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        INTERNAL_ERROR,
+        "Internal error",
+    )
 }
 
 fn required_scopes(
@@ -472,14 +499,19 @@ fn required_scopes(
     scopes
 }
 
-/// Refuses, with 403 `insufficient_scope`, a message the caller's grant does not cover.
-pub async fn authorize(State(auth): State<Auth>, request: Request, next: Next) -> Response {
-    let grant = request
-        .extensions()
-        .get::<Grant>()
-        .cloned()
-        .unwrap_or_else(|| Grant::Scopes(Arc::default()));
-    let needed = required_scopes(request.extensions().get::<RpcMessage>(), &auth.write_tools);
+/// The stage: refuses, with 403 `insufficient_scope`, a message the caller's grant does not
+/// cover; a request without a grant (never authenticated) is refused like one without scopes.
+pub async fn authorize<N, F>(auth: &Auth, request: Request, next: N) -> Response
+where
+    N: FnOnce(Request) -> F,
+    F: Future<Output = Response>,
+{
+    let Some(state) = RequestState::of(request.extensions()) else {
+        return missing_state();
+    };
+    let nothing = Grant::nothing();
+    let grant = state.grant().unwrap_or(&nothing);
+    let needed = required_scopes(state.message(), &auth.write_tools);
     if let Some(missing) = needed.iter().find(|scope| !grant.allows(scope)) {
         tracing::info!(scope = missing, "request refused: insufficient scope");
         // The challenge names every scope the call needs, so a client steps up once.
@@ -487,9 +519,9 @@ pub async fn authorize(State(auth): State<Auth>, request: Request, next: Next) -
         let error = AuthError::InsufficientScope {
             required: required.collect::<Vec<_>>().join(" "),
         };
-        return auth.refusal(&request, &error);
+        return auth.refusal(request.headers(), state, &error);
     }
-    next.run(request).await
+    next(request).await
 }
 
 #[cfg(test)]

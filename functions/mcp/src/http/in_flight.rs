@@ -13,12 +13,13 @@ use std::{
 
 use axum::{
     body::Body,
-    http::{Extensions, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::Response,
 };
 
-use super::{jsonrpc_error, rate_limit::RATE_LIMITED};
-use crate::{principal::Principal, telemetry::RequestFacts};
+use super::jsonrpc_error;
+use super::state::{Refusal, RequestState};
+use crate::{codes::RATE_LIMITED, principal::Principal};
 
 /// The callers' requests in flight on this instance.
 pub struct InFlight {
@@ -93,11 +94,11 @@ impl InFlight {
 pub fn enter(
     in_flight: &Arc<InFlight>,
     principal: &Principal,
-    extensions: &Extensions,
+    state: &RequestState,
 ) -> Result<Held, Box<Response>> {
     let Some(slot) = in_flight.take(principal) else {
         tracing::info!(%principal, limit = in_flight.limit, "request refused: too many in flight");
-        RequestFacts::note(extensions, |facts| facts.rate_limited = true);
+        state.refused(Refusal::RateLimited);
         let message = format!(
             "Too many requests in flight: at most {} at once per caller (open streams included); \
              retry once one has finished",

@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use axum::{
     body::{Body, Bytes},
-    extract::{Request, State},
+    extract::Request,
     http::{HeaderValue, Method, header},
-    middleware::Next,
     response::Response,
 };
 use futures::{StreamExt, stream};
@@ -36,14 +35,18 @@ impl Default for FirstMessageWait {
     }
 }
 
-/// The middleware.
-pub async fn prefer_json(
-    State(FirstMessageWait(wait)): State<FirstMessageWait>,
+/// The stage: a POST's SSE answer whose first message is its one response becomes JSON.
+pub async fn prefer_json<N, F>(
+    FirstMessageWait(wait): FirstMessageWait,
     request: Request,
-    next: Next,
-) -> Response {
+    next: N,
+) -> Response
+where
+    N: FnOnce(Request) -> F,
+    F: Future<Output = Response>,
+{
     let is_post = request.method() == Method::POST;
-    let response = next.run(request).await;
+    let response = next(request).await;
     let is_sse = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -106,34 +109,28 @@ fn is_response(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::{Router, middleware, routing::post};
-    use tower::ServiceExt;
 
     const RESULT: &str = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
 
-    /// `/mcp` answering an SSE stream whose one event, the result, comes after `delay`.
-    fn sse_after(delay: Duration, wait: Duration) -> Router {
-        let answer = move || async move {
-            let event = futures::stream::once(async move {
-                tokio::time::sleep(delay).await;
-                Ok::<_, axum::Error>(Bytes::from(format!("id: 0\ndata: {RESULT}\n\n")))
-            });
-            Response::builder()
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .body(Body::from_stream(event))
-                .expect("response")
-        };
-        Router::new()
-            .route("/mcp", post(answer))
-            .layer(middleware::from_fn_with_state(
-                FirstMessageWait(wait),
-                prefer_json,
-            ))
+    /// An SSE answer whose one event, the result, comes after `delay`.
+    fn sse_after(delay: Duration) -> Response {
+        let event = futures::stream::once(async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, axum::Error>(Bytes::from(format!("id: 0\ndata: {RESULT}\n\n")))
+        });
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(event))
+            .expect("response")
     }
 
-    async fn call(router: Router) -> (String, String) {
+    /// A POST through the stage, answered after `delay`; the content type and body it gets.
+    async fn call(delay: Duration, wait: Duration) -> (String, String) {
         let request = Request::post("/mcp").body(Body::empty()).expect("request");
-        let response = router.oneshot(request).await.expect("infallible");
+        let response = prefer_json(FirstMessageWait(wait), request, |_| async move {
+            sse_after(delay)
+        })
+        .await;
         let content_type = response.headers()[header::CONTENT_TYPE]
             .to_str()
             .expect("ascii")
@@ -152,17 +149,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_prompt_lone_result_is_answered_as_json() {
-        let router = sse_after(Duration::from_millis(5), Duration::from_secs(5));
         assert_eq!(
-            call(router).await,
+            call(Duration::from_millis(5), Duration::from_secs(5)).await,
             ("application/json".to_owned(), RESULT.to_owned())
         );
     }
 
     #[tokio::test]
     async fn a_slow_call_streams_instead_of_holding_the_connection_silent() {
-        let router = sse_after(Duration::from_millis(300), Duration::from_millis(20));
-        let (content_type, body) = call(router).await;
+        let (content_type, body) =
+            call(Duration::from_millis(300), Duration::from_millis(20)).await;
         assert_eq!(content_type, "text/event-stream");
         assert_eq!(body, format!("id: 0\ndata: {RESULT}\n\n"));
     }

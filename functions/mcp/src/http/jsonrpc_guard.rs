@@ -6,23 +6,23 @@
 //! gets 400 with -32700 (parse error), and a batch or a non-object gets 400
 //! with -32600 (invalid request); one the client did not send in time gets 408.
 //! A good body is handed on, already buffered, with its [`RpcMessage`] summary in
-//! the request extensions for the scope check.
+//! the request's state for the scope check, the session gate and the request log.
 
-use std::{error::Error, time::Duration};
+use std::{borrow::Cow, error::Error, time::Duration};
 
 use axum::{
     body::{Body, to_bytes},
-    extract::{Request, State},
+    extract::Request,
     http::{Method, StatusCode},
-    middleware::Next,
     response::Response,
 };
+use serde::{Deserialize, de::IgnoredAny};
 use serde_json::Value;
 
-use super::{INVALID_REQUEST, jsonrpc_error};
-use crate::telemetry::RequestFacts;
+use super::jsonrpc_error;
+use super::state::RequestState;
 
-const PARSE_ERROR: i64 = -32700;
+use crate::codes::{INVALID_REQUEST, PARSE_ERROR};
 
 /// What the later layers need to know of a POSTed message, without parsing it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,15 +47,19 @@ pub struct BodyTimeout(pub Duration);
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-/// The middleware.
-pub async fn guard(
-    State(BodyLimit(limit)): State<BodyLimit>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The stage: reads and checks a POSTed body, records its summary in the request's state and
+/// hands the body on, buffered.
+pub async fn guard<N, F>(BodyLimit(limit): BodyLimit, request: Request, next: N) -> Response
+where
+    N: FnOnce(Request) -> F,
+    F: Future<Output = Response>,
+{
     if request.method() != Method::POST {
-        return next.run(request).await;
+        return next(request).await;
     }
+    let Some(state) = RequestState::of(request.extensions()).cloned() else {
+        return super::auth::missing_state();
+    };
     let (parts, body) = request.into_parts();
     let bytes = match to_bytes(body, limit).await {
         Ok(bytes) => bytes,
@@ -80,13 +84,8 @@ pub async fn guard(
         Ok(summary) => summary,
         Err(rejection) => return *rejection,
     };
-    let mut request = Request::from_parts(parts, Body::from(bytes));
-    RequestFacts::note(request.extensions(), |facts| {
-        facts.method = Some(summary.method.clone().unwrap_or_else(|| "response".into()));
-        facts.tool.clone_from(&summary.tool);
-    });
-    request.extensions_mut().insert(summary);
-    next.run(request).await
+    state.parsed(summary);
+    next(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// The [`BodyTimeout`] among the causes of a body error.
@@ -101,8 +100,54 @@ fn timed_out(error: &axum::Error) -> Option<&BodyTimeout> {
     None
 }
 
+/// The members of a message the stages read, in the shapes a well-formed message has them;
+/// the rest is skipped unread (rmcp reads the message in full after the checks).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    jsonrpc: Cow<'a, str>,
+    method: Option<String>,
+    id: Option<Value>,
+    params: Option<Params>,
+    #[serde(default, deserialize_with = "present")]
+    result: bool,
+    #[serde(default, deserialize_with = "present")]
+    error: bool,
+}
+
+#[derive(Deserialize)]
+struct Params {
+    name: Option<String>,
+}
+
+/// True for a member that is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
+}
+
 /// The message's summary, or the error response for a body that is not one JSON-RPC message.
+///
+/// A well-formed message is read once, into [`Envelope`]; any other body (not JSON, a batch,
+/// members of unexpected types, duplicate members) is read as a JSON value to say exactly
+/// what is wrong, or what of it the stages can use.
 fn summarize(bytes: &[u8]) -> Result<RpcMessage, Box<Response>> {
+    if let Ok(envelope) = serde_json::from_slice::<Envelope>(bytes)
+        && envelope.jsonrpc == "2.0"
+    {
+        let id = envelope.id.filter(|id| id.is_string() || id.is_number());
+        let is_answer = envelope.method.is_none() && (envelope.result || envelope.error);
+        return Ok(RpcMessage {
+            answers: id.clone().filter(|_| is_answer),
+            id: id.filter(|_| envelope.method.is_some()),
+            method: envelope.method,
+            tool: envelope.params.and_then(|params| params.name),
+        });
+    }
+    summarize_value(bytes)
+}
+
+/// [`summarize`] for a body that is not a well-formed message.
+fn summarize_value(bytes: &[u8]) -> Result<RpcMessage, Box<Response>> {
     let message: Value = match serde_json::from_slice(bytes) {
         Ok(message) => message,
         Err(error) => {
@@ -148,6 +193,35 @@ fn summarize(bytes: &[u8]) -> Result<RpcMessage, Box<Response>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_one_pass_read_summarizes_exactly_as_the_full_parse() {
+        let bodies = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#,
+            r#"{"jsonrpc":"2.0","id":"a","method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":7,"error":{"code":-1,"message":"no"}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":[1],"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"a","method":"b"}"#,
+            r#"{"jsonrpc":"2\u002e0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            r#"{"id":1,"method":"ping"}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+            r#""2.0""#,
+            r#"{"jsonrpc":"2.0""#,
+        ];
+        for body in bodies {
+            let one_pass = summarize(body.as_bytes()).map_err(|refusal| refusal.status());
+            let full = summarize_value(body.as_bytes()).map_err(|refusal| refusal.status());
+            assert_eq!(one_pass, full, "{body}");
+        }
+    }
 
     #[tokio::test]
     async fn a_body_the_client_did_not_send_in_time_gets_408() {

@@ -1,21 +1,27 @@
-//! Tower layers around rmcp's Streamable HTTP service, outermost first:
+//! The `/mcp` path around rmcp's Streamable HTTP service, and the documents beside it.
 //!
-//! 0. [`observe::observe`]: request id, trace id, the request log line and metrics.
-//! 1. [`auth::authenticate`]: verifies the bearer token (401) and stores the caller's
-//!    principal and scopes in the request; a source address that keeps failing gets 429
-//!    ([`unauthenticated`]) before its next unknown token is checked.
-//! 2. [`caller_limits`], run by `authenticate` once the caller is known: 429 with
-//!    `Retry-After` when the caller's bucket is empty ([`rate_limit`]) or it already has its
-//!    most requests in flight here ([`in_flight`]).
-//! 3. [`jsonrpc_guard`]: 413 for oversize bodies, JSON-RPC errors for non-JSON and batches.
-//! 4. [`auth::authorize`]: 403 when the token lacks the scope the message needs.
-//! 5. [`session_gate`]: checks a legacy `Mcp-Session-Id` against the store (404 if
+//! [`pipeline`] runs the stages of a request in this order, each an `async fn` in its own
+//! module that may answer in place of everything after it:
+//!
+//! 0. [`observe::observe`]: creates the request's [`state::RequestState`] (request id, trace
+//!    id, span), then writes the request log line and the metrics from it.
+//! 1. [`auth::authenticate`]: verifies the bearer token (401) and sets the caller's principal
+//!    and grant; a source address that keeps failing gets 429 ([`unauthenticated`]) before its
+//!    next unknown token is checked. Then [`caller_limits`]: 429 with `Retry-After` when the
+//!    caller's bucket is empty ([`rate_limit`]) or it already has its most requests in flight
+//!    here ([`in_flight`]).
+//! 2. [`jsonrpc_guard`]: 413 for oversize bodies, JSON-RPC errors for non-JSON and batches;
+//!    the one parse of the body, whose summary the later stages read.
+//! 3. [`auth::authorize`]: 403 when the token lacks the scope the message needs.
+//! 4. [`session_gate`]: checks a legacy `Mcp-Session-Id` against the store (404 if
 //!    unknown, expired or another principal's) and slides its expiry; a `DELETE` that
 //!    ended its session answers 204; an `initialize` whose session could not be created
 //!    answers 429, 413 or 503 instead of a session id nobody can serve.
-//! 6. [`json_response`]: answers a single-response SSE body as plain JSON.
+//! 5. [`json_response`]: answers a single-response SSE body as plain JSON.
 //!
-//! Each is an axum `from_fn` middleware, so tests drive them with `oneshot`.
+//! Every stage after the first fails closed when what it builds on is missing (no state, no
+//! principal): 500, never served. Tests call a stage with a closure as the rest of the path,
+//! or the whole router with `oneshot`.
 //! Around everything, when configured, [`origin_secret`] refuses (403) any request that did not
 //! come through the front door (CloudFront before a function URL).
 //! Beside them, [`protected_resource`] serves the RFC 9728 metadata documents and, for a
@@ -30,45 +36,34 @@ pub mod json_response;
 pub mod jsonrpc_guard;
 pub mod observe;
 pub mod origin_secret;
+pub mod pipeline;
 pub mod protected_resource;
 pub mod rate_limit;
 pub mod registration;
 pub mod session_gate;
+pub mod state;
 pub mod unauthenticated;
 
 use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use rmcp::model::ErrorCode;
 use serde_json::json;
 
-/// JSON-RPC error code for an unknown or expired session (as the reference SDKs use).
-pub const SESSION_NOT_FOUND: i64 = -32001;
-
-/// JSON-RPC error code for a message that is not a valid request.
-pub const INVALID_REQUEST: i64 = -32600;
-
-/// JSON-RPC error code for invalid method parameters.
-pub const INVALID_PARAMS: i64 = -32602;
-
-/// JSON-RPC error code for an internal error.
-pub const INTERNAL_ERROR: i64 = -32603;
-
-/// JSON-RPC error code (implementation-defined server error) for a request refused because the
-/// caller holds as many sessions as it may.
-pub const TOO_MANY_SESSIONS: i64 = -32000;
+use crate::codes;
 
 /// 503 for a store that did not answer: the request may be sent again.
 pub fn store_unavailable() -> Response {
     jsonrpc_error(
         StatusCode::SERVICE_UNAVAILABLE,
-        -32603,
+        codes::INTERNAL_ERROR,
         "Session store unavailable; retry shortly",
     )
 }
 
 /// A JSON-RPC error response with no request id, for failures before dispatch.
-pub fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+pub fn jsonrpc_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     jsonrpc_error_for(None, status, code, message)
 }
 
@@ -76,13 +71,13 @@ pub fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 pub fn jsonrpc_error_for(
     id: Option<&serde_json::Value>,
     status: StatusCode,
-    code: i64,
+    code: ErrorCode,
     message: &str,
 ) -> Response {
     let body = json!({
         "jsonrpc": "2.0",
         "id": id,
-        "error": { "code": code, "message": message },
+        "error": { "code": code.0, "message": message },
     });
     let mut response = (status, body.to_string()).into_response();
     response.headers_mut().insert(

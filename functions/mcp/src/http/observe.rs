@@ -7,21 +7,25 @@
 //!
 //! After the inner layers ran, one `mcp::request` line says who called (the subject, never
 //! the token), the protocol version, method, tool, status, outcome and latency, and the
-//! request metrics are recorded from the same [`RequestFacts`].
+//! request metrics are recorded from the same [`RequestState`]. The JSON-RPC error code comes
+//! from the handler where it answered a `tools/call`; only other JSON answers are read again.
 
 use std::{sync::Arc, time::Instant};
 
 use axum::{
     body::{Body, to_bytes},
-    extract::{Request, State},
-    http::{Extensions, HeaderMap, HeaderValue, Method, header},
-    middleware::Next,
+    extract::Request,
+    http::{HeaderMap, HeaderValue, Method, header},
     response::Response,
 };
 use serde::Deserialize;
 use tracing::Instrument;
 
-use crate::telemetry::{RequestFacts, ToolOutcome, metrics::Metrics};
+use super::state::{Refusal, RequestState};
+use crate::{
+    principal::Principal,
+    telemetry::{ToolOutcome, metrics::Metrics},
+};
 
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -34,51 +38,37 @@ pub struct RequestId(pub String);
 #[derive(Debug, Clone)]
 pub struct TraceId(pub String);
 
-/// The middleware.
-pub async fn observe(
-    State(metrics): State<Arc<Metrics>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The stage: creates the request's [`RequestState`], runs the rest of the path inside its
+/// span, then logs and counts the outcome.
+pub async fn observe<N, F>(metrics: &Metrics, mut request: Request, next: N) -> Response
+where
+    N: FnOnce(Request) -> F,
+    F: Future<Output = Response>,
+{
     let started = Instant::now();
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .or_else(|| caller_request_id(request.headers()))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let trace_id = trace_id(request.headers())
-        .or_else(|| request.extensions().get::<TraceId>().map(|id| id.0.clone()))
-        .unwrap_or_default();
-    let protocol_version = request
-        .headers()
-        .get("mcp-protocol-version")
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| is_protocol_version(value))
-        .unwrap_or("")
-        .to_owned();
+    let state = Arc::new(begin(&request));
     let http_method = request.method().clone();
-    let facts = Arc::new(RequestFacts::default());
-    request.extensions_mut().insert(facts.clone());
-    request
-        .extensions_mut()
-        .insert(RequestId(request_id.clone()));
-    request.extensions_mut().insert(TraceId(trace_id.clone()));
+    request.extensions_mut().insert(state.clone());
+    let response = next(request).instrument(state.span.clone()).await;
+    let (mut response, rpc_error) = match state.answer() {
+        Some(answer) => (response, answer.rpc_error),
+        None => rpc_error_code(response).await,
+    };
 
-    let span = request_span(request.extensions());
-    let response = next.run(request).instrument(span.clone()).await;
-    let (mut response, rpc_error) = rpc_error_code(response).await;
-
-    let facts = facts.snapshot();
     let status = response.status();
-    let method = match (&http_method, facts.method.as_deref()) {
-        (&Method::POST, Some(method)) => Metrics::method_label(method),
+    let message = state.message();
+    let method = match (&http_method, message) {
+        (&Method::POST, Some(message)) => {
+            Metrics::method_label(message.method.as_deref().unwrap_or("response"))
+        }
         (&Method::POST, None) => "unparsed",
         (&Method::GET, _) => "GET",
         (&Method::DELETE, _) => "DELETE",
         _ => "other",
     };
-    let tool = facts.tool.as_deref().map(|tool| metrics.tool_label(tool));
+    let tool = message
+        .and_then(|message| message.tool.as_deref())
+        .map(|tool| metrics.tool_label(tool));
     let seconds = started.elapsed().as_secs_f64();
     metrics.request(method, status.as_u16(), seconds);
     if let Some(code) = rpc_error {
@@ -86,14 +76,14 @@ pub async fn observe(
     } else if status.is_client_error() || status.is_server_error() {
         metrics.error(method, &format!("http_{}", status.as_u16()));
     }
-    if let Some(reason) = facts.auth_failure {
-        metrics.auth_failure(reason);
+    let refusal = state.refusal();
+    match refusal {
+        Some(Refusal::Unauthorized(reason)) => metrics.auth_failure(reason),
+        Some(Refusal::RateLimited) => metrics.rate_limited(),
+        None => {}
     }
-    if facts.rate_limited {
-        metrics.rate_limited();
-    }
-    let tool_outcome = match (facts.tool_outcome, rpc_error) {
-        (Some(outcome), _) => Some(outcome.as_str()),
+    let tool_outcome = match (state.answer(), rpc_error) {
+        (Some(answer), _) => Some(answer.tool_outcome.as_str()),
         (None, Some(_)) if method == "tools/call" && status.is_success() => {
             Some(ToolOutcome::RpcError.as_str())
         }
@@ -104,9 +94,9 @@ pub async fn observe(
     }
     let outcome = if status.is_server_error() {
         "failed"
-    } else if facts.rate_limited {
+    } else if refusal == Some(Refusal::RateLimited) {
         "rate_limited"
-    } else if facts.auth_failure.is_some() {
+    } else if matches!(refusal, Some(Refusal::Unauthorized(_))) {
         "unauthorized"
     } else if status.is_client_error() {
         "refused"
@@ -117,9 +107,9 @@ pub async fn observe(
     };
     tracing::info!(
         target: "mcp::request",
-        parent: &span,
-        principal = facts.principal.as_deref().unwrap_or(""),
-        protocol_version = %protocol_version,
+        parent: &state.span,
+        principal = state.principal().map(Principal::as_str).unwrap_or(""),
+        protocol_version = %state.protocol_version,
         method,
         tool = tool.unwrap_or(""),
         status = status.as_u16(),
@@ -127,21 +117,32 @@ pub async fn observe(
         latency_ms = seconds * 1000.0,
         "request"
     );
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(&state.request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
 }
 
-/// The span every log line of a request runs in, from the ids [`observe`] put in its
-/// extensions; work that runs in other tasks (rmcp's handlers) enters it again.
-pub fn request_span(extensions: &Extensions) -> tracing::Span {
-    let id = |text: Option<&String>| text.map(String::as_str).unwrap_or_default().to_owned();
-    tracing::info_span!(
-        "request",
-        request_id = %id(extensions.get::<RequestId>().map(|id| &id.0)),
-        trace_id = %id(extensions.get::<TraceId>().map(|id| &id.0)),
-    )
+/// The request's state with what its headers and the host tell: the ids, the protocol
+/// version and the span every log line of the request runs in.
+fn begin(request: &Request) -> RequestState {
+    let (headers, extensions) = (request.headers(), request.extensions());
+    let request_id = extensions
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .or_else(|| caller_request_id(headers))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let trace_id = trace_id(headers)
+        .or_else(|| extensions.get::<TraceId>().map(|id| id.0.clone()))
+        .unwrap_or_default();
+    let protocol_version = headers
+        .get("mcp-protocol-version")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| is_protocol_version(value))
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!("request", %request_id, %trace_id);
+    RequestState::new(request_id, trace_id, protocol_version, span)
 }
 
 /// A caller's `x-request-id`, if it is a short token of safe characters (it reaches the logs).

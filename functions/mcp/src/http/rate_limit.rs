@@ -12,20 +12,20 @@ use std::{
 };
 
 use axum::{
-    http::{Extensions, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::Response,
 };
 
-use super::jsonrpc_error;
+use super::{
+    jsonrpc_error,
+    state::{Refusal, RequestState},
+};
 use crate::{
+    codes::RATE_LIMITED,
     config::RateLimitSettings,
     principal::Principal,
     store::{Admission, Gcra, Store},
-    telemetry::RequestFacts,
 };
-
-/// JSON-RPC code of a rate-limited request (implementation-defined server error range).
-pub const RATE_LIMITED: i64 = -32029;
 
 /// Buckets in memory beyond this many are swept of the full (idle) ones.
 const SWEEP_ABOVE: usize = 10_000;
@@ -92,14 +92,14 @@ impl RateLimiter {
 pub async fn check(
     limiter: &RateLimiter,
     principal: &Principal,
-    extensions: &Extensions,
+    state: &RequestState,
 ) -> Result<(), Box<Response>> {
     match limiter.admit(principal).await {
         Admission::Admitted => Ok(()),
         Admission::Refused { retry_after_us } => {
             let retry_after_secs = (retry_after_us + 999_999) / 1_000_000;
             tracing::info!(%principal, retry_after_secs, "request refused: rate limit");
-            RequestFacts::note(extensions, |facts| facts.rate_limited = true);
+            state.refused(Refusal::RateLimited);
             let settings = limiter.settings;
             let message = format!(
                 "Rate limit exceeded: at most {} requests per second (bursts of {}) per caller; retry after {retry_after_secs} s",

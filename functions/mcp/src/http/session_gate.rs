@@ -29,9 +29,8 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
-    extract::{Request, State},
+    extract::Request,
     http::{Method, StatusCode, header},
-    middleware::Next,
     response::Response,
 };
 use chrono::Utc;
@@ -43,10 +42,11 @@ use rmcp::{
 use serde_json::{Value, json};
 
 use super::{
-    INTERNAL_ERROR, INVALID_PARAMS, SESSION_NOT_FOUND, TOO_MANY_SESSIONS, jsonrpc_error,
-    jsonrpc_error_for, jsonrpc_guard::RpcMessage, store_unavailable,
+    jsonrpc_error, jsonrpc_error_for, jsonrpc_guard::RpcMessage, state::RequestState,
+    store_unavailable,
 };
 use crate::{
+    codes::{INTERNAL_ERROR, INVALID_PARAMS, SESSION_NOT_FOUND, TOO_MANY_SESSIONS},
     principal::Principal,
     relay,
     session::RequestScope,
@@ -166,11 +166,23 @@ async fn not_created(
     }
 }
 
-/// The middleware: gate, then serve inside a [`RequestScope`].
-pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next) -> Response {
-    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+/// The stage: gate, then serve inside a [`RequestScope`]. A request whose caller is not
+/// known is refused.
+pub async fn gate<N, F>(gate: &SessionGate, request: Request, next: N) -> Response
+where
+    N: FnOnce(Request) -> F,
+    F: Future<Output = Response>,
+{
+    let Some(state) = RequestState::of(request.extensions()).cloned() else {
+        return super::auth::missing_state();
+    };
+    let Some(principal) = state.principal().cloned() else {
         tracing::error!("session gate reached without a principal");
-        return jsonrpc_error(StatusCode::INTERNAL_SERVER_ERROR, -32603, "Internal error");
+        return jsonrpc_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            INTERNAL_ERROR,
+            "Internal error",
+        );
     };
     let session_id = match request.headers().get("mcp-session-id").map(|v| v.to_str()) {
         None => None,
@@ -198,6 +210,7 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
             }
         },
     };
+    let message = state.message();
     if let (
         true,
         Some(record),
@@ -205,26 +218,19 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
             answers: Some(answers),
             ..
         }),
-    ) = (
-        gate.relays_answers,
-        &session,
-        request.extensions().get::<RpcMessage>(),
-    ) {
-        let answers = answers.clone();
+    ) = (gate.relays_answers, &session, message)
+    {
         return relay::post_answer(
             gate.store.as_ref(),
             &record.id,
-            &answers,
+            answers,
             request.into_body(),
         )
         .await;
     }
     let ends_session = request.method() == Method::DELETE;
-    let request_id = request
-        .extensions()
-        .get::<RpcMessage>()
-        .and_then(|message| message.id.clone());
-    let cancel = match (&session, request.extensions().get::<RpcMessage>()) {
+    let request_id = message.and_then(|message| message.id.as_ref());
+    let cancel = match (&session, message) {
         (Some(record), Some(RpcMessage { id: Some(id), .. })) => Some(CancelOnDrop {
             sessions: gate.local.clone(),
             session: record.id.clone(),
@@ -235,9 +241,9 @@ pub async fn gate(State(gate): State<SessionGate>, request: Request, next: Next)
     };
     let scope = RequestScope::new(principal, session);
     let refused = scope.not_created();
-    let mut response = scope.run(next.run(request)).await;
+    let mut response = scope.run(next(request)).await;
     if let Some(error) = refused.take() {
-        return not_created(&gate, response, request_id.as_ref(), error).await;
+        return not_created(gate, response, request_id, error).await;
     }
     if ends_session && response.status() == StatusCode::ACCEPTED {
         *response.status_mut() = StatusCode::NO_CONTENT;

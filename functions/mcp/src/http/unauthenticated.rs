@@ -17,7 +17,8 @@ use axum::{
     response::Response,
 };
 
-use super::{jsonrpc_error, rate_limit::RATE_LIMITED};
+use super::jsonrpc_error;
+use crate::codes::RATE_LIMITED;
 use crate::{
     config::UnauthenticatedSettings,
     store::{Admission, Gcra},

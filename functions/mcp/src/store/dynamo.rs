@@ -174,11 +174,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .wait(TABLE_ACTIVE_WAIT)
             .await
-            .map_err(|error| StoreError::Dynamo {
-                operation: "DescribeTable",
-                message: DisplayErrorContext(&error).to_string(),
-                retryable: false,
-            })?;
+            .map_err(|error| build_error("DescribeTable", &error))?;
         let specification = TimeToLiveSpecification::builder()
             .enabled(true)
             .attribute_name(TTL.1)
@@ -529,7 +525,11 @@ fn is_retryable_answer(status: u16, code: Option<&str>) -> bool {
         || code.is_some_and(|code| RETRYABLE_CODES.contains(&code))
 }
 
-/// A failed SDK call as a [`StoreError::Dynamo`], with the SDK's full context and whether to retry.
+/// The backend's name in [`StoreError::Backend`].
+const BACKEND: &str = "DynamoDB";
+
+/// A failed SDK call as a [`StoreError::Backend`], with the SDK's full context and whether to
+/// retry.
 fn dynamo_error<E>(operation: &'static str, error: SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -544,19 +544,13 @@ where
         }
         _ => false,
     };
-    StoreError::Dynamo {
-        operation,
-        message: DisplayErrorContext(&error).to_string(),
-        retryable,
-    }
+    let context = DisplayErrorContext(&error).to_string();
+    StoreError::backend(BACKEND, operation, retryable, context)
 }
 
 fn build_error(operation: &'static str, error: &dyn std::error::Error) -> StoreError {
-    StoreError::Dynamo {
-        operation,
-        message: DisplayErrorContext(error).to_string(),
-        retryable: false,
-    }
+    let context = DisplayErrorContext(error).to_string();
+    StoreError::backend(BACKEND, operation, false, context)
 }
 
 /// Service errors that can be a failed `ConditionExpression`.
@@ -644,14 +638,12 @@ impl StateStore for DynamoStore {
                 match outcome {
                     Some(version) => Ok(version),
                     None => {
-                        return Err(StoreError::Dynamo {
-                            operation: "UpdateItem",
-                            message: format!(
-                                "`{}` kept changing under concurrent writers",
-                                put.key
-                            ),
-                            retryable: true,
-                        });
+                        return Err(StoreError::backend(
+                            BACKEND,
+                            "UpdateItem",
+                            true,
+                            format!("`{}` kept changing under concurrent writers", put.key),
+                        ));
                     }
                 }
             }
@@ -1478,17 +1470,13 @@ mod tests {
         assert!(!is_retryable_answer(400, Some("ResourceNotFoundException")));
         assert!(!is_retryable_answer(400, Some("ValidationException")));
         assert!(!is_retryable_answer(403, Some("AccessDeniedException")));
-        let throttled = StoreError::Dynamo {
-            operation: "GetItem",
-            message: "ThrottlingException".into(),
-            retryable: true,
-        };
+        let throttled = StoreError::backend(BACKEND, "GetItem", true, "ThrottlingException");
         assert!(throttled.is_retryable() && !throttled.is_caller_error());
         assert_eq!(
             throttled.to_string(),
             "DynamoDB GetItem failed: ThrottlingException"
         );
-        assert!(StoreError::Backend(sqlx::Error::PoolTimedOut).is_retryable());
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_retryable());
         assert!(!StoreError::BadCursor.is_retryable());
     }
 

@@ -27,8 +27,6 @@ use std::{borrow::Cow, collections::BTreeSet, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use schemars::JsonSchema;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
@@ -57,17 +55,15 @@ pub const DEFAULT_MAX_SESSIONS_PER_CALLER: usize = 32;
 pub const MAX_SESSIONS_PER_CALLER_LIMIT: usize = 256;
 
 /// One stored document and its bookkeeping.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     pub key: String,
     /// The stored JSON document, as written.
     pub value: Value,
     /// Starts at 1 and grows by one on every write; the compare-and-set token.
     pub version: u64,
-    #[serde(rename = "updatedAt")]
     pub updated_at: DateTime<Utc>,
-    /// When the document stops being visible; absent keeps it until deleted.
-    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+    /// When the document stops being visible; `None` keeps it until deleted.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -135,11 +131,10 @@ pub(crate) fn ttl_millis(ttl: Duration) -> i64 {
 }
 
 /// A page of [`StateStore::list`].
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     pub items: Vec<Document>,
     /// Pass back to get the next page; `None` on the last page.
-    #[serde(rename = "nextCursor", skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -240,23 +235,19 @@ pub enum StoreError {
     Contended(&'static str),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("store backend error: {0}")]
-    Backend(#[from] sqlx::Error),
-    #[error("store migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
-    #[error("cannot prepare the store directory {path}: {source}")]
-    Directory {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("DynamoDB {operation} failed: {message}")]
-    Dynamo {
+    /// The backend failed; the cause is for the log, never for the caller.
+    #[error("{backend} {operation} failed: {source}")]
+    Backend {
+        /// Which backend ("SQL", "DynamoDB", …).
+        backend: &'static str,
+        /// What it was asked to do ("query", "GetItem", "migration", …).
         operation: &'static str,
-        message: String,
-        /// Throttling, a transient service fault, a timeout or a broken connection.
+        /// Throttling, a transient fault, a timeout or a broken connection: a retry may
+        /// succeed.
         retryable: bool,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -268,6 +259,21 @@ fn describe_version(current: Option<u64>) -> String {
 }
 
 impl StoreError {
+    /// A failure of `backend` doing `operation`, caused by `source`.
+    pub fn backend(
+        backend: &'static str,
+        operation: &'static str,
+        retryable: bool,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            backend,
+            operation,
+            retryable,
+            source: source.into(),
+        }
+    }
+
     /// The conflict every backend reports when `expect` did not hold; `current` is the live version.
     pub fn version_conflict(key: &str, expect: Expect, current: Option<u64>) -> Self {
         Self::VersionConflict {
@@ -302,9 +308,8 @@ impl StoreError {
     /// throttled, briefly unavailable or too slow, not wrong.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Dynamo { retryable, .. } => *retryable,
+            Self::Backend { retryable, .. } => *retryable,
             Self::Contended(_) => true,
-            Self::Backend(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
             _ => false,
         }
     }

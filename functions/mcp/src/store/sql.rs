@@ -170,7 +170,8 @@ impl SqlStore {
             Backend::Sqlite => prepare_sqlite_url(url)?,
             Backend::Postgres => url.to_owned(),
         };
-        let options = AnyConnectOptions::from_str(&url)?;
+        let connect_failed = |error| sql_error(backend.name(), "connect", error);
+        let options = AnyConnectOptions::from_str(&url).map_err(connect_failed)?;
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 4,
@@ -190,8 +191,12 @@ impl SqlStore {
                 })
             })
             .connect_with(options)
-            .await?;
-        migrator(backend).run(&pool).await?;
+            .await
+            .map_err(connect_failed)?;
+        migrator(backend)
+            .run(&pool)
+            .await
+            .map_err(|error| StoreError::backend(backend.name(), "migration", false, error))?;
         Ok(Self {
             pool,
             backend,
@@ -237,6 +242,21 @@ impl SqlStore {
     }
 }
 
+/// A failed statement. The `Any` driver runs the same statements on either server, so the
+/// backend is named by its dialect; a pool timeout or a broken connection may pass when retried.
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        sql_error("SQL", "query", error)
+    }
+}
+
+/// `operation` of `backend` failed with `error`; retryable as a pool timeout or a broken
+/// connection is.
+fn sql_error(backend: &'static str, operation: &'static str, error: sqlx::Error) -> StoreError {
+    let retryable = matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_));
+    StoreError::backend(backend, operation, retryable, error)
+}
+
 /// SQLite URLs get `mode=rwc` (create if missing) and their folder made.
 fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
@@ -245,9 +265,9 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
         && let Some(parent) = Path::new(path).parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
-            path: parent.display().to_string(),
-            source,
+        std::fs::create_dir_all(parent).map_err(|source| {
+            let reason = format!("cannot create {}: {source}", parent.display());
+            StoreError::backend(Backend::Sqlite.name(), "directory setup", false, reason)
         })?;
     }
     let query = if query.contains("mode=") {

@@ -7,8 +7,9 @@
 //!
 //! Where each figure is taken:
 //! - `crate::http::observe` (outermost layer of `/mcp`): requests, latency, errors, tool calls,
-//!   auth failures and rate-limited requests, from what the inner layers noted in
-//!   [`RequestFacts`]; it also writes the one log line per request and sets `x-request-id`.
+//!   auth failures and rate-limited requests, from what the later stages set in the request's
+//!   [`RequestState`](crate::http::state::RequestState); it also writes the one log line per
+//!   request and sets `x-request-id`.
 //! - [`metered`]: every store and file-store operation, timed; state and file mutations also
 //!   get an `audit` log line.
 //! - the readiness probe and the hosts: active legacy sessions.
@@ -19,34 +20,6 @@
 pub mod emf;
 pub mod metered;
 pub mod metrics;
-
-use std::sync::{Arc, Mutex};
-
-use axum::http::Extensions;
-
-/// Facts about one `/mcp` request that the inner layers learn and the outer
-/// `observe` layer reports: shared through the request extensions.
-#[derive(Debug, Default)]
-pub struct RequestFacts {
-    inner: Mutex<Facts>,
-}
-
-/// The fields of [`RequestFacts`].
-#[derive(Debug, Default, Clone)]
-pub struct Facts {
-    /// The caller's subject, once authenticated.
-    pub principal: Option<String>,
-    /// The JSON-RPC method of a POSTed message.
-    pub method: Option<String>,
-    /// `params.name` of a `tools/call`.
-    pub tool: Option<String>,
-    /// How a tool call ended (see [`ToolOutcome`]).
-    pub tool_outcome: Option<ToolOutcome>,
-    /// Why authentication or authorization refused the request.
-    pub auth_failure: Option<&'static str>,
-    /// The rate limiter refused the request.
-    pub rate_limited: bool,
-}
 
 /// How a `tools/call` ended, as the `outcome` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,24 +48,5 @@ impl ToolOutcome {
             Self::RpcError => "rpc_error",
             Self::Unknown => "unknown_tool",
         }
-    }
-}
-
-impl RequestFacts {
-    /// Updates the facts of the request these extensions belong to, if it is observed.
-    pub fn note(extensions: &Extensions, update: impl FnOnce(&mut Facts)) {
-        if let Some(facts) = extensions.get::<Arc<RequestFacts>>() {
-            facts.update(update);
-        }
-    }
-
-    /// Updates these facts.
-    pub fn update(&self, update: impl FnOnce(&mut Facts)) {
-        update(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-
-    /// A copy of what was noted.
-    pub fn snapshot(&self) -> Facts {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

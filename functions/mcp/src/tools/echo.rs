@@ -7,8 +7,7 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::ToolError;
-use crate::server::McpServer;
+use super::{ToolError, Toolbox};
 
 /// Longest message echoed, in bytes.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -26,7 +25,7 @@ pub struct EchoOutput {
 }
 
 #[tool_router(router = echo_router, vis = "pub(crate)")]
-impl McpServer {
+impl Toolbox {
     #[tool(
         description = "Return the given message unchanged. Use it to check that the server answers.",
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)

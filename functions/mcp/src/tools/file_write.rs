@@ -9,10 +9,10 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Caller, ToolError, announce_file_written, checked_file_path};
+use super::{Caller, ToolError, Toolbox, checked_file_path};
 use crate::{
     blob::{self, MAX_CONTENT_TYPE_BYTES, OCTET_STREAM},
-    server::McpServer,
+    resources,
 };
 
 /// How `content` carries the file's bytes.
@@ -67,7 +67,7 @@ fn content_type_for(path: &str) -> &'static str {
 }
 
 #[tool_router(router = file_write_router, vis = "pub(crate)")]
-impl McpServer {
+impl Toolbox {
     #[tool(
         description = "Write a file (text, or base64 for binary) at a path among the calling user's files, replacing any file there. Returns its resource URI (files:///<path>); resources/list lists the files and resources/read reads them.",
         annotations(
@@ -110,8 +110,8 @@ impl McpServer {
             .blobs()
             .put(&principal, &path, bytes, &content_type)
             .await?;
-        let uri = blob::resource_uri(&meta.key);
-        announce_file_written(self.context(), &principal, &uri).await;
+        let uri = resources::file_uri(&meta.key);
+        resources::announce_written(self.context(), &principal, &uri).await;
         Ok(Json(FileWriteOutput {
             uri,
             path: meta.key,

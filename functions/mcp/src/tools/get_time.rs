@@ -9,8 +9,7 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::ToolError;
-use crate::server::McpServer;
+use super::{ToolError, Toolbox};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GetTimeArgs {
@@ -34,7 +33,7 @@ pub struct GetTimeOutput {
 }
 
 #[tool_router(router = get_time_router, vis = "pub(crate)")]
-impl McpServer {
+impl Toolbox {
     #[tool(
         description = "Current date and time in an IANA time zone (default UTC), as RFC 3339 and Unix seconds.",
         annotations(read_only_hint = true, open_world_hint = false)

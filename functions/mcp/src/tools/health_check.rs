@@ -7,8 +7,8 @@ use rmcp::{
 };
 use serde::Serialize;
 
-use super::ToolError;
-use crate::{server::McpServer, store};
+use super::{ToolError, Toolbox};
+use crate::store;
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct HealthCheckOutput {
@@ -60,7 +60,7 @@ impl DependencyHealth {
 }
 
 #[tool_router(router = health_check_router, vis = "pub(crate)")]
-impl McpServer {
+impl Toolbox {
     #[tool(
         description = "Report the server's version, host, region, cold-start flag and whether its state store and file store answer, with latency.",
         annotations(read_only_hint = true, open_world_hint = false)

@@ -1,24 +1,30 @@
 //! The product tools: one file each, registered in [`product_tools`].
 //!
-//! A tool is an `impl McpServer` block with a `#[tool_router(router = …)]`
+//! A tool is an `impl Toolbox` block with a `#[tool_router(router = …)]`
 //! attribute, an argument struct deriving `Deserialize` + `JsonSchema` (its doc
 //! comments become the schema descriptions), and a function returning
 //! `Result<Json<Output>, ToolError>`. An `Err` reaches the client as an
 //! `isError: true` result whose text says what was wrong and how to fix it.
+//! Tools reach the stores and settings through [`Toolbox`]; they know nothing of the
+//! MCP handler ([`crate::server`]) that dispatches to them.
 //!
-//! To add a tool: copy `echo.rs`, rename, and add one line to [`product_tools`].
+//! To add a tool: copy `echo.rs`, rename, and add one line to [`product_tools`]. Its name
+//! and the first sentence of its description join the server's instructions by themselves.
 
+mod document;
 mod echo;
 mod file_write;
 mod get_time;
 mod health_check;
-pub(crate) mod schema;
+pub mod schema;
 mod state_delete;
 mod state_export;
 mod state_get;
 mod state_list;
 mod state_set;
 mod text_copy;
+
+use std::sync::Arc;
 
 pub(crate) use text_copy::without_large_text_copy;
 
@@ -28,28 +34,53 @@ use rmcp::{
         common::{AsRequestContext, FromContextPart},
         router::tool::ToolRouter,
     },
-    model::{ContentBlock, Extensions, IntoContents},
+    model::{ContentBlock, IntoContents},
 };
 
 use crate::{
-    blob::BlobError,
+    blob::{BlobError, BlobStore},
+    context::{ServerContext, request_principal},
+    fault::Fault,
     principal::Principal,
-    server::McpServer,
-    store::{StoreError, feed::Change},
+    store::{Store, StoreError},
 };
+
+/// What a tool works with: the stores and settings of this process. Cheap to clone.
+#[derive(Clone)]
+pub struct Toolbox {
+    context: Arc<ServerContext>,
+}
+
+impl Toolbox {
+    pub fn new(context: Arc<ServerContext>) -> Self {
+        Self { context }
+    }
+
+    pub fn context(&self) -> &ServerContext {
+        &self.context
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.context.store.as_ref()
+    }
+
+    pub fn blobs(&self) -> &dyn BlobStore {
+        self.context.blobs.as_ref()
+    }
+}
 
 /// Every product tool; the one place a new tool is registered. Their schemas are
 /// advertised in their most portable spelling (see [`schema`]).
-pub(crate) fn product_tools() -> ToolRouter<McpServer> {
-    let mut router = McpServer::health_check_router()
-        + McpServer::echo_router()
-        + McpServer::get_time_router()
-        + McpServer::state_get_router()
-        + McpServer::state_set_router()
-        + McpServer::state_list_router()
-        + McpServer::state_delete_router()
-        + McpServer::file_write_router()
-        + McpServer::state_export_router();
+pub fn product_tools() -> ToolRouter<Toolbox> {
+    let mut router = Toolbox::health_check_router()
+        + Toolbox::echo_router()
+        + Toolbox::get_time_router()
+        + Toolbox::state_get_router()
+        + Toolbox::state_set_router()
+        + Toolbox::state_list_router()
+        + Toolbox::state_delete_router()
+        + Toolbox::file_write_router()
+        + Toolbox::state_export_router();
     for route in router.map.values_mut() {
         schema::portable(&mut route.attr);
     }
@@ -65,7 +96,7 @@ pub(crate) fn task_jobs() -> crate::tasks::TaskJobs {
 ///
 /// The annotation on each tool is the one place this is decided, so a new writing tool is
 /// guarded the moment it is registered (and a tool without the annotation counts as writing).
-pub(crate) fn write_tools(router: &ToolRouter<McpServer>) -> std::collections::HashSet<String> {
+pub(crate) fn write_tools(router: &ToolRouter<Toolbox>) -> std::collections::HashSet<String> {
     router
         .list_all()
         .into_iter()
@@ -85,36 +116,23 @@ pub enum ToolError {
     /// The arguments were well-formed but not acceptable.
     #[error("{0}")]
     Invalid(String),
-    /// A store rule refused the call (size, key, version conflict, cursor).
+    /// The state store refused the call (size, key, version conflict, cursor) or failed.
     #[error("{0}")]
-    Store(StoreError),
-    /// A file store rule refused the call (path, size, content type, cursor).
+    Store(Fault<StoreError>),
+    /// The file store refused the call (path, size, content type, cursor) or failed.
     #[error("{0}")]
-    Blob(BlobError),
-    /// Something on the server side failed; details are in the server log only.
-    #[error("the {0} is unavailable right now; retry shortly (details are in the server log)")]
-    Unavailable(&'static str),
+    Files(Fault<BlobError>),
 }
 
 impl From<StoreError> for ToolError {
     fn from(error: StoreError) -> Self {
-        if error.is_caller_error() {
-            Self::Store(error)
-        } else {
-            tracing::error!(%error, "store call failed");
-            Self::Unavailable("state store")
-        }
+        Self::Store(Fault::sort("state store", error))
     }
 }
 
 impl From<BlobError> for ToolError {
     fn from(error: BlobError) -> Self {
-        if error.is_caller_error() {
-            Self::Blob(error)
-        } else {
-            tracing::error!(%error, "file store call failed");
-            Self::Unavailable("file store")
-        }
+        Self::Files(Fault::sort("file store", error))
     }
 }
 
@@ -136,22 +154,6 @@ pub(crate) fn checked_file_path(path: &str) -> Result<String, ToolError> {
     }
 }
 
-/// Tells the caller's listeners that the file at `uri` was written. The listing shows each
-/// file's size and type, so a replaced file changes it too.
-pub(crate) async fn announce_file_written(
-    context: &crate::server::ServerContext,
-    principal: &Principal,
-    uri: &str,
-) {
-    let changes = [
-        Change::ResourceListChanged,
-        Change::ResourceUpdated {
-            uri: uri.to_owned(),
-        },
-    ];
-    context.announce(principal, &changes).await;
-}
-
 /// The principal a tool call acts for, taken from the HTTP request.
 ///
 /// The host inserts the [`Principal`] into the request before the MCP layer
@@ -162,18 +164,6 @@ impl<C: AsRequestContext> FromContextPart<C> for Caller {
     fn from_context_part(context: &mut C) -> Result<Self, ErrorData> {
         request_principal(&context.as_request_context().extensions).map(Caller)
     }
-}
-
-/// The [`Principal`] the host put into the HTTP request behind an MCP request.
-///
-/// Tools get it through [`Caller`]; other handlers (resources) call this. A
-/// request without one is refused rather than run as anyone.
-pub(crate) fn request_principal(extensions: &Extensions) -> Result<Principal, ErrorData> {
-    extensions
-        .get::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Principal>())
-        .cloned()
-        .ok_or_else(|| ErrorData::internal_error("request carries no principal", None))
 }
 
 #[cfg(test)]
@@ -220,25 +210,5 @@ mod tests {
         let listed: std::collections::HashSet<String> =
             listed.split(',').map(str::to_owned).collect();
         assert_eq!(listed, write_tools(&product_tools()));
-    }
-
-    #[test]
-    fn a_request_without_a_principal_is_refused() {
-        let mut extensions = Extensions::default();
-        let refused = request_principal(&extensions).expect_err("no principal");
-        assert_eq!(refused.message, "request carries no principal");
-
-        let (parts, ()) = http::Request::new(()).into_parts();
-        extensions.insert(parts);
-        assert!(request_principal(&extensions).is_err());
-
-        let mut request = http::Request::new(());
-        request.extensions_mut().insert(Principal::anonymous());
-        let (parts, ()) = request.into_parts();
-        extensions.insert(parts);
-        assert_eq!(
-            request_principal(&extensions).ok(),
-            Some(Principal::anonymous())
-        );
     }
 }

@@ -194,7 +194,7 @@ const TYPE_SPECIFIC: &[(&[&str], &[&str])] = &[
 const ANY_TYPE: &[&str] = &["object", "array", "string", "number", "boolean", "null"];
 
 /// `tool` with its input and output schema rewritten as the module describes.
-pub(crate) fn portable(tool: &mut Tool) {
+pub fn portable(tool: &mut Tool) {
     rewrite(std::sync::Arc::make_mut(&mut tool.input_schema));
     if let Some(output) = tool.output_schema.as_mut() {
         rewrite(std::sync::Arc::make_mut(output));
@@ -309,8 +309,7 @@ fn applies_to(keyword: &str, ty: &str) -> bool {
 /// What a strict client or the MCP Inspector would report of `tools`' schemas: formats 2020-12
 /// does not define, `type` lists, and subschemas that assert nothing. Each is named by tool,
 /// schema and JSON pointer.
-#[cfg(test)]
-pub(crate) fn portability_problems(tools: &[Tool]) -> Vec<String> {
+pub fn portability_problems(tools: &[Tool]) -> Vec<String> {
     fn walk(schema: &JsonObject, at: &str, found: &mut Vec<String>) {
         if let Some(format) = schema.get("format").and_then(Value::as_str)
             && !STANDARD_FORMATS.contains(&format)

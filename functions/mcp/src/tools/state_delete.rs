@@ -7,8 +7,8 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Caller, ToolError};
-use crate::{server::McpServer, store::Expect};
+use super::{Caller, ToolError, Toolbox};
+use crate::store::Expect;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct StateDeleteArgs {
@@ -27,7 +27,7 @@ pub struct StateDeleteOutput {
 }
 
 #[tool_router(router = state_delete_router, vis = "pub(crate)")]
-impl McpServer {
+impl Toolbox {
     #[tool(
         description = "Delete the document under a key for the calling user; with expected_version, only if it is still that version.",
         annotations(

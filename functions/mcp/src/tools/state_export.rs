@@ -19,12 +19,13 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Caller, ToolError, announce_file_written, checked_file_path};
+use super::{Caller, ToolError, Toolbox, checked_file_path, document::Document};
 use crate::{
-    blob::{self, MAX_BLOB_BYTES},
+    blob::MAX_BLOB_BYTES,
+    context::ServerContext,
     principal::Principal,
-    server::{McpServer, ServerContext},
-    store::{Document, MAX_PAGE_SIZE},
+    resources,
+    store::MAX_PAGE_SIZE,
     tasks::{JobInput, JobOutcome},
 };
 
@@ -59,7 +60,7 @@ struct ExportFile<'a> {
 }
 
 #[tool_router(router = state_export_router, vis = "pub(crate)")]
-impl McpServer {
+impl Toolbox {
     #[tool(
         description = "Export the calling user's state documents (all, or those whose key starts with prefix) into one JSON file among their files (default exports/state-<UTC time>.json), readable as a files:/// resource. Runs as a task when the client supports tasks.",
         annotations(
@@ -125,7 +126,7 @@ async fn export(
             .store
             .list(principal, &prefix, cursor.as_deref(), MAX_PAGE_SIZE)
             .await?;
-        documents.extend(page.items);
+        documents.extend(page.items.into_iter().map(Document::from));
         cursor = page.next_cursor;
         if cursor.is_none() {
             break;
@@ -151,8 +152,8 @@ async fn export(
         .blobs
         .put(principal, &path, Bytes::from(bytes), "application/json")
         .await?;
-    let uri = blob::resource_uri(&meta.key);
-    announce_file_written(context, principal, &uri).await;
+    let uri = resources::file_uri(&meta.key);
+    resources::announce_written(context, principal, &uri).await;
     Ok(StateExportOutput {
         uri,
         path: meta.key,

@@ -7,8 +7,7 @@ use rmcp::{
 };
 use serde::Deserialize;
 
-use super::{Caller, ToolError};
-use crate::{server::McpServer, store::Document};
+use super::{Caller, ToolError, Toolbox, document::Document};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct StateGetArgs {
@@ -17,7 +16,7 @@ pub struct StateGetArgs {
 }
 
 #[tool_router(router = state_get_router, vis = "pub(crate)")]
-impl McpServer {
+impl Toolbox {
     #[tool(
         description = "Read the JSON document stored under a key for the calling user, with its version (for state_set's expected_version).",
         annotations(read_only_hint = true, open_world_hint = false)
@@ -30,7 +29,7 @@ impl McpServer {
         self.store()
             .get(&principal, &args.key)
             .await?
-            .map(Json)
+            .map(|document| Json(document.into()))
             .ok_or_else(|| {
                 ToolError::Invalid(format!(
                     "no document under key {:?}; use state_list to see your keys",

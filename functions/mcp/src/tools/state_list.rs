@@ -7,11 +7,8 @@ use rmcp::{
 };
 use serde::Deserialize;
 
-use super::{Caller, ToolError};
-use crate::{
-    server::McpServer,
-    store::{MAX_PAGE_SIZE, Page},
-};
+use super::{Caller, ToolError, Toolbox, document::Page};
+use crate::store::MAX_PAGE_SIZE;
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 
@@ -29,7 +26,7 @@ pub struct StateListArgs {
 }
 
 #[tool_router(router = state_list_router, vis = "pub(crate)")]
-impl McpServer {
+impl Toolbox {
     #[tool(
         description = "List the calling user's documents in key order, optionally by key prefix. Returns up to `limit` documents and a nextCursor while more remain.",
         annotations(read_only_hint = true, open_world_hint = false)
@@ -50,6 +47,6 @@ impl McpServer {
             .store()
             .list(&principal, &prefix, args.cursor.as_deref(), limit)
             .await?;
-        Ok(Json(page))
+        Ok(Json(page.into()))
     }
 }

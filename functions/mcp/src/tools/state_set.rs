@@ -10,11 +10,8 @@ use rmcp::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Caller, ToolError};
-use crate::{
-    server::McpServer,
-    store::{Document, Expect, Put},
-};
+use super::{Caller, ToolError, Toolbox, document::Document};
+use crate::store::{Expect, Put};
 
 /// Longest expiry accepted: one year.
 const MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
@@ -34,7 +31,7 @@ pub struct StateSetArgs {
 }
 
 #[tool_router(router = state_set_router, vis = "pub(crate)")]
-impl McpServer {
+impl Toolbox {
     #[tool(
         description = "Store a JSON document under a key for the calling user. Pass expected_version (from state_get) to update only if nobody changed it since, or 0 to create only; returns the new version.",
         annotations(
@@ -64,6 +61,6 @@ impl McpServer {
             expect: Expect::from_expected_version(args.expected_version),
             ttl,
         };
-        Ok(Json(self.store().put(&principal, put).await?))
+        Ok(Json(self.store().put(&principal, put).await?.into()))
     }
 }
