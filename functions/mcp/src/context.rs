@@ -142,29 +142,25 @@ mod tests {
         extensions.insert(parts);
         assert!(request_principal(&extensions).is_err());
 
-        let mut request = http::Request::new(());
-        let state = RequestState::new(
-            String::new(),
-            String::new(),
-            String::new(),
-            tracing::Span::none(),
-        );
-        request.extensions_mut().insert(Arc::new(state));
-        let (parts, ()) = request.into_parts();
-        extensions.insert(parts);
+        // What the request log stage leaves: a state, before and after authentication.
+        let with_state = |extensions: &mut Extensions, principal: Option<Principal>| {
+            let state = RequestState::new(
+                String::new(),
+                String::new(),
+                String::new(),
+                tracing::Span::none(),
+            );
+            if let Some(principal) = principal {
+                state.authenticated(principal, Grant::Everything);
+            }
+            let mut request = http::Request::new(());
+            request.extensions_mut().insert(Arc::new(state));
+            extensions.insert(request.into_parts().0);
+        };
+        with_state(&mut extensions, None);
         assert!(request_principal(&extensions).is_err());
 
-        let mut request = http::Request::new(());
-        let state = RequestState::new(
-            String::new(),
-            String::new(),
-            String::new(),
-            tracing::Span::none(),
-        );
-        state.authenticated(Principal::anonymous(), Grant::Everything);
-        request.extensions_mut().insert(Arc::new(state));
-        let (parts, ()) = request.into_parts();
-        extensions.insert(parts);
+        with_state(&mut extensions, Some(Principal::anonymous()));
         assert_eq!(
             request_principal(&extensions).ok(),
             Some(Principal::anonymous())

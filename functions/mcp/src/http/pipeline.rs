@@ -129,3 +129,115 @@ impl<H: ServerHandler> tower::Service<Request> for Pipeline<H> {
         Box::pin(async move { Ok(stages.serve(request).await) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, time::Duration};
+
+    use axum::http::{Method, StatusCode};
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+
+    use super::*;
+    use crate::{
+        config::AuthSettings,
+        http::{
+            caller_limits::CallerLimits, protected_resource::ResourceMetadata, state::RequestState,
+        },
+        keys::{KeySet, Keyring},
+        store::sql::SqlStore,
+    };
+
+    fn auth_off() -> Auth {
+        let metadata = ResourceMetadata {
+            resource: None,
+            allowed_hosts: Vec::new(),
+            authorization_servers: Vec::new(),
+            scheme: "http",
+            scope_prefix: None,
+        };
+        let keys = Keyring::fixed(KeySet::single("test", &[7; 32]));
+        Auth::new(&AuthSettings::Off, &keys, metadata, HashSet::new(), None).expect("auth")
+    }
+
+    fn post() -> Request {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/mcp")
+            .body(Body::from(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#))
+            .expect("request")
+    }
+
+    /// A request as the first stage leaves it: with a state, but nobody authenticated.
+    fn unauthenticated(state: Arc<RequestState>) -> Request {
+        let mut request = post();
+        request.extensions_mut().insert(state);
+        request
+    }
+
+    fn fresh_state() -> Arc<RequestState> {
+        Arc::new(RequestState::new(
+            "r".into(),
+            String::new(),
+            String::new(),
+            tracing::Span::none(),
+        ))
+    }
+
+    /// The rest of the path, which a stage that fails closed never reaches.
+    async fn never(_: Request) -> Response {
+        panic!("the stage let the request through")
+    }
+
+    #[tokio::test]
+    async fn every_stage_fails_closed_without_what_it_builds_on() {
+        let auth = auth_off();
+        let internal = StatusCode::INTERNAL_SERVER_ERROR;
+        // No state: the path was assembled without its first stage.
+        assert_eq!(
+            auth::authenticate(&auth, post(), never).await.status(),
+            internal
+        );
+        assert_eq!(
+            jsonrpc_guard::guard(BodyLimit(1024), post(), never)
+                .await
+                .status(),
+            internal
+        );
+        assert_eq!(
+            auth::authorize(&auth, post(), never).await.status(),
+            internal
+        );
+
+        // A state, but nobody authenticated: no grant is no scope, no principal no limits and
+        // no session.
+        let state = fresh_state();
+        assert_eq!(
+            auth::authorize(&auth, unauthenticated(state.clone()), never)
+                .await
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            CallerLimits::default()
+                .within(&state, unauthenticated(state.clone()), never)
+                .await
+                .status(),
+            internal
+        );
+        let folder = tempfile::tempdir().expect("folder");
+        let url = format!("sqlite://{}", folder.path().join("gate.db").display());
+        let store = SqlStore::connect(&url, &[7; 32]).await.expect("store");
+        let gate = SessionGate {
+            store: Arc::new(store),
+            ttl: Duration::from_secs(60),
+            local: Arc::new(LocalSessionManager::default()),
+            relays_answers: false,
+        };
+        assert_eq!(
+            session_gate::gate(&gate, unauthenticated(state), never)
+                .await
+                .status(),
+            internal
+        );
+    }
+}
