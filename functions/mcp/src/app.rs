@@ -254,7 +254,11 @@ pub fn build_with<E: Extension>(
         first_message_wait: json_response::FirstMessageWait::default(),
         mcp,
     });
-    let mcp_routes = Router::new().route_service("/mcp", mcp);
+    // Unknown paths take the same path (the router's fallback), so they ask for a token before
+    // they answer 404 and an anonymous caller learns nothing of what is served.
+    let mcp_routes = Router::new()
+        .route_service("/mcp", mcp.clone())
+        .fallback_service(mcp);
     let router = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",

@@ -16,7 +16,12 @@
 
 use std::{convert::Infallible, pin::Pin, sync::Arc, task::Poll};
 
-use axum::{body::Body, extract::Request, response::Response};
+use axum::{
+    body::Body,
+    extract::Request,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 use futures::future::BoxFuture;
 use rmcp::{ServerHandler, transport::StreamableHttpService};
 
@@ -88,9 +93,15 @@ impl<H: ServerHandler> Stages<H> {
         ))
     }
 
-    /// 6. rmcp: the MCP protocol itself.
+    /// 6. rmcp: the MCP protocol itself, at `/mcp`; any other path that came this far (the
+    ///    router's fallback) is 404.
     fn protocol(&self, request: Request) -> Answer<'_> {
-        Box::pin(async move { self.mcp.handle(request).await.map(Body::new) })
+        Box::pin(async move {
+            if request.uri().path() != "/mcp" {
+                return StatusCode::NOT_FOUND.into_response();
+            }
+            self.mcp.handle(request).await.map(Body::new)
+        })
     }
 }
 
