@@ -30,15 +30,7 @@
 //!    (Lambda runs one invocation per instance at a time, so what was recorded since the
 //!    last flush is this invocation's).
 
-use std::{
-    convert::Infallible,
-    pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{convert::Infallible, pin::Pin, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -148,7 +140,7 @@ struct EmfWriter {
 pub struct LambdaHandler {
     router: Router,
     /// Whether `GET /mcp` is served (long-lived streams on) or answered 405.
-    standalone_streams: Arc<AtomicBool>,
+    standalone_streams: bool,
     base_path: Option<String>,
     emf: Option<EmfWriter>,
     stream_max: Duration,
@@ -161,7 +153,7 @@ impl LambdaHandler {
     pub fn new(router: Router, base_path: Option<String>) -> Self {
         Self {
             router,
-            standalone_streams: Arc::new(AtomicBool::new(false)),
+            standalone_streams: false,
             base_path,
             emf: None,
             stream_max: Duration::from_secs(crate::config::DEFAULT_STREAM_MAX_SECS),
@@ -170,8 +162,8 @@ impl LambdaHandler {
     }
 
     /// Serves `GET /mcp` instead of answering 405: with long-lived streams on.
-    pub fn with_standalone_streams(self, on: bool) -> Self {
-        self.standalone_streams.store(on, Ordering::Relaxed);
+    pub fn with_standalone_streams(mut self, on: bool) -> Self {
+        self.standalone_streams = on;
         self
     }
 
@@ -288,7 +280,7 @@ impl LambdaHandler {
     {
         let router = self.router.clone();
         let base_path = self.base_path.clone();
-        let standalone_streams = self.standalone_streams.load(Ordering::Relaxed);
+        let standalone_streams = self.standalone_streams;
         tower::service_fn(move |request: lambda_http::Request| {
             let router = router.clone();
             let base_path = base_path.clone();
