@@ -1,6 +1,6 @@
 //! What operators see, driven by real requests through the whole service: the metrics
 //! (Prometheus text parsed back) and readiness with each dependency down (moto at
-//! `MCP_TEST_AWS_ENDPOINT`). The logs have their own test binary (`logs.rs`).
+//! `MCP_TEST_AWS_ENDPOINT`). The logs are in `logs.rs`.
 
 use crate::common;
 

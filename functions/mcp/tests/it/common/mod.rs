@@ -426,8 +426,8 @@ impl CapturedLogs {
 
 /// Captures this thread's log events at `filter` in the product's JSON format until the guard
 /// is dropped. The default (current-thread) test runtime runs rmcp's spawned tasks on this
-/// thread too. Tracing caches which call sites are enabled process-wide, so a test using this
-/// sits alone in its test binary.
+/// thread too. Tracing caches which call sites are enabled process-wide and rebuilds that cache
+/// whenever a subscriber like this one is set, so these tests run beside the others in `it`.
 pub fn capture_logs(filter: &str) -> (CapturedLogs, tracing::subscriber::DefaultGuard) {
     let captured = CapturedLogs::default();
     let writer = captured.clone();
