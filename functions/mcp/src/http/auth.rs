@@ -42,14 +42,13 @@ use sha2::{Digest, Sha256};
 use super::{
     Sources,
     caller_limits::CallerLimits,
-    jsonrpc_error,
     jsonrpc_guard::RpcMessage,
+    out_of_order,
     protected_resource::ResourceMetadata,
     state::{Refusal, RequestState},
     unauthenticated::FailureBudget,
 };
 use crate::{
-    codes::INTERNAL_ERROR,
     config::{AuthSettings, UnauthenticatedSettings},
     keys::{KeySet, Keyring},
     principal::Principal,
@@ -390,7 +389,7 @@ where
     F: Future<Output = Response>,
 {
     let Some(state) = RequestState::of(request.extensions()).cloned() else {
-        return missing_state();
+        return out_of_order("the request state");
     };
     // The body stays out of the checks: a future holding a reference to it could not move
     // between threads.
@@ -468,17 +467,6 @@ impl Auth {
     }
 }
 
-/// The answer for a request that reached a stage without the state the request log stage
-/// creates: the path was assembled wrongly, so nothing is served.
-pub(super) fn missing_state() -> Response {
-    tracing::error!("a stage of /mcp was reached without the request state");
-    jsonrpc_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        INTERNAL_ERROR,
-        "Internal error",
-    )
-}
-
 fn required_scopes(
     message: Option<&RpcMessage>,
     write_tools: &HashSet<String>,
@@ -507,7 +495,7 @@ where
     F: Future<Output = Response>,
 {
     let Some(state) = RequestState::of(request.extensions()) else {
-        return missing_state();
+        return out_of_order("the request state");
     };
     let nothing = Grant::nothing();
     let grant = state.grant().unwrap_or(&nothing);

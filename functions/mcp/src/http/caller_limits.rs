@@ -27,7 +27,7 @@ impl CallerLimits {
         F: Future<Output = Response>,
     {
         let Some(principal) = state.principal() else {
-            return super::auth::missing_state();
+            return super::out_of_order("a principal");
         };
         if let Some(limiter) = &self.rate
             && let Err(refusal) = rate_limit::check(limiter, principal, state).await

@@ -58,7 +58,7 @@ where
         return next(request).await;
     }
     let Some(state) = RequestState::of(request.extensions()).cloned() else {
-        return super::auth::missing_state();
+        return super::out_of_order("the request state");
     };
     let (parts, body) = request.into_parts();
     let bytes = match to_bytes(body, limit).await {

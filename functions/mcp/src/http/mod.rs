@@ -62,6 +62,17 @@ pub fn store_unavailable() -> Response {
     )
 }
 
+/// The answer for a request that reached a stage without what an earlier stage sets (`missing`:
+/// the request state, a principal): the path was assembled wrongly, so nothing is served.
+pub fn out_of_order(missing: &str) -> Response {
+    tracing::error!(missing, "a stage of /mcp was reached out of order");
+    jsonrpc_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        codes::INTERNAL_ERROR,
+        "Internal error",
+    )
+}
+
 /// A JSON-RPC error response with no request id, for failures before dispatch.
 pub fn jsonrpc_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     jsonrpc_error_for(None, status, code, message)

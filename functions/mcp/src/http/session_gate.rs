@@ -174,15 +174,10 @@ where
     F: Future<Output = Response>,
 {
     let Some(state) = RequestState::of(request.extensions()).cloned() else {
-        return super::auth::missing_state();
+        return super::out_of_order("the request state");
     };
     let Some(principal) = state.principal().cloned() else {
-        tracing::error!("session gate reached without a principal");
-        return jsonrpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            INTERNAL_ERROR,
-            "Internal error",
-        );
+        return super::out_of_order("a principal");
     };
     let session_id = match request.headers().get("mcp-session-id").map(|v| v.to_str()) {
         None => None,
