@@ -118,12 +118,13 @@ if [[ -z "$compare" ]]; then
   fi
 fi
 
-printf '==> building mcp-server, mcp-token and the rmcp floor (release)\n'
-cargo build --release --quiet -p mcp-function --bin mcp-server --example rmcp_floor
-cargo build --release --quiet -p mcp-authorizer --bin mcp-token
-cp "$CARGO_TARGET_DIR/release/mcp-server" "$work/mcp-server"
-cp "$CARGO_TARGET_DIR/release/examples/rmcp_floor" "$work/rmcp-floor"
-cp "$CARGO_TARGET_DIR/release/mcp-token" "$work/mcp-token"
+# The Rust servers as mcp-server ships: the `dist` profile (Cargo.toml), the floor too.
+printf '==> building mcp-server, mcp-token and the rmcp floor (profile dist)\n'
+cargo build --profile dist --quiet -p mcp-function --bin mcp-server --example rmcp_floor
+cargo build --profile dist --quiet -p mcp-authorizer --bin mcp-token
+cp "$CARGO_TARGET_DIR/dist/mcp-server" "$work/mcp-server"
+cp "$CARGO_TARGET_DIR/dist/examples/rmcp_floor" "$work/rmcp-floor"
+cp "$CARGO_TARGET_DIR/dist/mcp-token" "$work/mcp-token"
 
 # --- one server under load ------------------------------------------------------
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -282,13 +283,17 @@ bench_ours() {
 if [[ -n "$compare" ]]; then
   printf '==> building %s for comparison\n' "$compare"
   git worktree add --quiet --detach "$work/previous" "$compare"
-  (cd "$work/previous" && cargo build --release --quiet -p mcp-function --bin mcp-server)
-  cp "$CARGO_TARGET_DIR/release/mcp-server" "$work/mcp-server-previous"
+  # Both builds with this checkout's `dist` profile, so that only the code differs.
+  if ! grep -q '^\[profile\.dist\]' "$work/previous/Cargo.toml"; then
+    sed -n '/^\[profile\.dist\]/,/^$/p' Cargo.toml >>"$work/previous/Cargo.toml"
+  fi
+  (cd "$work/previous" && cargo build --profile dist --quiet -p mcp-function --bin mcp-server)
+  cp "$CARGO_TARGET_DIR/dist/mcp-server" "$work/mcp-server-previous"
   begin_pass core
   bench_ours previous "$work/mcp-server-previous" "sqlite://$results/previous.db" sessions
   bench_ours current "$work/mcp-server" "sqlite://$results/current.db" sessions
   # Leave the target directory holding this checkout's build again.
-  cargo build --release --quiet -p mcp-function --bin mcp-server
+  cargo build --profile dist --quiet -p mcp-function --bin mcp-server
   python3 bench/report.py --compare "$results" --threshold 15
   exit $?
 fi
