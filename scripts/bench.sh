@@ -20,8 +20,9 @@
 #   bench.sh                 the side-by-side run (about 5 to 8 minutes once the tools are built)
 #   bench.sh --quick         a tenth of the requests (a smoke run; figures are noisy)
 #   bench.sh --compare REV   this build against REV's build (e.g. HEAD~1) on the same load,
-#                            ours-sqlite only, per core; exits 1 when requests/s fall or the median
-#                            latency rises by more than 15 % (P99 is shown, too noisy to decide)
+#                            ours-sqlite only, per core; writes bench/COMPARE.md and exits 1 when
+#                            requests/s fall or the median latency rises by more than 15 % (P99
+#                            is shown, too noisy to decide)
 #   bench.sh --help
 #
 # Installs what it needs under ~/.cache/mcp-lambda/tools (MCP_TOOLS_DIR): oha (cargo install),
@@ -294,7 +295,7 @@ if [[ -n "$compare" ]]; then
   bench_ours current "$work/mcp-server" "sqlite://$results/current.db" sessions
   # Leave the target directory holding this checkout's build again.
   cargo build --profile dist --quiet -p mcp-function --bin mcp-server
-  python3 bench/report.py --compare "$results" --threshold 15
+  python3 bench/report.py --compare "$results" --threshold 15 --revision "$compare" --out bench/COMPARE.md
   exit $?
 fi
 
