@@ -22,9 +22,12 @@ pub const K2: &str = "k2-secret-0123456789abcdef0123456789abcdef";
 /// A key that was rotated out: no verifier lists it.
 pub const K0: &str = "k0-secret-0123456789abcdef0123456789abcdef";
 
-pub const RSA_PRIVATE: &str = include_str!("../../data/rsa_private.pem");
+// The signing keys are DER (RSA as PKCS#1, EC as PKCS#8), not PEM: jsonwebtoken's `use_pem`
+// would turn on `time` features that the product build does not have, and the AWS SDK crates,
+// which depend on `time`, would then be compiled twice by scripts/test.sh.
+pub const RSA_PRIVATE_DER: &[u8] = include_bytes!("../../data/rsa_private.der");
 pub const RSA_PUBLIC: &str = include_str!("../../data/rsa_public.pem");
-pub const EC_PRIVATE: &str = include_str!("../../data/ec_private.pem");
+pub const EC_PRIVATE_DER: &[u8] = include_bytes!("../../data/ec_private.der");
 pub const JWKS: &str = include_str!("../../data/jwks.json");
 
 pub fn now() -> u64 {
@@ -72,12 +75,12 @@ pub fn hs256(kid: Option<&str>, secret: &[u8], claims: &Value) -> String {
 }
 
 pub fn rs256(kid: Option<&str>, claims: &Value) -> String {
-    let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).expect("RSA key");
+    let key = EncodingKey::from_rsa_der(RSA_PRIVATE_DER);
     jsonwebtoken::encode(&header(Algorithm::RS256, kid), claims, &key).expect("RS256 signs")
 }
 
 pub fn es256(kid: Option<&str>, claims: &Value) -> String {
-    let key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).expect("EC key");
+    let key = EncodingKey::from_ec_der(EC_PRIVATE_DER);
     jsonwebtoken::encode(&header(Algorithm::ES256, kid), claims, &key).expect("ES256 signs")
 }
 
