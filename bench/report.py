@@ -357,18 +357,18 @@ def compare(args):
             p50_change = (after["p50"] / before["p50"] - 1) * 100
             p99_change = (after["p99"] / before["p99"] - 1) * 100
             cpu_before, cpu_after = before["cpu_us"], after["cpu_us"]
-            cpu_change = f"{(cpu_after / cpu_before - 1) * 100:>+7.1f}%" if cpu_before and cpu_after else f"{'n/a':>8}"
+            cpu_change = (cpu_after / cpu_before - 1) * 100 if cpu_before and cpu_after else None
             slower = c > 1 and (rps_change < -args.threshold or p50_change > args.threshold)
             failed |= slower
             rows.append(
                 f"| {WIRES[wire]} | {c} | {before_rps:,.0f} | {after_rps:,.0f} | {rps_change:+.1f} % "
                 f"| {before['p50']:.2f} | {after['p50']:.2f} | {p50_change:+.1f} % | {p99_change:+.1f} % "
-                f"| {fmt(cpu_before)} | {fmt(cpu_after)} | {cpu_change.strip().replace('%', ' %')} |"
+                f"| {fmt(cpu_before)} | {fmt(cpu_after)} | {'n/a' if cpu_change is None else f'{cpu_change:+.1f} %'} |"
             )
             print(
                 f"{wire:<8} {c:>3} {before_rps:>13,.0f} {after_rps:>8,.0f} {rps_change:>+7.1f}% "
                 f"{before['p50']:>9.2f}ms {after['p50']:>6.2f}ms {p50_change:>+7.1f}% {p99_change:>+10.1f}%"
-                f" {fmt(cpu_before):>14} {fmt(cpu_after):>6} {cpu_change}"
+                f" {fmt(cpu_before):>14} {fmt(cpu_after):>6} {'n/a' if cpu_change is None else f'{cpu_change:+.1f}%':>8}"
                 f"{'  SLOWER' if slower else ''}"
             )
     if args.out:

@@ -23,8 +23,8 @@ pub const K2: &str = "k2-secret-0123456789abcdef0123456789abcdef";
 pub const K0: &str = "k0-secret-0123456789abcdef0123456789abcdef";
 
 // The signing keys are DER (RSA as PKCS#1, EC as PKCS#8), not PEM: jsonwebtoken's `use_pem`
-// would turn on `time` features that the product build does not have, and the AWS SDK crates,
-// which depend on `time`, would then be compiled twice by scripts/test.sh.
+// would give the test build `time` features the product build does not have, and every crate
+// above `time` (the AWS SDK among them) would be compiled once for each.
 pub const RSA_PRIVATE_DER: &[u8] = include_bytes!("../../data/rsa_private.der");
 pub const RSA_PUBLIC: &str = include_str!("../../data/rsa_public.pem");
 pub const EC_PRIVATE_DER: &[u8] = include_bytes!("../../data/ec_private.der");
